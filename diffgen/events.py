@@ -1,0 +1,138 @@
+"""The :class:`Events` pytree: a fixed-shape batch of events.
+
+Shapes (``N`` events, ``P`` particle slots, a static capacity per stage):
+
+* ``p4``: f[N, P, 4] four-momenta (E, px, py, pz) in GeV; padded slots are zero.
+* ``pid``: i32[N, P] PDG codes, 0 marks an empty slot.
+* ``mask``: bool[N, P] True for occupied slots.
+* ``colour``: i32[N, P, 2] colour and anticolour tags (0 = none), for partons.
+* ``log_weight``: f[N] log of the event's Monte-Carlo weight. For a generator
+  the weight carries the cross-section unit (pb), so that σ = E[w]. Score-function
+  terms ``log p − stop_gradient(log p)`` are added here (value 0, gradient the score).
+* ``status``: u32[N] bit flags (:class:`Status`); errors inside ``jit`` are data.
+* ``p4_in``: f[N, 2, 4] and ``pid_in``: i32[N, 2] the incoming particles.
+
+Every reduction over particles must use ``mask``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = ["Events", "Status", "status_names", "status_summary"]
+
+
+class Status(enum.IntFlag):
+    """Bit flags in :attr:`Events.status`. Zero means a good event."""
+
+    CAPACITY_OVERFLOW = 1  #: a stage needed more particle slots than its capacity
+    FAILED_KINEMATICS = 2  #: a kinematic construction had no solution
+    NONFINITE = 4  #: NaN or inf appeared in momenta or weight
+    PARAM_OUT_OF_RANGE = 8  #: a (traced) parameter was outside its physical range
+    BELOW_THRESHOLD = 16  #: √s below the production threshold
+
+
+def status_names(bits: int) -> list[str]:
+    """Names of the flags set in ``bits``."""
+    return [f.name for f in Status if int(bits) & int(f)]
+
+
+def status_summary(status) -> dict[str, int]:
+    """Count events with each status flag set (host-side, for reporting)."""
+    s = np.asarray(status).astype(np.uint32)
+    return {f.name: int(np.count_nonzero(s & np.uint32(int(f)))) for f in Status}
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class Events:
+    """A batch of events with fixed shapes (see module docstring)."""
+
+    p4: jax.Array
+    pid: jax.Array
+    mask: jax.Array
+    colour: jax.Array
+    log_weight: jax.Array
+    status: jax.Array
+    p4_in: jax.Array
+    pid_in: jax.Array
+
+    @staticmethod
+    def empty(n: int, capacity: int = 0, dtype=None) -> "Events":
+        """``n`` events with ``capacity`` empty slots, weight 1 and status 0."""
+        dtype = dtype or jnp.zeros(()).dtype
+        return Events(
+            p4=jnp.zeros((n, capacity, 4), dtype),
+            pid=jnp.zeros((n, capacity), jnp.int32),
+            mask=jnp.zeros((n, capacity), bool),
+            colour=jnp.zeros((n, capacity, 2), jnp.int32),
+            log_weight=jnp.zeros((n,), dtype),
+            status=jnp.zeros((n,), jnp.uint32),
+            p4_in=jnp.zeros((n, 2, 4), dtype),
+            pid_in=jnp.zeros((n, 2), jnp.int32),
+        )
+
+    @property
+    def n_events(self) -> int:
+        return self.p4.shape[0]
+
+    @property
+    def capacity(self) -> int:
+        return self.p4.shape[1]
+
+    @property
+    def weight(self) -> jax.Array:
+        """exp(log_weight)."""
+        return jnp.exp(self.log_weight)
+
+    def replace(self, **changes) -> "Events":
+        return dataclasses.replace(self, **changes)
+
+    def with_status(self, condition, flag: Status) -> "Events":
+        """Set ``flag`` on events where ``condition`` (bool[N] or scalar) holds."""
+        cond = jnp.broadcast_to(condition, self.status.shape)
+        return self.replace(status=self.status | jnp.where(cond, jnp.uint32(int(flag)), jnp.uint32(0)))
+
+    def add_log_weight(self, delta) -> "Events":
+        return self.replace(log_weight=self.log_weight + delta)
+
+    def resize(self, capacity: int) -> "Events":
+        """Pad (or, if all dropped slots are empty, cut) the particle axis to ``capacity``.
+
+        Cutting occupied slots sets :attr:`Status.CAPACITY_OVERFLOW` on those events.
+        """
+        p = self.capacity
+        if capacity == p:
+            return self
+        if capacity > p:
+            pad = capacity - p
+            return self.replace(
+                p4=jnp.pad(self.p4, ((0, 0), (0, pad), (0, 0))),
+                pid=jnp.pad(self.pid, ((0, 0), (0, pad))),
+                mask=jnp.pad(self.mask, ((0, 0), (0, pad))),
+                colour=jnp.pad(self.colour, ((0, 0), (0, pad), (0, 0))),
+            )
+        lost = jnp.any(self.mask[:, capacity:], axis=1)
+        out = self.replace(
+            p4=self.p4[:, :capacity], pid=self.pid[:, :capacity],
+            mask=self.mask[:, :capacity], colour=self.colour[:, :capacity],
+        )
+        return out.with_status(lost, Status.CAPACITY_OVERFLOW)
+
+    def total_p4(self) -> jax.Array:
+        """Σ p over occupied slots, f[N, 4]."""
+        return jnp.sum(jnp.where(self.mask[..., None], self.p4, 0.0), axis=1)
+
+    def __getitem__(self, idx) -> "Events":
+        """Select events (rows) with a NumPy-style index."""
+        return jax.tree_util.tree_map(lambda a: a[idx], self)
+
+    @staticmethod
+    def concatenate(parts) -> "Events":
+        parts = list(parts)
+        return jax.tree_util.tree_map(lambda *a: jnp.concatenate(a, axis=0), *parts)
