@@ -1,8 +1,29 @@
-"""diffgen: a differentiable event generator in JAX (public API re-exported here)."""
+"""diffgen: a differentiable event generator in JAX.
 
-from diffgen import kinematics, numerics, params, particles  # noqa: F401
+Public API (re-exported here): :class:`Events`, :class:`Status`, :class:`Stage`,
+:func:`chain`, :class:`Generator`, :func:`settings`, :func:`with_settings`,
+:func:`expect`, :func:`cross_section`, :func:`histogram`, :func:`linearize`,
+:func:`generate`, :func:`forward_backward_asymmetry` and :mod:`diffgen.presets`.
+"""
+
+from diffgen import kinematics, numerics, params, particles, presets  # noqa: F401
 from diffgen.events import Events, Status
+from diffgen.expect import (
+    Histogram,
+    cross_section,
+    expect,
+    forward_backward_asymmetry,
+    histogram,
+    linearize,
+)
+from diffgen.generate import generate, generate_chunks
 from diffgen.params import settings, with_settings
 from diffgen.stage import Generator, Stage, chain
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "Events", "Status", "Stage", "chain", "Generator", "settings", "with_settings", "expect",
+    "cross_section", "histogram", "Histogram", "linearize", "generate", "generate_chunks",
+    "forward_backward_asymmetry", "presets", "kinematics", "numerics", "params", "particles",
+]

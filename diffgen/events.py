@@ -63,7 +63,7 @@ class Events:
     pid_in: jax.Array
 
     @staticmethod
-    def empty(n: int, capacity: int = 0, dtype=None) -> "Events":
+    def empty(n: int, capacity: int = 0, dtype=None) -> Events:
         """``n`` events with ``capacity`` empty slots, weight 1 and status 0."""
         dtype = dtype or jnp.zeros(()).dtype
         return Events(
@@ -90,18 +90,18 @@ class Events:
         """exp(log_weight)."""
         return jnp.exp(self.log_weight)
 
-    def replace(self, **changes) -> "Events":
+    def replace(self, **changes) -> Events:
         return dataclasses.replace(self, **changes)
 
-    def with_status(self, condition, flag: Status) -> "Events":
+    def with_status(self, condition, flag: Status) -> Events:
         """Set ``flag`` on events where ``condition`` (bool[N] or scalar) holds."""
         cond = jnp.broadcast_to(condition, self.status.shape)
         return self.replace(status=self.status | jnp.where(cond, jnp.uint32(int(flag)), jnp.uint32(0)))
 
-    def add_log_weight(self, delta) -> "Events":
+    def add_log_weight(self, delta) -> Events:
         return self.replace(log_weight=self.log_weight + delta)
 
-    def resize(self, capacity: int) -> "Events":
+    def resize(self, capacity: int) -> Events:
         """Pad (or, if all dropped slots are empty, cut) the particle axis to ``capacity``.
 
         Cutting occupied slots sets :attr:`Status.CAPACITY_OVERFLOW` on those events.
@@ -128,11 +128,11 @@ class Events:
         """Σ p over occupied slots, f[N, 4]."""
         return jnp.sum(jnp.where(self.mask[..., None], self.p4, 0.0), axis=1)
 
-    def __getitem__(self, idx) -> "Events":
+    def __getitem__(self, idx) -> Events:
         """Select events (rows) with a NumPy-style index."""
         return jax.tree_util.tree_map(lambda a: a[idx], self)
 
     @staticmethod
-    def concatenate(parts) -> "Events":
+    def concatenate(parts) -> Events:
         parts = list(parts)
         return jax.tree_util.tree_map(lambda *a: jnp.concatenate(a, axis=0), *parts)

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import difflib
 import math
+from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any, Mapping, NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp

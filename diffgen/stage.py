@@ -17,12 +17,13 @@ per ``n``.
 from __future__ import annotations
 
 import zlib
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from diffgen.events import Events
+from diffgen.events import Events, Status
 from diffgen.params import check_params
 
 __all__ = ["Stage", "chain", "Generator", "stable_id"]
@@ -111,6 +112,7 @@ class Generator:
         self.name = name
         self.info = dict(info or {})
         self._sample = jax.jit(self._sample_impl, static_argnums=2)
+        self._sample_indices = jax.jit(self._apply_indices)
 
     def __repr__(self) -> str:
         return f"Generator({self.name!r})"
@@ -119,11 +121,28 @@ class Generator:
         """Physical defaults (Pythia 8.3 / Monash where Pythia has the parameter)."""
         return self.stage.init(jax.random.key(0))
 
-    def _sample_impl(self, params, key, n):
-        return self.stage.apply(params, key, Events.empty(n, 0))
+    def _sample_impl(self, params, key, n, offset=0):
+        # Event i (global index offset + i) always uses fold_in(key, offset + i): the events
+        # do not depend on how the work is chunked or sharded. Stages are written for a batch;
+        # here each runs on a batch of one under vmap, which XLA vectorises.
+        idx = jnp.asarray(offset, jnp.uint32) + jnp.arange(n, dtype=jnp.uint32)
+        return self._apply_indices(params, key, idx)
 
-    def sample(self, params, key, n: int) -> Events:
+    def _apply_indices(self, params, key, idx):
+        def one(i):
+            ev = self.stage.apply(params, jax.random.fold_in(key, i), Events.empty(1, 0))
+            return jax.tree_util.tree_map(lambda a: a[0], ev)
+
+        ev = jax.vmap(one)(idx)
+        finite = jnp.isfinite(ev.log_weight) & jnp.all(jnp.isfinite(ev.p4), axis=(1, 2))
+        return ev.with_status(~finite, Status.NONFINITE)
+
+    def sample(self, params, key, n: int, offset: int = 0) -> Events:
         """Generate ``n`` weighted events. Jitted; one compilation per ``n`` and dtype.
+
+        Event ``i`` uses the key ``fold_in(key, offset + i)``, so ``sample(p, k, 10)``
+        equals the first ten events of ``sample(p, k, 1000)`` bit for bit, and
+        ``offset`` lets chunks continue a sequence.
 
         Concrete parameters are validated first (``ValueError``); traced ones are
         flagged in ``Events.status``.
@@ -131,8 +150,8 @@ class Generator:
         n = _check_n(n)
         check_key(key)
         check_params(params)
-        return self._sample(params, key, n)
+        return self._sample(params, key, n, offset)
 
-    def sample_traced(self, params, key, n: int) -> Events:
+    def sample_traced(self, params, key, n: int, offset=0) -> Events:
         """Like :meth:`sample` without host-side validation, for use inside ``grad``/``jit``."""
-        return self._sample_impl(params, key, n)
+        return self._sample_impl(params, key, n, offset)

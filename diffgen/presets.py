@@ -1,0 +1,43 @@
+"""Ready-made generators with physical defaults.
+
+Example:
+    >>> import jax, diffgen
+    >>> gen = diffgen.presets.ee_mumu(sqrt_s=91.188)
+    >>> params = gen.default_params()
+    >>> sigma, err = diffgen.cross_section(gen, params, jax.random.key(1), 10_000)
+"""
+
+from __future__ import annotations
+
+from diffgen.processes import ee_to_ffbar
+from diffgen.stage import Generator, chain
+
+__all__ = ["ee_mumu", "ee_qq", "PROCESSES", "make"]
+
+
+def ee_mumu(sqrt_s: float = 91.188) -> Generator:
+    """e+e- → γ*/Z → μ+μ- at √s = ``sqrt_s`` GeV (no ISR), Pythia 8.3 electroweak conventions."""
+    return Generator(chain(("hard", ee_to_ffbar((13,), sqrt_s))), name="ee-mumu",
+                     info={"process": "ee-mumu", "flavours": (13,), "sqrt_s": sqrt_s})
+
+
+def ee_qq(sqrt_s: float = 91.188, flavours=(1, 2, 3, 4, 5)) -> Generator:
+    """e+e- → γ*/Z → q q̄ summed over ``flavours`` (u, d, s massless; c, b with Pythia masses).
+
+    The quark channels carry Pythia's QCD factor 3(1 + α_s/π) (``SigmaProcess:alphaSvalue``).
+    """
+    flavours = tuple(flavours)
+    if any(abs(int(f)) > 5 or int(f) <= 0 for f in flavours):
+        raise ValueError(f"ee_qq flavours must be quark PDG codes in 1..5, got {flavours}")
+    return Generator(chain(("hard", ee_to_ffbar(flavours, sqrt_s))), name="ee-qq",
+                     info={"process": "ee-qq", "flavours": flavours, "sqrt_s": sqrt_s})
+
+
+PROCESSES = {"ee-mumu": ee_mumu, "ee-qq": ee_qq}
+
+
+def make(process: str, sqrt_s: float) -> Generator:
+    """Build a preset by its CLI name (``ValueError`` listing the known names otherwise)."""
+    if process not in PROCESSES:
+        raise ValueError(f"unknown process {process!r}; allowed: {', '.join(sorted(PROCESSES))}")
+    return PROCESSES[process](sqrt_s=sqrt_s)
