@@ -76,7 +76,19 @@ def _cos_theta(events):
     return np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
 
 
-def _plot(path, contents, errors, edges, sigma, label):
+def _analytic_dsigma(gen, params, centres):
+    """Σ_f dσ_f/dcos θ at the bin centres (pb), for the overlay."""
+    from diffgen.amplitudes import ee_ffbar
+    from diffgen.processes import fermion_mass
+
+    hard = params["hard"]
+    total = np.zeros_like(centres)
+    for f in gen.info.get("flavours", ()):
+        total += np.asarray(ee_ffbar.dsigma_dcos(hard, f, fermion_mass(f), centres))
+    return total
+
+
+def _plot(path, contents, errors, edges, sigma, label, analytic=None):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -85,14 +97,20 @@ def _plot(path, contents, errors, edges, sigma, label):
 
     from diffgen.io.atomic import atomic_write
 
-    plt.style.use(mplhep.style.ROOT)
-    fig, ax = plt.subplots(figsize=(8, 6))
+    plt.style.use(mplhep.style.ATLAS)
+    fig, ax = plt.subplots(figsize=(7, 5))
     width = np.diff(edges)
-    mplhep.histplot(contents / width, edges, yerr=errors / width, ax=ax, label=label, histtype="errorbar")
-    ax.set_xlabel(r"$\cos\theta$")
+    mplhep.histplot(contents / width, edges, yerr=errors / width, ax=ax, label=f"diffgen MC, σ = {sigma:.4g} pb",
+                    histtype="errorbar", color="black")
+    if analytic is not None:
+        fine = np.linspace(edges[0], edges[-1], 200)
+        ax.plot(fine, analytic(fine), color="tab:red", label="analytic dσ/dcos θ")
+    ax.set_xlabel(r"$\cos\theta$ (outgoing fermion vs. $e^-$ beam)")
     ax.set_ylabel(r"$d\sigma/d\cos\theta$ [pb]")
-    ax.set_title(f"diffgen, σ = {sigma:.4g} pb", fontsize=14)
-    ax.legend()
+    ax.set_ylim(0, 1.35 * float(np.max(contents / width)))
+    ax.set_title(label, fontsize=12)
+    ax.legend(loc="upper center", fontsize=11)
+    fig.tight_layout()
     suffix = os.path.splitext(path)[1]
     with atomic_write(path, "wb") as fh:
         fig.savefig(fh, format=suffix.lstrip("."))
@@ -175,7 +193,8 @@ def _cmd_generate(args) -> int:
                      process=args.process, seed=args.seed)
         print(f"wrote {args.out}")
     if args.plot:
-        _plot(args.plot, h, herr, edges, sigma, f"{args.process}, √s = {args.sqrt_s:g} GeV")
+        _plot(args.plot, h, herr, edges, sigma, f"{args.process}, √s = {e_cm:g} GeV",
+              analytic=lambda c: _analytic_dsigma(gen, params, c))
         print(f"wrote {args.plot}")
     return 0
 

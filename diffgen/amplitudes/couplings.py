@@ -28,7 +28,7 @@ MZ_ALPHA_EM = 91.188
 # Pythia 8.3 AlphaEM thresholds (GeV²) and first-order coefficients b_i: 1/α
 # decreases by b_i per unit of log Q² above Q2STEP[i].
 _Q2STEP = (0.26e-6, 0.011, 0.25, 3.5, 90.0)
-_BRUN = (0.1061, 0.2122, 0.460, 0.700, 0.725)
+_BRUN = (0.1061, 0.2122, 0.670957, 0.700, 0.725)  # b_2 is fitted inside Pythia (value read off 8.317)
 
 
 def alpha_em(q2, alpha_em_mz):

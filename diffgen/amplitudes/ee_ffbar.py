@@ -32,7 +32,7 @@ from diffgen.amplitudes.couplings import (
 )
 from diffgen.numerics import safe_sqrt
 
-__all__ = ["coupling_combinations", "dsigma_dcos", "sigma_total", "afb", "colour_factor"]
+__all__ = ["coupling_combinations", "dsigma_dcos", "sigma_total", "afb", "colour_factor", "z_width"]
 
 _E_E, _A_E = -1.0, -1.0
 
@@ -103,3 +103,31 @@ def afb(params, pid: int, m_f: float = 0.0, s=None):
     num = 2.0 * b * c_as  # ∫_0^1 2βc C_asym dc × 2 (F − B)
     den = c_vv * (4.0 - 2.0 * b * b + 2.0 * b * b / 3.0) + c_aa * 8.0 * b * b / 3.0
     return num / den
+
+
+# Masses Pythia 8.3 uses in its Z partial widths (quark constituent masses, lepton PDG masses).
+_WIDTH_MASSES = {1: 0.33, 2: 0.33, 3: 0.5, 4: 1.5, 5: 4.8, 11: 0.000510999, 13: 0.1056584, 15: 1.77686,
+                 12: 0.0, 14: 0.0, 16: 0.0}
+
+
+def z_width(params):
+    """Γ_Z as Pythia 8.3 recomputes it at initialisation from m_Z and the couplings (GeV).
+
+    Γ = Σ_f α_EM(m_Z²) m_Z / (48 s_W² c_W²) · β [v_f² (1 + 2m_f²/m_Z²) + a_f² β²] · N_f,
+    N_f = 3(1 + α_s(m_Z²)/π) for quarks. With the defaults this is 2.50419 GeV.
+    diffgen treats ``23:mWidth`` as an independent parameter (Pythia does not let it be
+    set); to follow Pythia when moving ``23:m0``, set ``23:mWidth`` to ``z_width(params)``.
+    """
+    m = params["23:m0"]
+    s2w = params["StandardModel:sin2thetaW"]
+    s2wb = params["StandardModel:sin2thetaWbar"]
+    a = alpha_em(m * m, params["StandardModel:alphaEMmZ"])
+    a_s = alpha_s_one_loop(m * m, params.get("SigmaProcess:alphaSvalue", 0.130))
+    total = 0.0
+    for f, mf in _WIDTH_MASSES.items():
+        beta = _beta(m * m, mf)
+        v, ax = vector_coupling(f, s2wb), axial_coupling(f)
+        coupling = v * v * (1.0 + 2.0 * mf * mf / (m * m)) + ax * ax * beta * beta
+        g = a * m / (48.0 * s2w * (1.0 - s2w)) * beta * coupling
+        total = total + (g * 3.0 * (1.0 + a_s / jnp.pi) if f <= 6 else g)
+    return total
