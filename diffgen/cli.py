@@ -44,15 +44,16 @@ def parse_set(items) -> dict[str, float]:
 
 
 def _check_output(path: str, suffixes, what: str) -> None:
+    from diffgen.io.atomic import check_writable
+
+    if os.path.isdir(path):
+        raise ValueError(f"{what} {path!r} is a directory")
     if not path.lower().endswith(suffixes):
         raise ValueError(f"{what} {path!r} has an unknown suffix; allowed: {', '.join(suffixes)}")
     directory = os.path.dirname(os.path.abspath(path)) or "."
-    if os.path.isdir(path):
-        raise ValueError(f"{what} {path!r} is a directory")
     if not os.path.isdir(directory):
         raise ValueError(f"{what} {path!r}: directory {directory!r} does not exist")
-    if not os.access(directory, os.W_OK):
-        raise ValueError(f"{what} {path!r}: directory {directory!r} is not writable")
+    check_writable(path)
 
 
 def text_histogram(contents, errors, edges, width: int = 50, label: str = "") -> str:

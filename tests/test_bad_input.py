@@ -1,0 +1,134 @@
+"""Bad input raises a clear ValueError before anything runs, and leaves no partial file."""
+
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import diffgen
+from diffgen.cli import main
+
+
+@pytest.fixture(scope="module")
+def gen():
+    return diffgen.presets.ee_mumu(91.188)
+
+
+@pytest.mark.parametrize("changes,match", [
+    ({"23:mWidth": -1.0}, r"23:mWidth.*outside its allowed range \(0, 100\]"),
+    ({"23:m0": 0.0}, r"23:m0.*outside its allowed range"),
+    ({"StandardModel:sin2thetaW": 0.0}, r"sin2thetaW.*\(0, 1\]"),
+    ({"StandardModel:sin2thetaW": 1.5}, r"sin2thetaW.*outside"),
+    ({"StandardModel:alphaEMmZ": float("nan")}, r"alphaEMmZ.*outside"),
+    ({"Beams:eCM": -91.0}, r"Beams:eCM.*outside"),
+    ({"23:mo": 91.0}, r"unknown setting name '23:mo'.*Did you mean '23:m0'"),
+    ({"StringZ:aLund": 0.7}, r"not used by this generator"),
+    ({"23:m0": "heavy"}, r"must be a real number"),
+    ({"23:m0": np.array([91.0, 92.0])}, r"must be a scalar"),
+])
+def test_with_settings_rejects(gen, changes, match):
+    with pytest.raises(ValueError, match=match):
+        diffgen.with_settings(gen.default_params(), changes)
+
+
+def test_with_settings_needs_a_mapping(gen):
+    with pytest.raises(ValueError, match="mapping"):
+        diffgen.with_settings(gen.default_params(), [("23:m0", 91.0)])
+
+
+@pytest.mark.parametrize("n", [0, -5, 1.5, "10", True])
+def test_sample_rejects_bad_n(gen, n):
+    with pytest.raises(ValueError, match="positive integer"):
+        gen.sample(gen.default_params(), jax.random.key(0), n)
+
+
+def test_sample_rejects_non_key(gen):
+    with pytest.raises(ValueError, match="PRNG key"):
+        gen.sample(gen.default_params(), 42, 10)
+
+
+def test_sample_rejects_params_edited_by_hand(gen):
+    p = gen.default_params()
+    p["hard"]["23:mWidth"] = jnp.asarray(-2.0)
+    with pytest.raises(ValueError, match="23:mWidth"):
+        gen.sample(p, jax.random.key(0), 10)
+
+
+def test_presets_reject_unphysical_configuration():
+    with pytest.raises(ValueError, match="below the threshold"):
+        diffgen.presets.ee_mumu(sqrt_s=0.15)
+    with pytest.raises(ValueError, match="Beams:eCM"):
+        diffgen.presets.ee_mumu(sqrt_s=-1.0)
+    with pytest.raises(ValueError, match="quark PDG codes"):
+        diffgen.presets.ee_qq(flavours=(1, 6))
+    with pytest.raises(ValueError, match="distinct"):
+        diffgen.processes.ee_to_ffbar((13, 13))
+    with pytest.raises(ValueError, match="unknown process"):
+        diffgen.presets.make("pp-ttbar", 13000.0)
+
+
+def test_chain_and_histogram_reject_malformed_input():
+    ident = diffgen.Stage(lambda k: {}, lambda p, k, e: e)
+    with pytest.raises(ValueError, match="unique"):
+        diffgen.chain(("a", ident), ("a", ident))
+    with pytest.raises(ValueError, match=r"\(name, Stage\)"):
+        diffgen.chain(("a", lambda x: x))
+    with pytest.raises(ValueError, match="bins must be >= 1"):
+        diffgen.histogram(jnp.zeros(3), 0, range=(0, 1))
+    with pytest.raises(ValueError, match="hi > lo"):
+        diffgen.histogram(jnp.zeros(3), 4, range=(1, 0))
+    with pytest.raises(ValueError, match="strictly increasing"):
+        diffgen.histogram(jnp.zeros(3), [0.0, 0.5, 0.5, 1.0])
+    with pytest.raises(ValueError, match="needs range"):
+        diffgen.histogram(jnp.zeros(3), 4)
+
+
+def test_generate_rejects_bad_chunk(gen):
+    with pytest.raises(ValueError, match="positive integer"):
+        diffgen.generate(gen, gen.default_params(), jax.random.key(0), 100, chunk=0)
+
+
+CLI_CASES = [
+    (["--set", "23:m0"], "malformed --set"),
+    (["--set", "23:m0=abc"], "not a number"),
+    (["--set", "m0=91"], "Group:name"),
+    (["--set", "23:m0=inf"], "finite"),
+    (["--set", "23:mWidth=-1"], "outside its allowed range"),
+    (["--set", "TimeShower:alphaSvalue=0.12"], "not used by this generator"),
+    (["--process", "ee-tautau-ish"], "unknown process"),
+    (["--events", "0"], "--events must be a positive integer"),
+    (["--sqrt-s", "-3"], "--sqrt-s must be a positive"),
+    (["--sqrt-s", "0.1"], "below the threshold"),
+    (["--chunk", "0"], "--chunk"),
+    (["--seed", "-1"], "--seed"),
+]
+
+
+@pytest.mark.parametrize("extra,match", CLI_CASES)
+def test_cli_rejects_before_running_and_writes_nothing(tmp_path, capsys, extra, match):
+    out = tmp_path / "events.lhe"
+    rc = main(["generate", "--events", "100", "--quiet", "--out", str(out), "--plot", str(tmp_path / "p.png")] + extra)
+    assert rc == 2
+    assert match in capsys.readouterr().err
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("path_kind,match", [
+    ("missing_dir", "does not exist"),
+    ("is_dir", "is a directory"),
+    ("bad_suffix", "unknown suffix"),
+    ("under_file", "does not exist"),
+])
+def test_cli_rejects_unwritable_outputs(tmp_path, capsys, path_kind, match):
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "adir").mkdir()
+    path = {"missing_dir": tmp_path / "nope" / "ev.lhe", "is_dir": tmp_path / "adir",
+            "bad_suffix": tmp_path / "ev.root", "under_file": tmp_path / "afile" / "ev.lhe"}[path_kind]
+    before = sorted(os.listdir(tmp_path))
+    rc = main(["generate", "--events", "100", "--quiet", "--out", str(path)])
+    assert rc == 2
+    assert match in capsys.readouterr().err
+    assert sorted(os.listdir(tmp_path)) == before
+    assert os.listdir(tmp_path / "adir") == []

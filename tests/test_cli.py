@@ -1,0 +1,52 @@
+"""The CLI end to end: σ, A_FB, text histogram, event files and plots."""
+
+import re
+
+import numpy as np
+import pytest
+
+from diffgen.amplitudes import ee_ffbar
+from diffgen.cli import main, parse_set, text_histogram
+from diffgen.io import read_events
+import diffgen
+
+
+def _number(pattern, text):
+    m = re.search(pattern, text)
+    assert m, text
+    return float(m.group(1)), float(m.group(2))
+
+
+@pytest.mark.parametrize("suffix", [".lhe", ".npz", ".parquet"])
+def test_generate_prints_sigma_afb_and_writes_file(tmp_path, capsys, suffix):
+    out = tmp_path / f"ev{suffix}"
+    rc = main(["generate", "--process", "ee-mumu", "--sqrt-s", "91.188", "--events", "20000", "--seed", "1",
+               "--set", "23:m0=91.2", "--out", str(out), "--quiet", "--chunk", "7000"])
+    assert rc == 0
+    text = capsys.readouterr().out
+    sigma, err = _number(r"sigma = ([0-9.e+-]+) \+- ([0-9.e+-]+) pb", text)
+    afb, afb_err = _number(r"A_FB  = ([0-9.e+-]+) \+- ([0-9.e+-]+)", text)
+    p = diffgen.with_settings(diffgen.presets.ee_mumu().default_params(), {"23:m0": 91.2})["hard"]
+    assert abs(sigma - float(ee_ffbar.sigma_total(p, 13, 0.1056584))) < 3 * err
+    assert abs(afb - float(ee_ffbar.afb(p, 13, 0.1056584))) < 3 * afb_err
+    assert text.count("|#") >= 15  # the text histogram has its bars
+    events, meta = read_events(str(out))
+    assert events.p4.shape[0] == 20000
+    np.testing.assert_allclose(np.asarray(events.p4)[:, :2].sum(axis=1)[:, 0], 91.188, rtol=1e-5)
+
+
+def test_generate_plot_and_settings_listing(tmp_path, capsys):
+    png = tmp_path / "cos.png"
+    assert main(["generate", "--events", "5000", "--quiet", "--plot", str(png)]) == 0
+    assert png.stat().st_size > 10_000 and png.read_bytes()[:4] == b"\x89PNG"
+    capsys.readouterr()
+    assert main(["settings", "--process", "ee-qq"]) == 0
+    listing = capsys.readouterr().out
+    assert "SigmaProcess:alphaSvalue" in listing and "23:mWidth" in listing
+
+
+def test_helpers():
+    assert parse_set(["23:m0=91.2", "StandardModel:sin2thetaW = 0.23"]) == {
+        "23:m0": 91.2, "StandardModel:sin2thetaW": 0.23}
+    txt = text_histogram([1.0, 2.0], [0.1, 0.2], [0.0, 0.5, 1.0], width=10)
+    assert txt.splitlines()[1].endswith("#" * 10)
