@@ -5,10 +5,10 @@ import re
 import numpy as np
 import pytest
 
+import diffgen
 from diffgen.amplitudes import ee_ffbar
 from diffgen.cli import main, parse_set, text_histogram
 from diffgen.io import read_events
-import diffgen
 
 
 def _number(pattern, text):
