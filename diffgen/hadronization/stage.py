@@ -1,0 +1,153 @@
+"""The Lund string-fragmentation stage: partons → primary hadrons.
+
+``string_fragmentation(capacity, max_partons)`` returns a :class:`~diffgen.stage.Stage`:
+
+* ``init(key)`` → the six tune parameters (Pythia 8.3 / Monash defaults from
+  :data:`diffgen.params.SETTINGS`): ``StringZ:aLund``, ``StringZ:bLund``, ``StringPT:sigma``,
+  ``StringFlav:probStoUD``, ``StringFlav:mesonUDvector``, ``StringFlav:mesonSvector``.
+* ``apply(params, key, events)``: the partons of each event (quarks 1..5 with a colour tag,
+  antiquarks with an anticolour tag, gluons 21 with both, in the event CM frame) are cut
+  into straight colour-singlet pieces (gluons split into collinear q q̄ halves,
+  :mod:`~diffgen.hadronization.string`), pieces too light for two mesons collapse into one
+  meson (with a momentum reshuffle), and the others fragment iteratively
+  (:mod:`~diffgen.hadronization.fragment`). Non-parton particles pass through unchanged.
+  The output has ``capacity`` slots of on-shell primary mesons (colour tags 0);
+  four-momentum is conserved per string and per event, and charge and flavour exactly.
+
+Weights: every discrete choice (gluon-split flavour, hadron flavour/species, stop/continue)
+adds ``log p − stop_gradient(log p)`` to ``log_weight`` (value 0), so that weighted means
+``Σ w O / Σ w`` have the score-function part of their gradients; ``z`` (implicit
+reparameterisation) and ``pT`` (``σ Φ⁻¹(u)``) are pathwise.
+
+Status bits: ``CAPACITY_OVERFLOW`` (more pieces than ``max_partons`` string slots, a string
+unfinished after ``capacity`` steps, or more hadrons than ``capacity``), ``FAILED_KINEMATICS``
+(broken colour flow, or a light piece that could not be collapsed), ``PARAM_OUT_OF_RANGE``
+(traced parameters outside their range), ``NONFINITE``.
+
+Approximations (documented in the modules): mesons only (no diquarks/baryons), resonances
+at their pole mass, gluons as dipole pieces (not kinks), Pythia's string restart replaced by
+a truncated ``z`` in the last steps, Pythia's uniform stop smearing by a smooth one.
+
+Example:
+    >>> import jax, jax.numpy as jnp
+    >>> from diffgen import Events
+    >>> from diffgen.hadronization import string_fragmentation
+    >>> st = string_fragmentation(capacity=48)
+    >>> ev = Events.empty(2, 2).replace(
+    ...     p4=jnp.tile(jnp.array([[45.594, 0, 0, 45.594], [45.594, 0, 0, -45.594]]), (2, 1, 1)),
+    ...     pid=jnp.tile(jnp.array([2, -2]), (2, 1)), mask=jnp.ones((2, 2), bool),
+    ...     colour=jnp.tile(jnp.array([[101, 0], [0, 101]]), (2, 1, 1)))
+    >>> out = st.apply(st.init(None), jax.random.key(1), ev)
+    >>> out.capacity, int(out.status.max())
+    (48, 0)
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from diffgen.events import Events, Status
+from diffgen.hadronization.flavour import new_flavour_probs, species_probs, vector_ratios
+from diffgen.hadronization.fragment import FragParams, fragment_event, start_choices
+from diffgen.hadronization.string import build_pieces, collapse_light, compact_strings
+from diffgen.params import SETTINGS, out_of_range
+from diffgen.stage import Stage
+
+__all__ = ["string_fragmentation", "SETTING_NAMES", "DEFAULT_CAPACITY"]
+
+SETTING_NAMES = ("StringZ:aLund", "StringZ:bLund", "StringPT:sigma", "StringFlav:probStoUD",
+                 "StringFlav:mesonUDvector", "StringFlav:mesonSvector")
+DEFAULT_CAPACITY = 96  #: output slots (and fragmentation steps) per event
+
+
+def _sample_gluon_flavours(key, pid, mask, flav_probs):
+    """Flavour (1..3) of the q q̄ pair each gluon is split into, and its log p per slot."""
+    u = jax.random.uniform(key, pid.shape)
+    cdf = jnp.cumsum(jax.lax.stop_gradient(flav_probs))
+    k = jnp.clip(jnp.sum(u[..., None] * cdf[-1] >= cdf, axis=-1), 0, 2)
+    is_g = mask & (pid == 21)
+    log_p = jnp.where(is_g, jnp.log(flav_probs[k]), 0.0)
+    return (k + 1).astype(jnp.int32), log_p
+
+
+def _compact(pid, p4, valid, capacity):
+    """Pack the ``valid`` candidates of one event into ``capacity`` slots (in order)."""
+    pos = jnp.cumsum(valid) - 1
+    pos = jnp.where(valid, pos, capacity)
+    out_pid = jnp.zeros((capacity,), jnp.int32).at[pos].set(pid, mode="drop")
+    out_p4 = jnp.zeros((capacity, 4), p4.dtype).at[pos].set(p4, mode="drop")
+    out_mask = jnp.zeros((capacity,), bool).at[pos].set(valid, mode="drop")
+    return out_pid, out_p4, out_mask, jnp.sum(valid) > capacity
+
+
+def string_fragmentation(capacity: int = DEFAULT_CAPACITY, max_partons: int | None = None) -> Stage:
+    """Lund string fragmentation of colour-connected partons into primary mesons.
+
+    Args:
+        capacity: particle slots of the output events; also the number of fragmentation
+            steps per event (each step makes ≥ 1 hadron). Must be an int ≥ 2.
+        max_partons: number of string-piece slots (one per quark or gluon colour end);
+            default: the input capacity. More pieces than this set ``CAPACITY_OVERFLOW``.
+
+    Returns:
+        A :class:`~diffgen.stage.Stage` (see the module docstring).
+    """
+    if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 2:
+        raise ValueError(f"capacity must be an integer >= 2, got {capacity!r}")
+    if max_partons is not None and (isinstance(max_partons, bool) or not isinstance(max_partons, int)
+                                    or max_partons < 1):
+        raise ValueError(f"max_partons must be None or an integer >= 1, got {max_partons!r}")
+
+    def init(key):
+        del key
+        return {name: SETTINGS[name].default for name in SETTING_NAMES}
+
+    def apply(params, key, events: Events) -> Events:
+        missing = [n for n in SETTING_NAMES if n not in params]
+        if missing:
+            raise ValueError(f"hadronization params lack {missing}; they have {sorted(params)}")
+        dtype = events.p4.dtype
+        theta = {n: jnp.asarray(params[n], dtype) for n in SETTING_NAMES}
+        fp = FragParams(a=theta["StringZ:aLund"], b=theta["StringZ:bLund"], sigma=theta["StringPT:sigma"],
+                        sp_weights=species_probs(vector_ratios(theta)),
+                        flav_probs=new_flavour_probs(theta["StringFlav:probStoUD"]))
+        n_events, n_in = events.pid.shape
+        n_strings = max_partons if max_partons is not None else max(n_in, 1)
+        k_glue, k_start, k_frag = jax.random.split(key, 3)
+        gluon_flavour, lp_glue = _sample_gluon_flavours(k_glue, events.pid, events.mask, fp.flav_probs)
+
+        def one_event(k_s, k_f, p4, pid, mask, colour, g_flav, lp_g):
+            strings, bad, over_s, parton, absorbed = build_pieces(p4, pid, mask, colour, g_flav, n_strings)
+            strings, c_pid, c_p4, c_valid, failed = collapse_light(strings)
+            strings = compact_strings(strings)
+            n_active = jnp.sum(strings.active)
+            start, lp_start = start_choices(k_s, strings, fp)
+            lp_start = jnp.sum(jnp.where(strings.active, lp_start, 0.0))
+            f_pid, f_p4, f_valid, score, over_f = fragment_event(k_f, strings, n_active, start, fp, capacity)
+            keep = mask & ~parton
+            cand_pid = jnp.concatenate([jnp.where(keep, pid, 0), c_pid, f_pid])
+            cand_p4 = jnp.concatenate([p4, c_p4, f_p4])
+            cand_valid = jnp.concatenate([keep, c_valid, f_valid])
+            out_pid, out_p4, out_mask, over_out = _compact(cand_pid, cand_p4, cand_valid, capacity)
+            lp_split = jnp.sum(jnp.where(absorbed, 0.0, lp_g))  # absorbed gluons are not split
+            log_w = score + (lp_start + lp_split) - jax.lax.stop_gradient(lp_start + lp_split)
+            return out_pid, out_p4, out_mask, log_w, over_s | over_f | over_out, bad | failed
+
+        k_s = jax.random.split(k_start, n_events)
+        k_f = jax.random.split(k_frag, n_events)
+        out_pid, out_p4, out_mask, log_w, overflow, failed = jax.vmap(one_event)(
+            k_s, k_f, events.p4, events.pid, events.mask, events.colour, gluon_flavour, lp_glue)
+        out = events.replace(p4=out_p4, pid=out_pid, mask=out_mask,
+                             colour=jnp.zeros(out_pid.shape + (2,), jnp.int32),
+                             log_weight=events.log_weight + log_w)
+        out = out.with_status(overflow, Status.CAPACITY_OVERFLOW)
+        out = out.with_status(failed, Status.FAILED_KINEMATICS)
+        bad_param = jnp.zeros((), bool)
+        for name in SETTING_NAMES:
+            bad_param = bad_param | out_of_range(name, theta[name])
+        out = out.with_status(bad_param, Status.PARAM_OUT_OF_RANGE)
+        finite = jnp.all(jnp.isfinite(out.p4), axis=(1, 2)) & jnp.isfinite(out.log_weight)
+        return out.with_status(~finite, Status.NONFINITE)
+
+    return Stage(init=init, apply=apply)
