@@ -163,8 +163,8 @@ def histogram(values, bins, weights=None, smoothing=None, range=None, mask=None)
     w = w.reshape(-1)
     if smoothing is None:
         idx = jnp.searchsorted(edges, x, side="right") - 1
-        inside = (idx >= 0) & (idx < edges.shape[0] - 1) & (x <= edges[-1])
-        idx = jnp.where(x == edges[-1], edges.shape[0] - 2, idx)
+        idx = jnp.where(x == edges[-1], edges.shape[0] - 2, idx)  # the last bin is closed on the right
+        inside = (idx >= 0) & (idx < edges.shape[0] - 1)
         onehot = jax.nn.one_hot(jnp.where(inside, idx, -1), edges.shape[0] - 1, dtype=w.dtype)
         frac = onehot
     else:

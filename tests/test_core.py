@@ -150,6 +150,9 @@ def test_histogram_hard_and_smooth():
     hp = diffgen.histogram(jnp.ones((3, 2)) * 0.5, 1, range=(0, 1), weights=jnp.array([1.0, 2.0, 3.0]),
                            mask=jnp.array([[1, 0], [1, 1], [0, 0]], bool))
     np.testing.assert_allclose(hp.contents, [5.0])
+    # edges: left edges belong to their bin, the last bin is closed on the right
+    he = diffgen.histogram(jnp.array([0.0, 0.5, 1.0, 1.0000001, -1e-7]), 2, range=(0.0, 1.0))
+    np.testing.assert_allclose(he.contents, [1.0, 2.0])
 
 
 def test_linearisation_of_a_histogram_matches_resimulation(gen):
