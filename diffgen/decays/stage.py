@@ -1,0 +1,332 @@
+"""The hadron-decay stage: iterate particle decays for a fixed number of generations, fixed shapes.
+
+Algorithm (per event, all slots at once, ``generations`` times inside a ``lax.fori_loop``):
+
+1. A slot decays if it is occupied and its |PDG code| has a table in :mod:`diffgen.decays.table` and is
+   not in ``stable``. B0 and B_s0 first turn into their antiparticle with probability χ (mixing).
+2. A channel is drawn with the fixed PDG branching fractions (one uniform, inverse CDF). The fractions
+   do not depend on any parameter θ, so no score-function term is added: ``log_weight`` is untouched.
+3. Daughters get their PDG pole masses (:func:`diffgen.particles.mass`; no line shapes) and momenta from
+   :mod:`diffgen.decays.kinematics` (isotropic two-body, flat three-body, a one-body K0 → K_S/K_L
+   relabelling keeps the momentum), boosted with the mother's four-momentum: they are differentiable
+   functions of the mother's ``p4``, and Σ p(daughters) = p(mother) exactly up to rounding.
+4. The first daughter takes the mother's slot; the others are appended and the record is compacted
+   (occupied slots first, in order) into ``capacity`` slots. An event that needs more slots is flagged
+   with :attr:`Status.CAPACITY_OVERFLOW` and its surplus particles are dropped (never silently).
+
+For speed only the first ``decay_slots`` unstable particles of an event are decayed in one generation
+(the kinematics runs on a gathered ``[N, decay_slots]`` buffer, not on all ``capacity`` slots); the rest
+wait one generation, and the default number of generations has one spare for them.
+
+Particles whose code has no table (partons, W/Z/t, p, γ, e, ν, …) pass through unchanged, with their
+colour tags; daughters have colour 0. Antiparticles decay into the charge-conjugated channels.
+
+Example:
+    >>> import jax, jax.numpy as jnp
+    >>> from diffgen.events import Events
+    >>> from diffgen.decays import hadron_decays
+    >>> st = hadron_decays(capacity=8)
+    >>> ev = Events.empty(1, 1).replace(p4=jnp.array([[[1.0, 0.0, 0.0, 0.98]]]), pid=jnp.array([[111]]),
+    ...                                 mask=jnp.array([[True]]))
+    >>> out = st.apply(st.init(None), jax.random.key(0), ev)
+    >>> sorted(int(p) for p in out.pid[0] if p != 0) in ([22, 22], [-11, 11, 22])
+    True
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from diffgen.decays import kinematics as dk
+from diffgen.decays.table import (
+    DECAYS,
+    DEFAULT_STABLE,
+    MIXING,
+    branching_table,
+    chain_depth,
+    conjugate,
+    decaying_codes,
+    mass_of,
+)
+from diffgen.events import Events, Status
+from diffgen.stage import Stage
+
+__all__ = ["hadron_decays", "is_stable", "DEFAULT_CAPACITY", "DALITZ_GRID"]
+
+#: Default particle capacity of the output: ≥ 4× the typical Z → hadrons final-state multiplicity.
+DEFAULT_CAPACITY = 160
+#: Default number of particles decayed per event and generation (the work buffer); more wait a generation.
+DEFAULT_DECAY_SLOTS = 48
+#: Points of the tabulated inverse CDF of the three-body s12 marginal.
+DALITZ_GRID = 1025
+_MAX_DAUGHTERS = 3
+_N_UNIFORMS = 7  # mixing, channel, cos θ, φ, ψ, Dalitz s12, Dalitz s23
+
+
+class _Tables(NamedTuple):
+    """Host (NumPy) decay tables for one choice of ``stable``; indices are over all channels."""
+
+    codes: np.ndarray  # i32[S] sorted positive codes that decay
+    mother_mass: np.ndarray  # f64[S]
+    chi: np.ndarray  # f64[S] mixing probability
+    block_end: np.ndarray  # i32[S] one past the last channel of each species
+    cum: np.ndarray  # f64[C] species index + cumulative branching fraction
+    n_daughters: np.ndarray  # i32[C]
+    daughters: np.ndarray  # i32[C, 3]
+    daughters_cc: np.ndarray  # i32[C, 3] charge-conjugated
+    daughter_mass: np.ndarray  # f64[C, 3]
+    p_star: np.ndarray  # f64[C] two-body momentum (0 otherwise)
+    dalitz_row: np.ndarray  # i32[C] row of ``dalitz`` (0 = dummy for non-three-body channels)
+    dalitz: np.ndarray  # f64[R, G] inverse CDFs of s12
+
+
+def _build(stable: tuple[int, ...]) -> _Tables:
+    table = branching_table()
+    codes = decaying_codes(stable)
+    cum, nd, dau, dau_cc, md, ps, row, end = [], [], [], [], [], [], [], []
+    dalitz = [dk.dalitz_inverse_cdf(1.0, 0.0, 0.0, 0.0, DALITZ_GRID)]  # dummy row 0
+    for s, pid in enumerate(codes):
+        acc = 0.0
+        chans = table[pid]
+        for k, (br, ds) in enumerate(chans):
+            acc += br
+            cum.append(s + (1.0 if k == len(chans) - 1 else min(acc, 1.0)))
+            n = len(ds)
+            pad = tuple(ds) + (0,) * (_MAX_DAUGHTERS - n)
+            nd.append(n)
+            dau.append(pad)
+            dau_cc.append(tuple(conjugate(d) if d else 0 for d in pad))
+            masses = [mass_of(d) if d else 0.0 for d in pad]
+            md.append(masses)
+            M = mass_of(pid)
+            ps.append(dk.two_body_momentum(M, masses[0], masses[1]) if n == 2 else 0.0)
+            if n == 3:
+                row.append(len(dalitz))
+                dalitz.append(dk.dalitz_inverse_cdf(M, *masses, n_grid=DALITZ_GRID))
+            else:
+                row.append(0)
+        end.append(len(cum))
+    return _Tables(
+        codes=np.array(codes, np.int32), mother_mass=np.array([mass_of(c) for c in codes]),
+        chi=np.array([MIXING.get(c, 0.0) for c in codes]), block_end=np.array(end, np.int32),
+        cum=np.array(cum), n_daughters=np.array(nd, np.int32), daughters=np.array(dau, np.int32),
+        daughters_cc=np.array(dau_cc, np.int32), daughter_mass=np.array(md), p_star=np.array(ps),
+        dalitz_row=np.array(row, np.int32), dalitz=np.array(dalitz))
+
+
+def _species(codes: np.ndarray, pid):
+    """Index into ``codes`` of |pid| and whether it is there."""
+    c = jnp.asarray(codes)
+    a = jnp.abs(pid)
+    idx = jnp.clip(jnp.searchsorted(c, a), 0, len(codes) - 1)
+    return idx, c[idx] == a
+
+
+def is_stable(pid, stable=DEFAULT_STABLE):
+    """True where the decay stage leaves ``pid`` as it is: no decay table, or |pid| in ``stable``.
+
+    Empty slots (0), partons and W/Z/t count as stable. Vectorised and jittable; ``stable`` is static.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> [bool(x) for x in is_stable(jnp.array([211, 111, -3122, 22, 310]))]
+        [True, False, False, True, False]
+    """
+    codes = np.array(decaying_codes(tuple(stable)), np.int32)
+    if len(codes) == 0:
+        return jnp.ones(jnp.shape(pid), bool)
+    return ~_species(codes, jnp.asarray(pid))[1]
+
+
+def _compact(mask, fields, capacity: int):
+    """Move occupied candidates (``mask[N, L]``) to the front, in order, keeping ``capacity`` slots.
+
+    ``fields`` are arrays ``[N, L, ...]``; returns (mask, fields, overflow[N]). Gather-based, so
+    gradients flow back to the kept candidates.
+    """
+    n_cand = mask.shape[1]
+    cs = jnp.cumsum(mask.astype(jnp.int32), axis=1)
+    count = cs[:, -1]
+    targets = jnp.arange(1, capacity + 1, dtype=jnp.int32)
+    src = jax.vmap(lambda c: jnp.searchsorted(c, targets, side="left"))(cs)
+    src = jnp.minimum(src, n_cand - 1)
+    keep = targets[None, :] <= count[:, None]
+    out = []
+    for f in fields:
+        g = jnp.take_along_axis(f, src.reshape(src.shape + (1,) * (f.ndim - 2)), axis=1)
+        out.append(jnp.where(keep.reshape(keep.shape + (1,) * (f.ndim - 2)), g, jnp.zeros((), f.dtype)))
+    return keep, out, count > capacity
+
+
+def _append(mask, fields, new_mask, new_fields):
+    """Append the occupied entries of ``new_*`` (``[N, E, ...]``) after the occupied prefix of ``mask``.
+
+    Requires the occupied slots of ``mask`` (``[N, C]``) to be a prefix (as :func:`_compact` leaves
+    them). Returns (mask, fields, overflow[N]); gather-based, so gradients flow to the kept entries.
+    """
+    n, c = mask.shape
+    e = new_mask.shape[1]
+    n_old = jnp.sum(mask, axis=1, dtype=jnp.int32)
+    cs = jnp.cumsum(new_mask.astype(jnp.int32), axis=1)
+    rank = jnp.arange(1, c + 1, dtype=jnp.int32)[None, :] - n_old[:, None]  # 1-based rank among new ones
+    src = jnp.clip(jax.vmap(lambda x, t: jnp.searchsorted(x, t, side="left"))(cs, rank), 0, e - 1)
+    take = (rank >= 1) & (rank <= cs[:, -1:])
+    out = []
+    for f, g in zip(fields, new_fields):
+        shape = src.shape + (1,) * (g.ndim - 2)
+        out.append(jnp.where(take.reshape(shape), jnp.take_along_axis(g, src.reshape(shape), axis=1), f))
+    total = n_old + cs[:, -1]
+    return jnp.arange(c)[None, :] < total[:, None], out, total > c
+
+
+def _uniforms(key, shape, dtype):
+    """Uniforms in [0, 1) with 23 random bits (cheaper than ``jax.random.uniform`` on CPU)."""
+    bits = jax.random.bits(key, shape, jnp.uint32)
+    return (bits >> 9).astype(dtype) * jnp.asarray(2.0 ** -23, dtype)
+
+
+def _check_config(capacity, generations, stable, enabled):
+    if isinstance(capacity, bool) or not isinstance(capacity, (int, np.integer)) or capacity < 1:
+        raise ValueError(f"capacity must be a positive integer (number of particle slots), got {capacity!r}")
+    if generations is not None and (isinstance(generations, bool) or not isinstance(generations, (int, np.integer))
+                                    or generations < 0):
+        raise ValueError(f"generations must be None or an integer >= 0, got {generations!r}")
+    try:
+        stable = tuple(int(s) for s in stable)
+    except TypeError as err:
+        raise ValueError(f"stable must be an iterable of PDG codes, got {stable!r}") from err
+    if not isinstance(enabled, (bool, np.bool_)):
+        raise ValueError(f"enabled must be a bool, got {enabled!r}")
+    return int(capacity), stable
+
+
+def hadron_decays(capacity: int = DEFAULT_CAPACITY, generations: int | None = None,
+                  stable: tuple[int, ...] = DEFAULT_STABLE, enabled: bool = True,
+                  decay_slots: int | None = None) -> Stage:
+    """Stage that decays unstable hadrons (and τ) into final-state particles.
+
+    Args:
+        capacity: particle slots of the output events (static). Events needing more are flagged
+            :attr:`Status.CAPACITY_OVERFLOW`.
+        generations: decay iterations (static); ``None`` means one more than the longest decay chain
+            allowed by the table and ``stable`` (9 with the defaults: B* → B → D* → D → K̄* → K̄0 → K_S →
+            π0 → γ), the spare one absorbing decays postponed for lack of work slots.
+        stable: PDG codes (sign ignored) never decayed. Default: Pythia 8's rule that particles with
+            cτ0 > 1 m do not decay (π±, K±, K_L, μ; p, n, γ, e, ν have no decays anyway). Add e.g. 310
+            and 3122 to keep K_S and Λ as LEP analyses did.
+        enabled: if False the stage is the identity.
+        decay_slots: particles decayed per event and generation (static work buffer, default
+            ``DEFAULT_DECAY_SLOTS``); further unstable particles wait for the next generation. An event
+            still holding unstable particles at the end because of this is flagged
+            :attr:`Status.CAPACITY_OVERFLOW`.
+
+    Returns:
+        ``Stage(init, apply)``; ``init(key) -> {}`` (no tunable parameters) and
+        ``apply(params, key, events) -> events`` with ``events.capacity == capacity``.
+    """
+    capacity, stable = _check_config(capacity, generations, stable, enabled)
+    if generations is None:
+        generations = chain_depth(stable) + 1
+    generations = int(generations)
+    if decay_slots is None:
+        decay_slots = max(1, min(capacity, DEFAULT_DECAY_SLOTS))
+    if isinstance(decay_slots, bool) or not isinstance(decay_slots, (int, np.integer)) or decay_slots < 1:
+        raise ValueError(f"decay_slots must be a positive integer, got {decay_slots!r}")
+    n_active = int(min(decay_slots, capacity))
+
+    def init(key):
+        return {}
+
+    if not enabled:
+        return Stage(init=init, apply=lambda params, key, events: events)
+
+    tab = _build(stable)
+    if len(tab.codes) == 0:
+        return Stage(init=init, apply=lambda params, key, events: events.resize(capacity))
+
+    def _generation(g, key, p4, pid, mask, colour):
+        dtype = p4.dtype
+        n, c = pid.shape
+        k = n_active
+        sp_all, found = _species(tab.codes, pid)
+        decays = mask & found
+        # gather the first ``k`` decaying slots of each event; the others wait for the next generation
+        cs = jnp.cumsum(decays.astype(jnp.int32), axis=1)
+        targets = jnp.arange(1, k + 1, dtype=jnp.int32)
+        src = jnp.minimum(jax.vmap(lambda x: jnp.searchsorted(x, targets, side="left"))(cs), c - 1)
+        act = targets[None, :] <= cs[:, -1:]
+        pid_a = jnp.take_along_axis(pid, src, axis=1)
+        sp = jnp.take_along_axis(sp_all, src, axis=1)
+        u = _uniforms(jax.random.fold_in(key, g), (n, k, _N_UNIFORMS), dtype)
+        # mixing of neutral B mesons
+        flip = act & (u[..., 0] < jnp.asarray(tab.chi, dtype)[sp])
+        pid_a = jnp.where(flip, -pid_a, pid_a)
+        # channel choice: fixed probabilities, inverse CDF over the species' block
+        target = sp.astype(dtype) + u[..., 1]
+        ch = jnp.searchsorted(jnp.asarray(tab.cum, dtype), target, side="right").astype(jnp.int32)
+        ch = jnp.minimum(ch, jnp.asarray(tab.block_end)[sp] - 1)
+        nd = jnp.asarray(tab.n_daughters)[ch]
+        dpid = jnp.where((pid_a < 0)[..., None], jnp.asarray(tab.daughters_cc)[ch], jnp.asarray(tab.daughters)[ch])
+        md = jnp.asarray(tab.daughter_mass, dtype)[ch]
+        M = jnp.where(act, jnp.asarray(tab.mother_mass, dtype)[sp], 1.0)
+        # rest-frame momenta (constants and uniforms only)
+        q1 = jnp.zeros((n, k, _MAX_DAUGHTERS, 4), dtype).at[..., 0, 0].set(M)
+        q2 = dk.rest_two_body(jnp.asarray(tab.p_star, dtype)[ch], md[..., 0], md[..., 1])
+        q2 = jnp.concatenate([q2, jnp.zeros((n, k, 1, 4), dtype)], axis=-2)
+        grid = jnp.asarray(tab.dalitz, dtype)
+        kf = u[..., 5] * (DALITZ_GRID - 1)
+        k0 = jnp.clip(jnp.floor(kf).astype(jnp.int32), 0, DALITZ_GRID - 2)
+        frac = kf - k0
+        row = jnp.asarray(tab.dalitz_row)[ch]
+        s12 = grid[row, k0] * (1 - frac) + grid[row, k0 + 1] * frac
+        three = nd == 3
+        m3 = jnp.where(three[..., None], md, 0.0)
+        q3 = dk.rest_three_body(jnp.where(three, M, 1.0), m3[..., 0], m3[..., 1], m3[..., 2], s12, u[..., 6])
+        q = jnp.where(three[..., None, None], q3, jnp.where((nd == 2)[..., None, None], q2, q1))
+        rot = dk.euler_rotation(u[..., 2], u[..., 3], u[..., 4])
+        q = jnp.concatenate([q[..., :1], dk.rotate(q[..., 1:], tuple(r[..., None] for r in rot))], axis=-1)
+        # boost with the mother's momentum: the only place where gradients enter
+        P = jnp.where(act[..., None], jnp.take_along_axis(p4, src[..., None], axis=1),
+                      jnp.array([1.0, 0.0, 0.0, 0.0], dtype))
+        lab = dk.boost_from_rest(q, P[..., None, :], M[..., None])
+        dmask = act[..., None] & (jnp.arange(_MAX_DAUGHTERS) < nd[..., None])
+        # first daughter in the mother's slot, the others appended after all slots
+        done = decays & (cs <= k)
+        kidx = jnp.clip(cs - 1, 0, k - 1)
+        slot_p4 = jnp.where(done[..., None], jnp.take_along_axis(lab[..., 0, :], kidx[..., None], axis=1), p4)
+        slot_pid = jnp.where(done, jnp.take_along_axis(dpid[..., 0], kidx, axis=1), pid)
+        slot_col = jnp.where(done[..., None], 0, colour)
+        e = k * (_MAX_DAUGHTERS - 1)
+        mask, fields, overflow = _append(
+            mask, [slot_p4, slot_pid, slot_col], dmask[..., 1:].reshape(n, e),
+            [lab[..., 1:, :].reshape(n, e, 4), dpid[..., 1:].reshape(n, e), jnp.zeros((n, e, 2), colour.dtype)])
+        return mask, fields, overflow, cs[:, -1] > k
+
+    def apply(params, key, events: Events) -> Events:
+        mask0, (p4, pid, colour), overflow = _compact(
+            events.mask, [events.p4, jnp.where(events.mask, events.pid, 0), events.colour], capacity)
+
+        def body(g, carry):
+            p4, pid, mask, colour, overflow, deferred = carry
+            mask, (p4, pid, colour), ovf, dfr = _generation(g, key, p4, pid, mask, colour)
+            return p4, pid, mask, colour, overflow | ovf, deferred | dfr
+
+        p4, pid, mask, colour, overflow, deferred = jax.lax.fori_loop(
+            0, generations, body, (p4, pid, mask0, colour, overflow, jnp.zeros_like(overflow)))
+        # decays postponed for lack of work slots and not caught up by the last generation
+        left = deferred & jnp.any(mask & _species(tab.codes, pid)[1], axis=1)
+        out = events.replace(p4=p4, pid=pid, mask=mask, colour=colour)
+        return out.with_status(overflow | left, Status.CAPACITY_OVERFLOW)
+
+    return Stage(init=init, apply=apply)
+
+
+# The tables are static data: fail at import if a channel is closed or a daughter unknown.
+for _pid, _chans in DECAYS.items():
+    for _br, _ds in _chans:
+        if len(_ds) > 1 and sum(mass_of(d) for d in _ds) >= mass_of(_pid):
+            raise ValueError(f"decay channel {_pid} -> {_ds} is kinematically closed")
