@@ -15,8 +15,8 @@ Processes (as in Pythia 8.317):
   d…b, e…ν_τ. The matrix element uses massless kinematics, so Pythia imposes its
   divergence cut ``pT̂ > PhaseSpace:pTHatMinDiverge`` (default 1 GeV, lowest
   allowed 0.5 GeV): the σ it reports is the full-angle σ times
-  :func:`pt_hat_acceptance` (−0.083 % at √s = 60 GeV, −0.024 % at 91.188,
-  −0.012 % at 130). σ is a Monte-Carlo estimate (≈0.2 % at 10⁵ events).
+  :func:`pt_hat_acceptance` (−0.083 % at √s = 60 GeV, −0.036 % at 91.188,
+  −0.018 % at 130). σ is a Monte-Carlo estimate (≈0.2 % at 10⁵ events).
 * ``"ffbar2gmZ"`` — ``WeakSingleBoson:ffbar2gmZ``, the 2 → 1 process with the
   γ*/Z decay done by the resonance machinery. At fixed √s its σ is exact (no
   angular cut, MC error ~1e-8 relative) and equal to the full-angle integral of
