@@ -19,7 +19,7 @@ def gen():
 @pytest.mark.parametrize("changes,match", [
     ({"23:mWidth": -1.0}, r"23:mWidth.*outside its allowed range \(0, 100\]"),
     ({"23:m0": 0.0}, r"23:m0.*outside its allowed range"),
-    ({"StandardModel:sin2thetaW": 0.0}, r"sin2thetaW.*\(0, 1\]"),
+    ({"StandardModel:sin2thetaW": 0.0}, r"sin2thetaW.*\(0, 0.999\]"),
     ({"StandardModel:sin2thetaW": 1.0}, r"sin2thetaW.*outside its allowed range \(0, 0.999\]"),
     ({"StandardModel:alphaEMmZ": float("nan")}, r"alphaEMmZ.*outside"),
     ({"Beams:eCM": -91.0}, r"Beams:eCM.*outside"),
