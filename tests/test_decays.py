@@ -69,6 +69,24 @@ def test_every_channel_conserves_charge_is_open_and_known():
     assert np.allclose(m_sum[~two_or_more], m_mother[~two_or_more])  # K0 → K_S / K_L relabelling
 
 
+def test_pending_particles_channels_valid():
+    # hadrons made by Pythia's strings that particles.TABLE lacks: their channels are ready and consistent
+    data = {p.pid: p for p in particles.TABLE}
+    data.update({p.pid: p for p in dt.PENDING_PARTICLES})
+
+    def q3(c):
+        return data[abs(c)].charge3 * (1 if c > 0 else -1)
+
+    for pid, chans in dt.pending_decays().items():
+        assert pid in {p.pid for p in dt.PENDING_PARTICLES}
+        assert 0.98 <= sum(br for br, _ in chans) <= 1.0 + 1e-9, pid
+        for _, ds in chans:
+            assert sum(q3(d) for d in ds) == q3(pid), (pid, ds)
+            assert sum(data[abs(d)].mass for d in ds) < data[pid].mass, (pid, ds)
+        known = all(abs(d) in {p.pid for p in particles.TABLE} for _, ds in chans for d in (pid, *ds))
+        assert (pid in dt.DECAYS) == known
+
+
 def test_stable_rule_and_is_stable():
     # Pythia's default: decayed iff c·τ0 < 1000 mm; the default stable set has no finite width here.
     for pid in decaying_codes():
@@ -298,13 +316,21 @@ def test_gradient_matches_finite_differences_x64():
         st = hadron_decays(capacity=96)
         key = jax.random.key(3)
 
-        def loss(p4):
+        def loss_and_out(p4):
             out = st.apply({}, key, ev.replace(p4=p4))
             e2 = jnp.where(out.mask & (out.pid == 22), out.p4[..., 0] ** 2, 0.0)
             ch = jnp.where(out.mask & particles.is_charged(out.pid), out.p4[..., 3] * out.p4[..., 1], 0.0)
-            return jnp.sum(e2) + jnp.sum(jnp.sin(ch))
+            return jnp.sum(e2) + jnp.sum(jnp.sin(ch)), out
 
-        g = jax.jit(jax.grad(loss))(ev.p4)
+        def loss(p4):
+            return loss_and_out(p4)[0]
+
+        g, out = jax.jit(jax.grad(loss_and_out, has_aux=True))(ev.p4)
+        # in float64: exactly on shell and exactly conserving
+        assert np.all(out.status == 0) and not np.any(out.mask & ~is_stable(out.pid))
+        m2 = out.p4[..., 0] ** 2 - jnp.sum(out.p4[..., 1:] ** 2, -1)
+        assert float(jnp.max(jnp.where(out.mask, jnp.abs(m2 - particles.mass(out.pid) ** 2), 0))) < 1e-10
+        assert float(jnp.max(jnp.abs(out.total_p4() - ev.total_p4()))) < 1e-10
         assert bool(jnp.all(jnp.isfinite(g)))
         assert float(jnp.max(jnp.abs(g[~ev.mask]))) == 0.0
         assert float(jnp.max(jnp.abs(g))) > 0
