@@ -89,7 +89,29 @@ def _analytic_dsigma(gen, params, centres):
     return total
 
 
-def _plot(path, contents, errors, edges, sigma, label, analytic=None):
+def _observable_specs(process: str, bins: int):
+    """(name, label, fn(events) -> per-event values, edges) of the histograms the CLI prints."""
+    if process != "ee-hadrons":
+        return [("cos_theta", "cos(theta) of the outgoing fermion vs the e- beam", _cos_theta,
+                 np.linspace(-1.0, 1.0, bins + 1))]
+    import jax
+
+    from diffgen import observables as obs
+
+    def jitted(fn):
+        f = jax.jit(fn)
+        return lambda ev: np.asarray(f(ev))
+
+    return [
+        ("thrust", "thrust T", jitted(obs.thrust), np.linspace(0.5, 1.0, bins + 1)),
+        ("c_parameter", "C-parameter", jitted(obs.c_parameter), np.linspace(0.0, 1.0, bins + 1)),
+        ("sphericity", "sphericity S", jitted(obs.sphericity), np.linspace(0.0, 1.0, bins + 1)),
+        ("charged_multiplicity", "charged multiplicity", jitted(obs.charged_multiplicity),
+         np.arange(-0.5, 60.5, 2.0)),
+    ]
+
+
+def _plot(path, hists, sigma, title, analytic=None):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -99,18 +121,24 @@ def _plot(path, contents, errors, edges, sigma, label, analytic=None):
     from diffgen.io.atomic import atomic_write
 
     plt.style.use(mplhep.style.ATLAS)
-    fig, ax = plt.subplots(figsize=(7, 5))
-    width = np.diff(edges)
-    mplhep.histplot(contents / width, edges, yerr=errors / width, ax=ax, label=f"diffgen MC, σ = {sigma:.4g} pb",
-                    histtype="errorbar", color="black")
-    if analytic is not None:
-        fine = np.linspace(edges[0], edges[-1], 200)
-        ax.plot(fine, analytic(fine), color="tab:red", label="analytic dσ/dcos θ")
-    ax.set_xlabel(r"$\cos\theta$ (outgoing fermion vs. $e^-$ beam)")
-    ax.set_ylabel(r"$d\sigma/d\cos\theta$ [pb]")
-    ax.set_ylim(0, 1.35 * float(np.max(contents / width)))
-    ax.set_title(label, fontsize=12)
-    ax.legend(loc="upper center", fontsize=11)
+    n = len(hists)
+    cols = 1 if n == 1 else 2
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(7 * cols, 5 * rows), squeeze=False)
+    for ax, (name, label, h, herr, edges) in zip(axes.flat, hists):
+        width = np.diff(edges)
+        mplhep.histplot(h / width, edges, yerr=herr / width, ax=ax, histtype="errorbar", color="black",
+                        label=f"diffgen, σ = {sigma:.4g} pb")
+        if analytic is not None and name == "cos_theta":
+            fine = np.linspace(edges[0], edges[-1], 200)
+            ax.plot(fine, analytic(fine), color="tab:red", label="analytic dσ/dcos θ")
+        ax.set_xlabel(label)
+        ax.set_ylabel(f"dσ/d({name}) [pb]")
+        ax.set_ylim(0, 1.35 * float(np.max(h / width)) if np.max(h) > 0 else 1.0)
+        ax.set_title(title, fontsize=12)
+        ax.legend(loc="upper center", fontsize=11)
+    for ax in list(axes.flat)[n:]:
+        ax.set_visible(False)
     fig.tight_layout()
     suffix = os.path.splitext(path)[1]
     with atomic_write(path, "wb") as fh:
@@ -127,8 +155,12 @@ def _cmd_generate(args) -> int:
     # ---- validate everything before generating ---------------------------------------------
     if args.events is None or args.events <= 0:
         raise ValueError(f"--events must be a positive integer, got {args.events}")
+    if args.chunk is None:
+        args.chunk = 2000 if args.process == "ee-hadrons" else 100_000
     if args.chunk <= 0:
         raise ValueError(f"--chunk must be a positive integer, got {args.chunk}")
+    if args.bins <= 0:
+        raise ValueError(f"--bins must be a positive integer, got {args.bins}")
     if not (args.sqrt_s > 0 and math.isfinite(args.sqrt_s)):
         raise ValueError(f"--sqrt-s must be a positive number of GeV, got {args.sqrt_s}")
     changes = parse_set(args.set)
@@ -140,28 +172,34 @@ def _cmd_generate(args) -> int:
         raise ValueError(f"--seed must be >= 0, got {args.seed}")
     gen = presets.make(args.process, args.sqrt_s)
     params = diffgen.with_settings(gen.default_params(), changes) if changes else gen.default_params()
+    is_ffbar = args.process != "ee-hadrons"
+    specs = _observable_specs(args.process, args.bins)
 
-    # ---- generate in chunks, accumulating σ, A_FB and the cos θ histogram -------------------
+    # ---- generate in chunks, accumulating σ, A_FB and histograms (bounded memory) -----------
     key = jax.random.key(args.seed)
-    edges = np.linspace(-1.0, 1.0, args.bins + 1)
-    acc = {"sw": 0.0, "sw2": 0.0, "n": 0, "fw": 0.0, "fw2": 0.0, "bw": 0.0, "bw2": 0.0,
-           "h": np.zeros(args.bins), "h2": np.zeros(args.bins), "bad": 0}
+    acc = {"sw": 0.0, "sw2": 0.0, "n": 0, "fw": 0.0, "fw2": 0.0, "bw": 0.0, "bw2": 0.0, "bad": 0,
+           "h": {s[0]: np.zeros(len(s[3]) - 1) for s in specs}, "h2": {s[0]: np.zeros(len(s[3]) - 1) for s in specs},
+           "mean": {s[0]: 0.0 for s in specs}}
     kept = []
 
     def on_chunk(ev):
-        w = np.where(np.asarray(ev.status) == 0, np.exp(np.asarray(ev.log_weight, float)), 0.0)
-        c = _cos_theta(ev)
+        status = np.asarray(ev.status)
+        w = np.where(status == 0, np.exp(np.asarray(ev.log_weight, float)), 0.0)
         acc["n"] += w.size
-        acc["bad"] += int(np.count_nonzero(np.asarray(ev.status)))
+        acc["bad"] += int(np.count_nonzero(status))
         acc["sw"] += w.sum()
         acc["sw2"] += (w * w).sum()
-        f = c > 0
-        acc["fw"] += w[f].sum()
-        acc["fw2"] += (w[f] ** 2).sum()
-        acc["bw"] += w[~f].sum()
-        acc["bw2"] += (w[~f] ** 2).sum()
-        acc["h"] += np.histogram(c, edges, weights=w)[0]
-        acc["h2"] += np.histogram(c, edges, weights=w * w)[0]
+        for name, _, fn, edges in specs:
+            x = np.asarray(fn(ev), float)
+            acc["h"][name] += np.histogram(x, edges, weights=w)[0]
+            acc["h2"][name] += np.histogram(x, edges, weights=w * w)[0]
+            acc["mean"][name] += float(np.sum(w * x))
+        if is_ffbar:
+            f = _cos_theta(ev) > 0
+            acc["fw"] += w[f].sum()
+            acc["fw2"] += (w[f] ** 2).sum()
+            acc["bw"] += w[~f].sum()
+            acc["bw2"] += (w[~f] ** 2).sum()
         if args.out:
             kept.append(ev)
 
@@ -170,22 +208,28 @@ def _cmd_generate(args) -> int:
     n = acc["n"]
     sigma = acc["sw"] / n
     sigma_err = math.sqrt(max(acc["sw2"] / n - sigma**2, 0.0) / n)
-    tot = acc["fw"] + acc["bw"]
-    afb = (acc["fw"] - acc["bw"]) / tot
-    # variance of (F − B)/(F + B) by the delta method on the weighted sums
-    afb_err = 2.0 * math.sqrt(acc["bw"] ** 2 * acc["fw2"] + acc["fw"] ** 2 * acc["bw2"]) / tot**2
-    h = acc["h"] / n
-    herr = np.sqrt(acc["h2"]) / n
 
     e_cm = float(diffgen.settings(params)["Beams:eCM"])
     print(f"diffgen {diffgen.__version__}: {args.process} at sqrt(s) = {e_cm:g} GeV, {n} events, seed {args.seed}")
     for name, value in diffgen.settings(params).items():
         print(f"  {name:32s} = {float(value):.6g}")
     print(f"sigma = {sigma:.6g} +- {sigma_err:.3g} pb")
-    print(f"A_FB  = {afb:.5f} +- {afb_err:.5f}")
+    if is_ffbar:
+        tot = acc["fw"] + acc["bw"]
+        afb = (acc["fw"] - acc["bw"]) / tot
+        # variance of (F − B)/(F + B) by the delta method on the weighted sums
+        afb_err = 2.0 * math.sqrt(acc["bw"] ** 2 * acc["fw2"] + acc["fw"] ** 2 * acc["bw2"]) / tot**2
+        print(f"A_FB  = {afb:.5f} +- {afb_err:.5f}")
     if acc["bad"]:
         print(f"events with status flags (zero weight): {acc['bad']}")
-    print(text_histogram(h, herr, edges, label="dsigma per bin [pb] vs cos(theta) of the outgoing fermion"))
+    hists = []
+    for name, label, _, edges in specs:
+        h = acc["h"][name] / n
+        herr = np.sqrt(acc["h2"][name]) / n
+        hists.append((name, label, h, herr, edges))
+        if not is_ffbar:
+            print(f"<{name}> = {acc['mean'][name] / acc['sw']:.5g}")
+        print(text_histogram(h, herr, edges, label=f"dsigma per bin [pb] vs {label}"))
     if args.out:
         from diffgen.io import write_events
 
@@ -194,8 +238,8 @@ def _cmd_generate(args) -> int:
                      process=args.process, seed=args.seed)
         print(f"wrote {args.out}")
     if args.plot:
-        _plot(args.plot, h, herr, edges, sigma, f"{args.process}, √s = {e_cm:g} GeV",
-              analytic=lambda c: _analytic_dsigma(gen, params, c))
+        _plot(args.plot, hists, sigma, f"{args.process}, √s = {e_cm:g} GeV",
+              analytic=(lambda c: _analytic_dsigma(gen, params, c)) if is_ffbar else None)
         print(f"wrote {args.plot}")
     return 0
 
@@ -225,8 +269,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                    help='change a setting, e.g. --set "23:m0=91.2" (repeatable)')
     g.add_argument("--out", help="event file (.lhe, .npz or .parquet)")
-    g.add_argument("--plot", help="figure of dsigma/dcos(theta) (.png, .pdf or .svg)")
-    g.add_argument("--chunk", type=int, default=100_000, help="events per chunk (memory bound)")
+    g.add_argument("--plot", help="figure of the histograms (.png, .pdf or .svg)")
+    g.add_argument("--chunk", type=int, default=None,
+                   help="events per chunk (memory bound; default 100000, 2000 for ee-hadrons)")
     g.add_argument("--bins", type=int, default=20)
     g.add_argument("--quiet", action="store_true", help="no progress bar")
     s = sub.add_parser("settings", help="list a process's settings, defaults and ranges")

@@ -12,7 +12,7 @@ from __future__ import annotations
 from diffgen.processes import ee_to_ffbar
 from diffgen.stage import Generator, chain
 
-__all__ = ["ee_mumu", "ee_qq", "PROCESSES", "make"]
+__all__ = ["ee_mumu", "ee_qq", "ee_hadrons", "PROCESSES", "make"]
 
 
 def ee_mumu(sqrt_s: float = 91.188) -> Generator:
@@ -33,7 +33,40 @@ def ee_qq(sqrt_s: float = 91.188, flavours=(1, 2, 3, 4, 5)) -> Generator:
                      info={"process": "ee-qq", "flavours": flavours, "sqrt_s": sqrt_s})
 
 
-PROCESSES = {"ee-mumu": ee_mumu, "ee-qq": ee_qq}
+def ee_hadrons(sqrt_s: float = 91.188, flavours=(1, 2, 3, 4, 5), shower: bool = True, decays: bool = True,
+               me_correction: bool = True, shower_capacity: int | None = None,
+               hadron_capacity: int | None = None, final_capacity: int | None = None) -> Generator:
+    """e+e- → γ*/Z → q q̄ → parton shower → Lund strings → hadron decays, no ISR.
+
+    Stages (params keyed by these names): ``hard`` (:func:`diffgen.processes.ee_to_ffbar`),
+    ``shower`` (:func:`diffgen.shower.final_state_shower`, first emission matched to the
+    O(α_s) matrix element), ``hadronization`` (:func:`diffgen.hadronization.string_fragmentation`)
+    and ``decays`` (:func:`diffgen.decays.hadron_decays`). The tune parameters
+    ``TimeShower:alphaSvalue``, ``TimeShower:pTmin``, ``StringZ:aLund``, ``StringZ:bLund``,
+    ``StringPT:sigma``, ``StringFlav:probStoUD`` (and the vector-meson fractions) have Pythia 8.3
+    Monash defaults and are differentiable (pathwise, score-function and implicit gradients).
+    ``shower=False`` hadronizes the bare q q̄ pair; ``decays=False`` keeps the primary hadrons.
+    """
+    from diffgen.decays import hadron_decays
+    from diffgen.hadronization import string_fragmentation
+    from diffgen.shower import final_state_shower
+
+    flavours = tuple(flavours)
+    if any(abs(int(f)) > 5 or int(f) <= 0 for f in flavours):
+        raise ValueError(f"ee_hadrons flavours must be quark PDG codes in 1..5, got {flavours}")
+    stages = [("hard", ee_to_ffbar(flavours, sqrt_s))]
+    if shower:
+        kw = {} if shower_capacity is None else {"capacity": shower_capacity}
+        stages.append(("shower", final_state_shower(me_correction=me_correction, **kw)))
+    stages.append(("hadronization", string_fragmentation(
+        **({} if hadron_capacity is None else {"capacity": hadron_capacity}))))
+    if decays:
+        stages.append(("decays", hadron_decays(**({} if final_capacity is None else {"capacity": final_capacity}))))
+    return Generator(chain(*stages), name="ee-hadrons",
+                     info={"process": "ee-hadrons", "flavours": flavours, "sqrt_s": sqrt_s, "final_state": True})
+
+
+PROCESSES = {"ee-mumu": ee_mumu, "ee-qq": ee_qq, "ee-hadrons": ee_hadrons}
 
 
 def make(process: str, sqrt_s: float) -> Generator:
