@@ -18,6 +18,12 @@ For speed only the first ``decay_slots`` unstable particles of an event are deca
 (the kinematics runs on a gathered ``[N, decay_slots]`` buffer, not on all ``capacity`` slots); the rest
 wait one generation, and the default number of generations has one spare for them.
 
+Validation: fed the primary hadrons of 10^5 Pythia 8.317 e+e- → Z → hadrons events (√s = 91.19 GeV, Pythia's
+decays off), the stage gives ⟨n_charged⟩ = 20.25 and ⟨n_final⟩ = 42.7 against Pythia's own decays' 20.45
+and 43.4, with no capacity overflow (at most 115–120 of the 160 default slots used). About 10 % of those events
+hold a hadron that :data:`diffgen.particles.TABLE` lacks (Σ*, Λ_c, Λ_b, …, see
+:data:`diffgen.decays.table.PENDING_PARTICLES`); such codes pass through undecayed.
+
 Particles whose code has no table (partons, W/Z/t, p, γ, e, ν, …) pass through unchanged, with their
 colour tags; daughters have colour 0. Antiparticles decay into the charge-conjugated channels.
 
@@ -60,7 +66,7 @@ __all__ = ["hadron_decays", "is_stable", "DEFAULT_CAPACITY", "DALITZ_GRID"]
 #: Default particle capacity of the output: ≥ 4× the typical Z → hadrons final-state multiplicity.
 DEFAULT_CAPACITY = 160
 #: Default number of particles decayed per event and generation (the work buffer); more wait a generation.
-DEFAULT_DECAY_SLOTS = 48
+DEFAULT_DECAY_SLOTS = 32
 #: Points of the tabulated inverse CDF of the three-body s12 marginal.
 DALITZ_GRID = 1025
 _MAX_DAUGHTERS = 3
