@@ -1,0 +1,567 @@
+"""Observables and binned targets for fits.
+
+**Observable.** ``Observable(name, fn, bins)``: ``fn(events)`` returns per-event values f[N], or
+per-particle values with their mask ``(f[N, P], bool[N, P])``; ``bins`` are the bin edges (f[B+1],
+strictly increasing). Plain ``(name, fn, bins)`` tuples are accepted everywhere.
+
+**Target.** :class:`BinnedTarget` holds measured (or another generator's) bin contents, their errors
+and edges, the name of the observable it is compared with, the *conditions* under which it was taken
+(settings such as ``{"Beams:eCM": 94.0}`` applied to the generator for this target only) and its
+*normalisation*, one of
+
+============  ==================================================================================
+``events``    c_b = Σ_{entries in b} w / Σ_events w: the fraction of events in bin b (per-event
+              observables), or the mean number of entries per event in bin b (per-particle
+              observables). This is (1/σ) dσ/dx · Δx_b, Rivet's usual "normalised to 1/N".
+              Entries outside the edges still count in the denominator. Default.
+``unit``      contents normalised to Σ_b c_b = 1 over the histogram's bins (pure shape).
+``sigma``     c_b = Σ_{entries in b} w / N in pb per bin (absolute; σ enters the fit).
+============  ==================================================================================
+
+Contents are always *per bin* (integrated over the bin), never densities; the constructors take a
+``density=True`` flag where the input is per unit x. The simulation is normalised exactly like its
+target (see :func:`diffgen.fit.losses.binned`).
+
+Constructors (all validate and raise ``ValueError`` naming the problem): :func:`from_arrays`,
+:func:`from_hist` (a 1-d ``hist.Hist``), :func:`from_yoda_text` (YODA ``HISTO1D`` V1/V2/V3 and
+``SCATTER2D``), :func:`from_events` (another generator's events, as ``diffgen.Events``, an event
+file read with :func:`diffgen.io.read_events`, or HepMC3 through ``pyhepmc`` when installed);
+:func:`to_yoda_text` writes the format back.
+
+Example:
+    >>> import numpy as np
+    >>> from diffgen.fit import targets
+    >>> t = targets.from_arrays("cos_theta", [1., 3.], [1., 1.], [-1., 0., 1.], normalisation="unit")
+    >>> t.contents.tolist(), t.errors.tolist()
+    ([0.25, 0.75], [0.25, 0.25])
+    >>> targets.from_yoda_text(targets.to_yoda_text(t)).contents.tolist()
+    [0.25, 0.75]
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from collections.abc import Callable, Mapping, Sequence
+from types import MappingProxyType
+from typing import Any, NamedTuple
+
+import jax.numpy as jnp
+import numpy as np
+
+from diffgen.events import Events
+from diffgen.numerics import safe_div, safe_sqrt
+from diffgen.params import SETTINGS, check_value
+
+__all__ = [
+    "Observable", "as_observable", "as_observables", "evaluate", "cos_theta", "BUILTIN_OBSERVABLES",
+    "observable_registry", "NORMALISATIONS", "BinnedTarget", "from_arrays", "from_hist", "from_yoda_text",
+    "to_yoda_text", "from_events", "check_binning", "read_hepmc",
+]
+
+NORMALISATIONS = ("events", "unit", "sigma")
+_EMPTY: Mapping[str, float] = MappingProxyType({})
+
+
+# ---------------------------------------------------------------------------------------------
+# observables
+# ---------------------------------------------------------------------------------------------
+class Observable(NamedTuple):
+    """``fn(events) -> f[N]`` or ``(f[N, P], mask)``, histogrammed in ``bins`` (edges)."""
+
+    name: str
+    fn: Callable[[Events], Any]
+    bins: np.ndarray
+
+
+def _check_edges(edges, what: str) -> np.ndarray:
+    try:
+        e = np.asarray(edges, dtype=float)
+    except (TypeError, ValueError):
+        raise ValueError(f"{what}: bin edges must be numbers, got {edges!r}") from None
+    if e.ndim != 1 or e.shape[0] < 2:
+        raise ValueError(f"{what}: bin edges must be a 1-d list of at least 2 numbers, got shape {e.shape}")
+    if not np.all(np.isfinite(e)):
+        raise ValueError(f"{what}: bin edges must be finite, got {e.tolist()}")
+    if not np.all(np.diff(e) > 0):
+        raise ValueError(f"{what}: bin edges must be strictly increasing, got {e.tolist()}")
+    return e
+
+
+def as_observable(obj) -> Observable:
+    """An :class:`Observable` from one, or from a ``(name, fn, bins)`` tuple (``ValueError`` otherwise)."""
+    if isinstance(obj, Observable):
+        name, fn, bins = obj
+    elif isinstance(obj, (tuple, list)) and len(obj) == 3:
+        name, fn, bins = obj
+    else:
+        raise ValueError(f"an observable must be (name, fn, bins), got {obj!r}")
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"observable name must be a non-empty string, got {name!r}")
+    if not callable(fn):
+        raise ValueError(f"observable {name!r}: fn must be callable Events -> f[N], got {fn!r}")
+    return Observable(name, fn, _check_edges(bins, f"observable {name!r}"))
+
+
+def as_observables(observables) -> dict[str, Observable]:
+    """``{name: Observable}`` from a list of observables/tuples or a dict ``{name: (fn, bins)}``."""
+    if isinstance(observables, Mapping):
+        items = [as_observable(v if isinstance(v, Observable) else (k, *v)) for k, v in observables.items()]
+    else:
+        items = [as_observable(o) for o in observables]
+    out: dict[str, Observable] = {}
+    for o in items:
+        if o.name in out:
+            raise ValueError(f"observable names must be unique; {o.name!r} appears twice")
+        out[o.name] = o
+    if not out:
+        raise ValueError("at least one observable is needed")
+    return out
+
+
+def evaluate(observable: Observable, events: Events):
+    """``(values, mask)`` of ``observable`` on ``events``: f[N] or f[N, P] and a matching bool mask."""
+    out = observable.fn(events)
+    if isinstance(out, tuple):
+        if len(out) != 2:
+            raise ValueError(f"observable {observable.name!r} must return f[N] or (values, mask), "
+                             f"got a tuple of {len(out)}")
+        values, mask = jnp.asarray(out[0]), jnp.asarray(out[1], bool)
+    else:
+        values, mask = jnp.asarray(out), None
+    n = events.log_weight.shape[0]
+    if values.ndim not in (1, 2) or values.shape[0] != n:
+        raise ValueError(f"observable {observable.name!r} must return f[N] or f[N, P] with N = {n}, "
+                         f"got shape {values.shape}")
+    if mask is None:
+        mask = jnp.ones(values.shape, bool)
+    elif mask.shape != values.shape:
+        raise ValueError(f"observable {observable.name!r}: mask shape {mask.shape} != values shape {values.shape}")
+    return values, mask
+
+
+def cos_theta(events: Events):
+    """cos θ of the outgoing fermion (slot 0) relative to the incoming particle in slot 0 (the e-), f[N].
+
+    Gradient-safe (double-where around the norms), so usable with pathwise gradients.
+    """
+    p = events.p4[:, 0, 1:]
+    axis = events.p4_in[:, 0, 1:]
+    num = jnp.sum(p * axis, -1)
+    den = safe_sqrt(jnp.sum(p * p, -1) * jnp.sum(axis * axis, -1))
+    return safe_div(num, den)
+
+
+#: Observables defined here, by name (per-event, f[N]).
+BUILTIN_OBSERVABLES: Mapping[str, Callable] = MappingProxyType({"cos_theta": cos_theta})
+
+
+def observable_registry() -> dict[str, Callable]:
+    """Observables known by name: :data:`BUILTIN_OBSERVABLES` plus ``diffgen.observables.OBSERVABLES``.
+
+    The second is imported lazily and merged in when it exists (its names win on a clash).
+    """
+    out = dict(BUILTIN_OBSERVABLES)
+    try:
+        from diffgen.observables import OBSERVABLES
+    except ImportError:
+        return out
+    out.update(OBSERVABLES)
+    return out
+
+
+def unknown_observable_message(name, known) -> str:
+    close = difflib.get_close_matches(str(name), list(known), n=3)
+    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    return f"unknown observable {name!r}.{hint} Known observables: {', '.join(sorted(known))}."
+
+
+# ---------------------------------------------------------------------------------------------
+# targets
+# ---------------------------------------------------------------------------------------------
+class BinnedTarget(NamedTuple):
+    """A normalised binned distribution to fit (see the module docstring for ``normalisation``).
+
+    Attributes:
+        name: unique label (e.g. ``"cos_theta@94"``).
+        contents: f[B] per-bin contents; errors: f[B] their 1σ errors (bins with error 0 are
+            left out of χ²); edges: f[B+1].
+        observable: name of the :class:`Observable` it is compared with (default: ``name``).
+        conditions: settings applied to the generator for this target only (e.g. ``Beams:eCM``).
+        normalisation: ``"events"``, ``"unit"`` or ``"sigma"``.
+    """
+
+    name: str
+    contents: np.ndarray
+    errors: np.ndarray
+    edges: np.ndarray
+    observable: str | None = None
+    conditions: Mapping[str, float] = _EMPTY
+    normalisation: str = "events"
+
+    @property
+    def observable_name(self) -> str:
+        return self.observable or self.name
+
+    @property
+    def n_bins(self) -> int:
+        return int(self.contents.shape[0])
+
+    @property
+    def ndf(self) -> int:
+        """Bins entering χ² (error > 0), minus one for ``unit`` normalisation (Σ c_b = 1 is fixed)."""
+        return int(np.count_nonzero(self.errors > 0)) - (1 if self.normalisation == "unit" else 0)
+
+
+def _check_conditions(conditions, what: str) -> Mapping[str, float]:
+    if conditions is None:
+        return _EMPTY
+    if not isinstance(conditions, Mapping):
+        raise ValueError(f"{what}: conditions must be a mapping of setting names to values, got {conditions!r}")
+    out = {}
+    for k, v in conditions.items():
+        if k not in SETTINGS:
+            close = difflib.get_close_matches(str(k), list(SETTINGS), n=3)
+            hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+            raise ValueError(f"{what}: unknown setting {k!r} in conditions.{hint}")
+        try:
+            check_value(k, v)
+        except ValueError as err:
+            raise ValueError(f"{what}: conditions: {err}") from None
+        out[k] = float(v)
+    return MappingProxyType(out)
+
+
+def from_arrays(name: str, contents, errors, edges, *, normalisation: str = "events", observable: str | None = None,
+                conditions: Mapping[str, float] | None = None, density: bool = False) -> BinnedTarget:
+    """A :class:`BinnedTarget` from per-bin ``contents``, ``errors`` and ``edges``.
+
+    With ``normalisation="unit"`` contents and errors are divided by Σ contents. With
+    ``density=True`` the inputs are per unit x and are multiplied by the bin widths first.
+    ``ValueError`` for inconsistent lengths, non-finite or negative errors, bad edges, an unknown
+    normalisation or conditions outside the physical range.
+    """
+    what = f"target {name!r}"
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"target name must be a non-empty string, got {name!r}")
+    if normalisation not in NORMALISATIONS:
+        raise ValueError(f"{what}: unknown normalisation {normalisation!r}; allowed: {', '.join(NORMALISATIONS)}")
+    e = _check_edges(edges, what)
+    try:
+        c = np.asarray(contents, dtype=float)
+        s = np.asarray(errors, dtype=float)
+    except (TypeError, ValueError):
+        raise ValueError(f"{what}: contents and errors must be numbers") from None
+    nb = e.shape[0] - 1
+    if c.shape != (nb,) or s.shape != (nb,):
+        raise ValueError(f"{what}: {nb} bins from the edges but contents have shape {c.shape} and errors {s.shape}")
+    if not (np.all(np.isfinite(c)) and np.all(np.isfinite(s))):
+        raise ValueError(f"{what}: contents and errors must be finite")
+    if np.any(s < 0):
+        raise ValueError(f"{what}: errors must be >= 0, got {s.tolist()}")
+    if density:
+        c, s = c * np.diff(e), s * np.diff(e)
+    if normalisation == "unit":
+        total = c.sum()
+        if not total > 0:
+            raise ValueError(f"{what}: normalisation 'unit' needs a positive sum of contents, got {total}")
+        c, s = c / total, s / total
+    if not np.any(s > 0):
+        raise ValueError(f"{what}: all errors are zero; at least one bin needs an error > 0 to enter chi2")
+    if observable is not None and (not isinstance(observable, str) or not observable):
+        raise ValueError(f"{what}: observable must be a non-empty string, got {observable!r}")
+    return BinnedTarget(name, c, s, e, observable, _check_conditions(conditions, what), normalisation)
+
+
+def from_hist(h, name: str | None = None, **kwargs) -> BinnedTarget:
+    """A target from a 1-d ``hist.Hist`` (contents ``values()``, errors √``variances()``, or √values
+    when the storage has no variances). Keyword arguments as :func:`from_arrays`."""
+    axes = getattr(h, "axes", None)
+    if axes is None or len(axes) != 1:
+        raise ValueError(f"from_hist needs a 1-d hist.Hist, got {type(h).__name__}")
+    values = np.asarray(h.values(), float)
+    var = h.variances()
+    var = np.abs(values) if var is None else np.asarray(var, float)
+    name = name or getattr(h, "name", None) or axes[0].name or "hist"
+    return from_arrays(name, values, np.sqrt(var), np.asarray(axes[0].edges, float), **kwargs)
+
+
+_NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?:inf|nan)"
+
+
+def _floats(line: str, lineno: int, n: int | None, where: str) -> list[float]:
+    parts = line.split()
+    try:
+        vals = [float(x) for x in parts]
+    except ValueError:
+        raise ValueError(f"{where}, line {lineno}: expected numbers, got {line.strip()!r}") from None
+    if n is not None and len(vals) != n:
+        raise ValueError(f"{where}, line {lineno}: expected {n} numbers, got {len(vals)} in {line.strip()!r}")
+    return vals
+
+
+def _parse_yoda_blocks(text: str, where: str):
+    """Yield (kind, path, body lines with line numbers) for each BEGIN ... END block."""
+    lines = text.splitlines()
+    i = 0
+    while i < len(lines):
+        line = lines[i].strip()
+        if line.startswith("BEGIN "):
+            head = line.split()
+            kind = head[1] if len(head) > 1 else ""
+            path = head[2] if len(head) > 2 else ""
+            body = []
+            j = i + 1
+            while j < len(lines) and not lines[j].strip().startswith("END "):
+                if lines[j].strip().startswith("BEGIN "):
+                    raise ValueError(f"{where}, line {j + 1}: BEGIN inside the block opened on line {i + 1}")
+                body.append((j + 1, lines[j]))
+                j += 1
+            if j >= len(lines):
+                raise ValueError(f"{where}, line {i + 1}: block {kind} {path} has no END line")
+            end_kind = lines[j].split()[1] if len(lines[j].split()) > 1 else ""
+            if end_kind != kind:
+                raise ValueError(f"{where}, line {j + 1}: END {end_kind} does not close BEGIN {kind}")
+            yield kind, path, body
+            i = j + 1
+        else:
+            i += 1
+
+
+def _yoda_histo(kind: str, path: str, body, where: str):
+    """(edges, sumw, sumw2) of a HISTO1D block (V1/V2 rows with xlow xhigh, or V3 Edges + rows)."""
+    data = [(n, ln) for n, ln in body if ln.strip() and not ln.strip().startswith("#")]
+    try:
+        start = next(k for k, (_, ln) in enumerate(data) if ln.strip() == "---") + 1
+    except StopIteration:
+        start = next((k for k, (_, ln) in enumerate(data) if re.match(rf"\s*(?:{_NUM}|Edges|Total)", ln)), 0)
+    rows = data[start:]
+    where = f"{where}: {kind} {path}"
+    if kind.endswith("_V3"):
+        edge_line = next(((n, ln) for n, ln in rows if ln.strip().startswith("Edges")), None)
+        if edge_line is None:
+            raise ValueError(f"{where}: missing 'Edges(A1): [...]' line")
+        m = re.search(r"\[(.*)\]", edge_line[1])
+        if m is None:
+            raise ValueError(f"{where}, line {edge_line[0]}: malformed edges {edge_line[1].strip()!r}")
+        edges = _floats(m.group(1).replace(",", " "), edge_line[0], None, where)
+        vals = [_floats(ln, n, 5, where) for n, ln in rows if not ln.strip().startswith(("Edges", "ErrorLabels"))]
+        if len(vals) != len(edges) + 1:
+            raise ValueError(f"{where}: {len(edges) - 1} bins from the edges need {len(edges) + 1} rows "
+                             f"(with under- and overflow), got {len(vals)}")
+        vals = vals[1:-1]
+        return np.asarray(edges), np.asarray([v[0] for v in vals]), np.asarray([v[1] for v in vals])
+    lo, hi, sw, sw2 = [], [], [], []
+    for n, ln in rows:
+        head = ln.split()[0]
+        if head in ("Total", "Underflow", "Overflow"):
+            _floats(" ".join(ln.split()[2:]), n, 5, where)
+            continue
+        v = _floats(ln, n, 7, where)
+        lo.append(v[0])
+        hi.append(v[1])
+        sw.append(v[2])
+        sw2.append(v[3])
+    if not lo:
+        raise ValueError(f"{where}: no bins")
+    if not np.allclose(lo[1:], hi[:-1], rtol=1e-9, atol=1e-12):
+        raise ValueError(f"{where}: bins are not contiguous (xhigh of one bin != xlow of the next)")
+    return np.asarray(lo + [hi[-1]]), np.asarray(sw), np.asarray(sw2)
+
+
+def _yoda_scatter(kind: str, path: str, body, where: str):
+    """(edges, y, yerr) of a SCATTER2D block (rows: x, x−, x+, y, y−, y+; errors averaged)."""
+    where = f"{where}: {kind} {path}"
+    rows = []
+    started = not any(ln.strip() == "---" for _, ln in body)
+    for n, ln in body:
+        s = ln.strip()
+        if s == "---":
+            started = True
+            continue
+        if not started or not s or s.startswith("#") or re.match(r"^[A-Za-z]", s):
+            continue
+        rows.append(_floats(s, n, 6, where))
+    if not rows:
+        raise ValueError(f"{where}: no points")
+    lo = [r[0] - r[1] for r in rows]
+    hi = [r[0] + r[2] for r in rows]
+    if not np.allclose(lo[1:], hi[:-1], rtol=1e-6, atol=1e-9):
+        raise ValueError(f"{where}: points do not form contiguous bins (x + xerr+ != next x - xerr-)")
+    y = np.asarray([r[3] for r in rows])
+    err = np.asarray([0.5 * (abs(r[4]) + abs(r[5])) for r in rows])
+    return np.asarray(lo + [hi[-1]]), y, err
+
+
+def from_yoda_text(path_or_text, name: str | None = None, *, histogram: str | None = None,
+                   normalisation: str = "unit", scatter_density: bool = True, **kwargs) -> BinnedTarget:
+    """A target from YODA text (a file path or the text itself).
+
+    Supported blocks: ``YODA_HISTO1D`` (V1/V2: ``Total``/``Underflow``/``Overflow`` lines then rows
+    ``xlow xhigh sumw sumw2 sumwx sumwx2 numEntries``; V3: ``Edges(A1): [...]`` then rows
+    ``sumw sumw2 sumwx sumwx2 numEntries`` including under- and overflow) with contents = sumw and
+    errors = √sumw2, and ``YODA_SCATTER2D`` (rows ``x x− x+ y y− y+``; errors the mean of y− and y+;
+    with ``scatter_density`` y is per unit x, as in Rivet reference data, and is multiplied by the
+    widths). ``histogram`` selects a block by its path when there are several.
+
+    ``normalisation`` defaults to ``"unit"`` (a shape: YODA files rarely say how they were
+    normalised); pass ``"events"`` or ``"sigma"`` to take the contents as given. Other keyword
+    arguments as :func:`from_arrays`. ``ValueError`` (with a line number) on malformed text.
+    """
+    text = os.fspath(path_or_text) if isinstance(path_or_text, os.PathLike) else path_or_text
+    if not isinstance(text, str):
+        raise ValueError(f"from_yoda_text expects a path or YODA text, got {type(path_or_text).__name__}")
+    where = "YODA text"
+    if "BEGIN " not in text:
+        if not os.path.isfile(text):
+            raise ValueError(f"YODA file {text!r} does not exist (and the argument is not YODA text)")
+        where = f"YODA file {text!r}"
+        with open(text, encoding="utf-8") as fh:
+            text = fh.read()
+    blocks = [b for b in _parse_yoda_blocks(text, where)
+              if b[0].startswith(("YODA_HISTO1D", "YODA_SCATTER2D"))]
+    if not blocks:
+        raise ValueError(f"{where}: no YODA_HISTO1D or YODA_SCATTER2D block found")
+    if histogram is not None:
+        chosen = [b for b in blocks if b[1] == histogram]
+        if not chosen:
+            raise ValueError(f"{where}: no histogram with path {histogram!r}; it has {[b[1] for b in blocks]}")
+        blocks = chosen
+    if len(blocks) > 1:
+        raise ValueError(f"{where} holds {len(blocks)} histograms {[b[1] for b in blocks]}; choose one with histogram=")
+    kind, hpath, body = blocks[0]
+    if kind.startswith("YODA_HISTO1D"):
+        edges, contents, sumw2 = _yoda_histo(kind, hpath, body, where)
+        errors = np.sqrt(np.abs(sumw2))
+        density = False
+    else:
+        edges, contents, errors = _yoda_scatter(kind, hpath, body, where)
+        density = scatter_density
+    label = name or hpath.rstrip("/").split("/")[-1] or "yoda"
+    return from_arrays(label, contents, errors, edges, normalisation=normalisation, density=density, **kwargs)
+
+
+def to_yoda_text(target: BinnedTarget, path: str | None = None) -> str:
+    """YODA ``HISTO1D_V2`` text of ``target`` (sumw = contents, sumw2 = errors²; moments set to 0)."""
+    path = path or f"/DIFFGEN/{target.name}"
+    c, s, e = (np.asarray(x, float) for x in (target.contents, target.errors, target.edges))
+    lines = [f"BEGIN YODA_HISTO1D_V2 {path}", f"Path: {path}", f"Title: {target.name}", "Type: Histo1D", "---",
+             f"# Area: {c.sum():.17e}", "# ID\t ID\t sumw\t sumw2\t sumwx\t sumwx2\t numEntries",
+             f"Total\tTotal\t{c.sum():.17e}\t{(s ** 2).sum():.17e}\t0\t0\t{c.size}",
+             "Underflow\tUnderflow\t0\t0\t0\t0\t0", "Overflow\tOverflow\t0\t0\t0\t0\t0",
+             "# xlow\t xhigh\t sumw\t sumw2\t sumwx\t sumwx2\t numEntries"]
+    for lo, hi, ci, si in zip(e[:-1], e[1:], c, s):
+        lines.append(f"{lo:.17e}\t{hi:.17e}\t{ci:.17e}\t{si * si:.17e}\t0\t0\t1")
+    lines.append("END YODA_HISTO1D_V2")
+    return "\n".join(lines) + "\n"
+
+
+def check_binning(target: BinnedTarget, observable: Observable) -> None:
+    """``ValueError`` unless ``target`` and ``observable`` have the same bin edges (relative 1e-6)."""
+    te, oe = np.asarray(target.edges, float), np.asarray(observable.bins, float)
+    scale = max(float(np.max(np.abs(oe))), 1e-12)
+    if te.shape != oe.shape or not np.allclose(te, oe, rtol=1e-6, atol=1e-9 * scale):
+        raise ValueError(f"mismatched binning: target {target.name!r} has {te.size - 1} bins with edges "
+                         f"{np.round(te, 6).tolist()}, observable {observable.name!r} has {oe.size - 1} bins "
+                         f"with edges {np.round(oe, 6).tolist()}")
+
+
+# ---------------------------------------------------------------------------------------------
+# targets from events
+# ---------------------------------------------------------------------------------------------
+_HEPMC_SUFFIXES = (".hepmc", ".hepmc3", ".hepmc.gz", ".hepmc3.gz")
+
+
+def read_hepmc(path, capacity: int | None = None) -> Events:
+    """Final-state particles (status 1) of a HepMC3 file as :class:`Events` (needs ``pyhepmc``).
+
+    Weights: the first event weight (1 if none). Incoming particles: the two beam particles
+    (status 4). ``capacity`` defaults to the largest final-state multiplicity.
+    """
+    try:
+        import pyhepmc
+    except ImportError:
+        raise ValueError(f"reading HepMC file {os.fspath(path)!r} needs the optional package pyhepmc "
+                         "(pip install pyhepmc)") from None
+    p4s, pids, weights, beams, beam_ids = [], [], [], [], []
+    with pyhepmc.open(os.fspath(path)) as f:
+        for ev in f:
+            fs = [p for p in ev.particles if p.status == 1]
+            bm = [p for p in ev.particles if p.status == 4][:2]
+            p4s.append([[p.momentum.e, p.momentum.px, p.momentum.py, p.momentum.pz] for p in fs])
+            pids.append([p.pid for p in fs])
+            weights.append(ev.weights[0] if len(ev.weights) else 1.0)
+            bm4 = [[p.momentum.e, p.momentum.px, p.momentum.py, p.momentum.pz] for p in bm]
+            bm4 += [[0.0, 0.0, 0.0, 0.0]] * (2 - len(bm4))
+            beams.append(bm4)
+            beam_ids.append([p.pid for p in bm] + [0] * (2 - len(bm)))
+    if not p4s:
+        raise ValueError(f"HepMC file {os.fspath(path)!r} has no events")
+    n = len(p4s)
+    cap = capacity or max(1, max(len(p) for p in pids))
+    p4 = np.zeros((n, cap, 4))
+    pid = np.zeros((n, cap), np.int32)
+    for i, (a, b) in enumerate(zip(p4s, pids)):
+        k = min(len(b), cap)
+        if k:
+            p4[i, :k] = np.asarray(a[:k])
+            pid[i, :k] = b[:k]
+    w = np.asarray(weights, float)
+    with np.errstate(divide="ignore"):
+        lw = np.where(w > 0, np.log(np.where(w > 0, w, 1.0)), -np.inf)
+    return Events(p4=jnp.asarray(p4), pid=jnp.asarray(pid), mask=jnp.asarray(pid != 0),
+                  colour=jnp.zeros((n, cap, 2), jnp.int32), log_weight=jnp.asarray(lw),
+                  status=jnp.zeros((n,), jnp.uint32), p4_in=jnp.asarray(np.asarray(beams)),
+                  pid_in=jnp.asarray(np.asarray(beam_ids, np.int32)))
+
+
+def _load_events(source) -> Events:
+    if isinstance(source, Events):
+        return source
+    if isinstance(source, (str, os.PathLike)):
+        path = os.fspath(source)
+        if not os.path.isfile(path):
+            raise ValueError(f"event file {path!r} does not exist")
+        if path.lower().endswith(_HEPMC_SUFFIXES):
+            return read_hepmc(path)
+        from diffgen.io import read_events
+
+        return read_events(path)[0]
+    raise ValueError(f"from_events expects Events or an event-file path, got {type(source).__name__}")
+
+
+def from_events(events, observables, *, normalisation: str = "events", conditions: Mapping[str, float] | None = None,
+                names: Sequence[str] | None = None, smoothing: float | None = None) -> list[BinnedTarget]:
+    """Targets from another generator's (or diffgen's) events, one per observable.
+
+    ``events``: :class:`~diffgen.events.Events`, an event file for :func:`diffgen.io.read_events`
+    (``.npz``, ``.parquet``, ``.lhe``) or a HepMC3 file (needs ``pyhepmc``). The observables are
+    computed by the same functions and binned by the same code (:func:`diffgen.fit.losses.binned`)
+    as the simulation in a fit, so both sides are treated identically; errors are the statistical
+    errors of the weighted sample. ``names`` labels the targets (default: the observable names);
+    the target's ``observable`` is the observable's name. ``smoothing`` is normally left ``None``
+    (hard bins, what data has).
+    """
+    from diffgen.expect import event_weights
+    from diffgen.fit.losses import binned
+
+    obs = list(as_observables(observables).values())
+    if names is not None and len(names) != len(obs):
+        raise ValueError(f"from_events: {len(obs)} observables but {len(names)} names")
+    if normalisation not in NORMALISATIONS:
+        raise ValueError(f"from_events: unknown normalisation {normalisation!r}; allowed: {', '.join(NORMALISATIONS)}")
+    ev = _load_events(events)
+    ev = Events(*(jnp.asarray(getattr(ev, f)) for f in ("p4", "pid", "mask", "colour", "log_weight", "status",
+                                                          "p4_in", "pid_in")))
+    w = event_weights(ev, normalise=normalisation != "sigma")
+    if not float(jnp.sum(w)) > 0:
+        raise ValueError("from_events: the events have no positive weight (all failed or zero)")
+    out = []
+    for k, o in enumerate(obs):
+        values, mask = evaluate(o, ev)
+        pred = binned(values, w, o.bins, mask=mask, normalisation=normalisation, smoothing=smoothing)
+        label = names[k] if names is not None else o.name
+        out.append(from_arrays(label, np.asarray(pred.contents, float), np.sqrt(np.asarray(pred.variances, float)),
+                               o.bins, normalisation=normalisation, observable=o.name, conditions=conditions))
+    return out

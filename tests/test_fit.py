@@ -1,0 +1,438 @@
+"""Tuning machinery: targets, losses, bounds, fits (closure), linearised variations, tune files."""
+
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import diffgen
+from diffgen.expect import event_weights
+from diffgen.fit import losses, targets, transforms, tune_file
+from diffgen.fit.fitter import fit
+from diffgen.fit.variations import linearized_histograms
+
+MZ, S2W = "23:m0", "StandardModel:sin2thetaWbar"
+EDGES = np.linspace(-1.0, 1.0, 11)
+OBS = [("cos_theta", targets.cos_theta, EDGES), ("cos_fb", targets.cos_theta, [-1.0, 0.0, 1.0])]
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def gen():
+    return diffgen.presets.ee_mumu(91.2)
+
+
+def _pseudo_data(gen, truth, energies, n, seed, sigma_at=()):
+    """Normalised cos θ shapes at each √s (+ forward/backward σ in pb at ``sigma_at``)."""
+    pt = diffgen.with_settings(gen.default_params(), truth)
+    out = []
+    for i, e in enumerate(energies):
+        ev = gen.sample(diffgen.with_settings(pt, {"Beams:eCM": e}), jax.random.key(1000 * seed + 100 + i), n)
+        out += targets.from_events(ev, OBS[:1], conditions={"Beams:eCM": e}, names=[f"cos@{e:g}"])
+        if e in sigma_at:
+            out += targets.from_events(ev, OBS[1:], conditions={"Beams:eCM": e}, names=[f"sigma@{e:g}"],
+                                       normalisation="sigma")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# transforms
+# ---------------------------------------------------------------------------------------------
+def test_bounds_transform_round_trip_and_gradient():
+    t = transforms.bounded_transform([MZ, S2W], {MZ: (90.0, 92.5)})
+    assert t.lo.tolist() == [90.0, 0.0] and t.hi.tolist() == [92.5, 1.0]  # S2W: its physical range
+    theta = {MZ: 91.3, S2W: 0.2315}
+    phi = t.inverse(theta)
+    back = np.asarray(t.forward(phi))
+    np.testing.assert_allclose(back, [91.3, 0.2315], rtol=1e-6)
+    # Jacobian: analytic diagonal == jax.jacfwd, and == central finite differences
+    jac = np.asarray(jax.jacfwd(t.forward)(phi))
+    np.testing.assert_allclose(np.diag(jac), np.asarray(t.jacobian(phi)), rtol=1e-5)
+    assert np.allclose(jac - np.diag(np.diag(jac)), 0.0)
+    h = 1e-2
+    for j in range(2):
+        e = jnp.zeros(2).at[j].set(h)
+        fd = (np.asarray(t.forward(phi + e)) - np.asarray(t.forward(phi - e)))[j] / (2 * h)
+        assert fd == pytest.approx(float(t.jacobian(phi)[j]), rel=1e-3)
+    # gradients flow at any φ, and θ stays strictly inside the bounds (no clipping)
+    g = jax.grad(lambda p: jnp.sum(t.forward(p) ** 2))(jnp.asarray([8.0, -8.0]))
+    assert np.all(np.isfinite(np.asarray(g))) and np.all(np.asarray(g) != 0)
+    far = np.asarray(t.forward(jnp.asarray([12.0, -12.0])))
+    assert 90.0 < far[0] < 92.5 and 0.0 < far[1] < 1.0
+    _, log_det = t.forward_and_log_det(phi)
+    assert float(log_det) == pytest.approx(float(jnp.sum(jnp.log(jnp.diag(jax.jacfwd(t.forward)(phi))))), rel=1e-5)
+
+
+def test_bounds_validation():
+    with pytest.raises(ValueError, match="outside its physical range"):
+        transforms.bounded_transform([S2W], {S2W: (-0.1, 0.3)})
+    with pytest.raises(ValueError, match="lo < hi"):
+        transforms.bounded_transform([MZ], {MZ: (92.0, 91.0)})
+    with pytest.raises(ValueError, match="not a free parameter"):
+        transforms.bounded_transform([MZ], {S2W: (0.2, 0.3)})
+    with pytest.raises(ValueError, match="unknown setting"):
+        transforms.bounded_transform(["23:mZero"])
+    with pytest.raises(ValueError, match="strictly inside"):
+        transforms.bounded_transform([MZ], {MZ: (92.0, 93.0)}).inverse({MZ: 91.1876})
+
+
+# ---------------------------------------------------------------------------------------------
+# targets
+# ---------------------------------------------------------------------------------------------
+def test_yoda_round_trip_and_formats():
+    t = targets.from_arrays("x", [0.1, 0.5, 0.4], [0.01, 0.02, 0.015], [0.0, 0.5, 1.5, 2.0],
+                            normalisation="events", conditions={"Beams:eCM": 94.0})
+    back = targets.from_yoda_text(targets.to_yoda_text(t), normalisation="events")
+    np.testing.assert_allclose(back.contents, t.contents, rtol=1e-12)
+    np.testing.assert_allclose(back.errors, t.errors, rtol=1e-12)
+    np.testing.assert_allclose(back.edges, t.edges, rtol=1e-12)
+    unit = targets.from_yoda_text(targets.to_yoda_text(t))  # default: unit normalisation
+    assert unit.contents.sum() == pytest.approx(1.0)
+    v3 = """BEGIN YODA_HISTO1D_V3 /A/h
+Path: /A/h
+Type: Histo1D
+---
+# Mean: 0
+Edges(A1): [0.000000e+00, 1.000000e+00, 3.000000e+00]
+# sumW\tsumW2\tsumW(A1)\tsumW2(A1)\tnumEntries
+1 1 0 0 1
+4 4 0 0 4
+2 1 0 0 2
+9 9 0 0 9
+END YODA_HISTO1D_V3
+BEGIN YODA_SCATTER2D_V2 /REF/A/d01
+Path: /REF/A/d01
+Type: Scatter2D
+---
+# xval\t xerr-\t xerr+\t yval\t yerr-\t yerr+
+0.5 0.5 0.5 2.0 0.1 0.3
+2.0 1.0 1.0 1.0 0.2 0.2
+END YODA_SCATTER2D_V2
+"""
+    h = targets.from_yoda_text(v3, histogram="/A/h", normalisation="events")
+    assert h.contents.tolist() == [4.0, 2.0] and h.errors.tolist() == [2.0, 1.0] and h.edges.tolist() == [0, 1, 3]
+    s = targets.from_yoda_text(v3, histogram="/REF/A/d01", normalisation="events")  # density × width
+    np.testing.assert_allclose(s.contents, [2.0, 2.0])
+    np.testing.assert_allclose(s.errors, [0.2, 0.4])
+    with pytest.raises(ValueError, match="holds 2 histograms"):
+        targets.from_yoda_text(v3)
+    bad = targets.to_yoda_text(t)
+    for broken, match in ((bad.replace("END YODA_HISTO1D_V2", ""), "no END"),
+                          (bad.replace("\t0\t0\t1\n", "\t0\t1\n", 1), "expected 7 numbers"),
+                          (bad.replace("5.00000000000000000e-01\t1.5", "6.00000000000000000e-01\t1.5"), "contiguous"),
+                          ("nothing here", "does not exist"),
+                          (bad.replace("YODA_HISTO1D_V2", "YODA_COUNTER_V2"), "no YODA_HISTO1D"),
+                          (bad.replace("END YODA_HISTO1D_V2", "END YODA_SCATTER2D_V2"), "does not close")):
+        with pytest.raises(ValueError, match=match):
+            targets.from_yoda_text(broken)
+
+
+def test_from_hist_and_array_validation():
+    import hist
+
+    h = hist.Hist(hist.axis.Regular(4, -1, 1, name="cos_theta"), storage=hist.storage.Weight())
+    h.fill(np.array([-0.9, -0.2, 0.3, 0.35, 0.9]), weight=np.array([1.0, 2.0, 1.0, 1.0, 3.0]))
+    t = targets.from_hist(h, normalisation="events")
+    assert t.name == "cos_theta" and t.contents.tolist() == [1.0, 2.0, 2.0, 3.0]
+    np.testing.assert_allclose(t.errors, np.sqrt([1.0, 4.0, 2.0, 9.0]))
+    with pytest.raises(ValueError, match="3 bins from the edges"):
+        targets.from_arrays("a", [1, 2], [1, 1], [0, 1, 2, 3])
+    with pytest.raises(ValueError, match="errors must be >= 0"):
+        targets.from_arrays("a", [1, 2], [1, -1], [0, 1, 2])
+    with pytest.raises(ValueError, match="strictly increasing"):
+        targets.from_arrays("a", [1, 2], [1, 1], [0, 2, 1])
+    with pytest.raises(ValueError, match="unknown normalisation"):
+        targets.from_arrays("a", [1, 2], [1, 1], [0, 1, 2], normalisation="area")
+    with pytest.raises(ValueError, match="unknown setting"):
+        targets.from_arrays("a", [1, 2], [1, 1], [0, 1, 2], conditions={"Beams:ECM": 91.0})
+
+
+def test_binned_normalisations_and_soft_gradients(gen):
+    ev = gen.sample(gen.default_params(), jax.random.key(3), 4000)
+    x = targets.cos_theta(ev)
+    w = event_weights(ev)
+    edges = np.linspace(-0.8, 0.8, 9)  # leaves entries outside the range
+    ref = np.histogram(np.asarray(x), edges, weights=np.asarray(w))[0]
+    ev_n = losses.binned(x, w, edges, normalisation="events")
+    np.testing.assert_allclose(ev_n.contents, ref / float(jnp.sum(w)), rtol=1e-5)
+    assert float(jnp.sum(ev_n.contents)) < 0.9
+    assert float(jnp.sum(losses.binned(x, w, edges, normalisation="unit").contents)) == pytest.approx(1.0, rel=1e-6)
+    sig = losses.binned(x, w, np.array([-1.0, 1.0]), normalisation="sigma")
+    from diffgen.expect import cross_section_of
+
+    sigma, err = cross_section_of(ev)
+    assert float(sig.contents[0]) == pytest.approx(float(sigma), rel=1e-5)
+    assert float(jnp.sqrt(sig.variances[0])) == pytest.approx(float(err), rel=1e-3)
+    # straight-through soft binning: hard values, non-zero pathwise gradient in the values
+    st = losses.binned(x, w, edges, smoothing=0.3)
+    np.testing.assert_allclose(st.contents, ev_n.contents, rtol=1e-6)
+    g = jax.grad(lambda s: losses.binned(x + s, w, edges, smoothing=0.3).contents[0])(0.0)
+    g_hard = jax.grad(lambda s: losses.binned(x + s, w, edges).contents[0])(0.0)
+    assert float(g) != 0.0 and float(g_hard) == 0.0
+    # per-particle values with a mask: padded slots ignored
+    vals = jnp.stack([x, jnp.full_like(x, 0.1)], axis=1)
+    mask = jnp.stack([jnp.ones_like(x, bool), jnp.zeros_like(x, bool)], axis=1)
+    np.testing.assert_allclose(losses.binned(vals, w, edges, mask=mask).contents, ev_n.contents, rtol=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------
+# fits
+# ---------------------------------------------------------------------------------------------
+def test_closure_ee_mumu_recovers_mz_and_sin2thetaw(gen):
+    """Pseudo-data at shifted m_Z and sin²θ̄_W; the fit from the defaults recovers both within 2σ.
+
+    Shapes (1/N dN/dcos θ) at √s = 88, 91.2, 94 GeV plus the forward/backward cross sections in pb
+    at 88 and 94 GeV (the σ-sensitive line shape, which breaks the m_Z–sin²θ̄_W degeneracy of the
+    shapes). Data and fit use independent keys.
+    """
+    truth = {MZ: 91.2176, S2W: 0.2275}
+    data = _pseudo_data(gen, truth, (88.0, 91.2, 94.0), 100_000, seed=0, sigma_at=(88.0, 94.0))
+    res = fit(gen, gen.default_params(), data, OBS, [MZ, S2W], bounds={MZ: (90.0, 92.5), S2W: (0.21, 0.245)},
+              steps=60, n_events=20_000, key=jax.random.key(7), progress=False, covariance_events=20_000)
+    for name in (MZ, S2W):
+        start_pull = (res.start[name] - truth[name]) / res.errors[name]
+        pull = (res.settings[name] - truth[name]) / res.errors[name]
+        assert abs(start_pull) > 2.0, (name, start_pull)  # the start is several σ away
+        assert abs(pull) < 2.0, (name, res.settings[name], res.errors[name], pull)
+    before = sum(v[0] for v in res.chi2_before.values())
+    after = sum(v[0] for v in res.chi2_after.values())
+    assert after < before
+    assert after < 2.0 * res.ndf
+    assert res.converged
+    assert res.covariance.shape == (2, 2) and np.allclose(res.covariance, res.covariance.T)
+    assert np.allclose(np.diag(res.correlation), 1.0) and abs(res.correlation[0, 1]) < 1
+    fisher_err = np.sqrt(np.diag(res.fisher_covariance))
+    np.testing.assert_allclose(fisher_err, [res.errors[MZ], res.errors[S2W]], rtol=0.5)
+    assert res.param_history.shape == (len(res.loss_history), 2)
+    assert res.n_events_total >= len(res.loss_history) * 3 * 20_000
+    assert set(res.chi2_before) == {t.name for t in data}
+
+
+def test_mismatched_binning_fails_before_generation(gen, monkeypatch):
+    data = targets.from_arrays("cos", np.full(4, 0.25), np.full(4, 0.01), np.linspace(-1, 1, 5),
+                               observable="cos_theta")
+
+    def boom(*a, **k):
+        raise AssertionError("events were generated")
+
+    monkeypatch.setattr(diffgen.Generator, "sample_traced", boom)
+    monkeypatch.setattr(diffgen.Generator, "sample", boom)
+    with pytest.raises(ValueError, match="mismatched binning"):
+        fit(gen, gen.default_params(), [data], OBS, [MZ], key=jax.random.key(0), progress=False)
+    with pytest.raises(ValueError, match="not among the observables"):
+        fit(gen, gen.default_params(), [data._replace(observable="thrust")], OBS, [MZ], key=jax.random.key(0))
+    good = targets.from_arrays("cos", np.full(10, 0.1), np.full(10, 0.01), EDGES, observable="cos_theta")
+    with pytest.raises(ValueError, match="not used by this generator"):
+        fit(gen, gen.default_params(), [good], OBS, ["StringZ:aLund"], key=jax.random.key(0))
+    with pytest.raises(ValueError, match="fixes '23:m0' in its conditions"):
+        fit(gen, gen.default_params(), [good._replace(conditions={MZ: 91.0})], OBS, [MZ], key=jax.random.key(0))
+    with pytest.raises(ValueError, match="steps must be a positive integer"):
+        fit(gen, gen.default_params(), [data], OBS, [MZ], steps=0, key=jax.random.key(0))
+
+
+# ---------------------------------------------------------------------------------------------
+# linearised variations
+# ---------------------------------------------------------------------------------------------
+def test_linearized_predict_matches_resimulation(gen):
+    p = diffgen.with_settings(gen.default_params(), {"Beams:eCM": 94.0})
+    obs = [OBS[0], ("cos_fb", targets.cos_theta, [-1.0, 0.0, 1.0])]
+    lin = linearized_histograms(gen, p, obs, [MZ, S2W], jax.random.key(5), 20_000)
+    assert lin.jacobian["cos_theta"].shape == (10, 2) and lin.nominal["cos_fb"].shape == (2,)
+    # the Jacobian agrees with central finite differences of re-simulation (common random numbers)
+    h = 0.02
+    fd = (lin.resimulate({MZ: h})["cos_theta"] - lin.resimulate({MZ: -h})["cos_theta"]) / (2 * h)
+    np.testing.assert_allclose(lin.jacobian["cos_theta"][:, 0], fd, rtol=0.02, atol=1e-4)
+    eps = {MZ: 0.05, S2W: 0.002}
+    pred = lin.predict(eps)
+    same = lin.resimulate(eps)
+    for name in pred:  # same random numbers: only the (tiny) non-linearity remains
+        assert np.max(np.abs(pred[name] - same[name]) / lin.errors[name]) < 0.2
+    # an independent sample at θ0 + ε agrees with the prediction within the statistical errors
+    p_eps = diffgen.with_settings(p, {MZ: 91.1876 + 0.05, S2W: 0.2315 + 0.002})
+    ind = gen.sample(p_eps, jax.random.key(6), 20_000)
+    got = losses.binned(targets.cos_theta(ind), event_weights(ind, normalise=True), EDGES)
+    chi2 = np.sum((pred["cos_theta"] - np.asarray(got.contents)) ** 2
+                  / (lin.errors["cos_theta"] ** 2 + np.asarray(got.variances)))
+    assert chi2 < 30.0  # 10 bins
+    # many shifts at once
+    batch = lin.predict(np.array([[0.0, 0.0], [0.05, 0.002]]))
+    np.testing.assert_allclose(batch["cos_theta"][1], pred["cos_theta"], rtol=1e-12)
+    np.testing.assert_allclose(batch["cos_theta"][0], lin.nominal["cos_theta"], rtol=1e-12)
+    # validity: non-linearity below the stat error for small shifts, not for huge ones
+    rep = lin.validity({MZ: 0.05}, multipliers=(1.0, 4.0, 16.0, 64.0))
+    assert rep.max_eps[MZ] >= 0.05
+    assert rep.max_eps[MZ] < 3.2
+    assert rep.max_pull[MZ].shape == (4, 2) and rep.max_pull[MZ][-1].max() > 1.0
+    with pytest.raises(ValueError, match="not among the linearised settings"):
+        lin.predict({"23:mWidth": 0.1})
+
+
+# ---------------------------------------------------------------------------------------------
+# unbinned losses
+# ---------------------------------------------------------------------------------------------
+def test_energy_distance_decreases_towards_truth():
+    g94 = diffgen.presets.ee_mumu(94.0)
+    p0 = g94.default_params()
+    data = g94.sample(diffgen.with_settings(p0, {MZ: 91.6}), jax.random.key(11), 3000)
+    obs = OBS[:1]
+
+    def loss(m, kind="energy"):
+        sim = g94.sample_traced(diffgen.with_settings(p0, {MZ: m}), jax.random.key(12), 3000)
+        return losses.sample_distance(sim, data, obs, kind=kind, max_events=1500)
+
+    f = jax.jit(jax.value_and_grad(loss))
+    values = [float(f(m)[0]) for m in (90.4, 90.8, 91.2, 91.6)]
+    assert values[0] > values[1] > values[2] > values[3]
+    assert float(f(91.0)[1]) < 0  # the gradient points towards the truth
+    mmd = jax.jit(lambda m: loss(m, "mmd"))
+    mmd_far, mmd_near = float(mmd(90.4)), float(mmd(91.6))
+    assert mmd_far > mmd_near
+    x = jnp.linspace(0.0, 1.0, 50)
+    assert float(losses.energy_distance(x, x)) == pytest.approx(0.0, abs=1e-6)
+    assert np.all(np.isfinite(np.asarray(jax.grad(lambda s: losses.energy_distance(x * s, x))(1.0))))
+
+
+# ---------------------------------------------------------------------------------------------
+# tune files
+# ---------------------------------------------------------------------------------------------
+def _write_yoda(path, target):
+    with open(path, "w") as fh:
+        fh.write(targets.to_yoda_text(target))
+
+
+GOOD = """
+[generator]
+process = "ee-mumu"
+sqrt_s = 94.0
+
+[fit]
+free = ["23:m0"]
+steps = 4
+events = 2000
+seed = 3
+{fit_extra}
+
+[fit.bounds]
+"23:m0" = {bounds}
+
+[output]
+dir = "out"
+
+[[target]]
+name = "cos94"
+observable = "{observable}"
+yoda = "{yoda}"
+normalisation = "events"
+bins = {bins}
+"""
+
+
+def _tune(tmp_path, **over):
+    data = targets.from_arrays("cos94", np.full(4, 0.25), np.full(4, 0.01), np.linspace(-1, 1, 5))
+    _write_yoda(tmp_path / "cos94.yoda", data)
+    fields = {"fit_extra": "", "bounds": "[90.0, 92.5]", "observable": "cos_theta", "yoda": "cos94.yoda",
+              "bins": "[-1.0, -0.5, 0.0, 0.5, 1.0]"}
+    fields.update(over)
+    p = tmp_path / "tune.toml"
+    p.write_text(GOOD.format(**fields))
+    return p
+
+
+@pytest.mark.parametrize("change, key", [
+    ({"yoda": "missing.yoda"}, "target\\[0\\].*yoda.*does not exist"),
+    ({"observable": "cos_phi"}, "target\\[0\\].*observable.*unknown observable 'cos_phi'"),
+    ({"bounds": "[0.5, 92.5]"}, "fit.bounds.'23:m0'.*outside its physical range"),
+    ({"bounds": "[91.5, 92.5]"}, "not strictly inside its fit bounds"),
+    ({"bins": "[-1.0, 0.0, 1.0]"}, "target\\[0\\].*bins.*mismatched binning"),
+    ({"fit_extra": "newton_steps = -1"}, "fit.newton_steps must be a non-negative integer"),
+    ({"fit_extra": "learning_rat = 0.1"}, "\\[fit\\]: unknown key.*'learning_rat'"),
+    ("process", "generator.process: unknown process 'ee-tautau'"),
+    ("free", "fit.free: unknown setting name '23:mZero'"),
+    ("steps", "fit.steps must be a positive integer"),
+    ("events", "fit.events must be a positive integer"),
+])
+def test_bad_tune_files_fail_before_generation(tmp_path, monkeypatch, change, key):
+    def boom(*a, **k):
+        raise AssertionError("events were generated")
+
+    monkeypatch.setattr(diffgen.Generator, "sample_traced", boom)
+    monkeypatch.setattr(diffgen.Generator, "sample", boom)
+    monkeypatch.setattr(diffgen.Generator, "_sample_impl", boom)
+    if isinstance(change, dict):
+        path = _tune(tmp_path, **change)
+        text = path.read_text()
+    else:
+        text = _tune(tmp_path).read_text()
+        text = {"process": text.replace('"ee-mumu"', '"ee-tautau"'),
+                "free": text.replace('free = ["23:m0"]', 'free = ["23:mZero"]'),
+                "steps": text.replace("steps = 4", "steps = 0"),
+                "events": text.replace("events = 2000", "events = 0")}[change]
+        path = tmp_path / "tune.toml"
+        path.write_text(text)
+    with pytest.raises(ValueError, match=key):
+        tune_file.run(path, progress=False)
+    assert not os.path.exists(tmp_path / "out" / "report.md")
+
+
+def test_tune_run_writes_report_and_pngs(tmp_path, gen):
+    truth = diffgen.with_settings(gen.default_params(), {"Beams:eCM": 94.0, MZ: 91.25})
+    ev = gen.sample(truth, jax.random.key(21), 20_000)
+    t = targets.from_events(ev, [("c", targets.cos_theta, np.linspace(-1, 1, 5))], names=["cos94"])[0]
+    _write_yoda(tmp_path / "cos94.yoda", t)
+    path = _tune(tmp_path, fit_extra="covariance_events = 4000")
+    out = tune_file.run(path, progress=False)
+    names = {os.path.basename(f) for f in out.files}
+    assert {"report.md", "cos94.png", "loss.png", "params.png", "tune.cmnd", "fit.json"} <= names
+    for f in out.files:
+        assert os.path.getsize(f) > 0
+        if f.endswith(".png"):
+            with open(f, "rb") as fh:
+                assert fh.read(8) == PNG
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "| `23:m0` |" in report and "Correlation matrix" in report and "χ²/ndf" in report
+    assert "23:m0 = " in (tmp_path / "out" / "tune.cmnd").read_text()
+    assert not [f for f in os.listdir(tmp_path / "out") if f.endswith(".tmp")]
+    assert out.result.chi2_after["cos94"][1] == 4
+
+
+def test_tune_load_registry_and_events_target(tmp_path, gen):
+    ev = gen.sample(gen.default_params(), jax.random.key(2), 500)
+    from diffgen.io import write_events
+
+    write_events(str(tmp_path / "other.npz"), ev)
+    (tmp_path / "t.toml").write_text("""
+[generator]
+process = "ee-mumu"
+[fit]
+free = ["StandardModel:sin2thetaWbar"]
+[fit.bounds]
+"StandardModel:sin2thetaWbar" = [0.2, 0.26]
+[[target]]
+name = "from_events"
+observable = "cos_theta"
+events = "other.npz"
+bins = { n = 4, range = [-1.0, 1.0] }
+conditions = { "Beams:eCM" = 91.188 }
+""")
+    cfg = tune_file.load(tmp_path / "t.toml")
+    assert cfg.targets[0].edges.tolist() == [-1.0, -0.5, 0.0, 0.5, 1.0]
+    assert cfg.targets[0].contents.sum() == pytest.approx(1.0, rel=1e-5)
+    assert "cos_theta" in targets.observable_registry()
+
+
+@pytest.mark.slow
+def test_closure_with_fresh_random_numbers(gen):
+    """Stochastic-approximation mode: fresh events each step, decaying rate, Polyak average."""
+    truth = {MZ: 91.2176, S2W: 0.2275}
+    data = _pseudo_data(gen, truth, (88.0, 91.2, 94.0), 100_000, seed=2, sigma_at=(88.0, 94.0))
+    import optax
+
+    res = fit(gen, gen.default_params(), data, OBS, [MZ, S2W], bounds={MZ: (90.0, 92.5), S2W: (0.21, 0.245)},
+              steps=200, n_events=20_000, common_random_numbers=False, tol=0.0,
+              optimizer=optax.adam(optax.exponential_decay(0.03, 50, 0.5)), key=jax.random.key(9), progress=False,
+              covariance_events=20_000)
+    for name in (MZ, S2W):
+        assert abs(res.settings[name] - truth[name]) < 2.5 * res.errors[name], name
+    assert sum(v[0] for v in res.chi2_after.values()) < sum(v[0] for v in res.chi2_before.values())
