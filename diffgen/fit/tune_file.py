@@ -124,6 +124,7 @@ class TuneConfig(NamedTuple):
     out_dir: str
     process: str
     sqrt_s: float
+    labels: dict | None = None  #: target name -> registry observable name (axis labels)
 
 
 class TuneOutput(NamedTuple):
@@ -363,8 +364,9 @@ def load(path) -> TuneConfig:
         make_problem(gen, params, targets, observables, free, bounds, smoothing)
     except ValueError as err:
         raise ValueError(f"fit: {err}") from None
+    labels = {t.name: raw["observable"] for t, raw in zip(targets, raw_targets)}
     return TuneConfig(os.path.abspath(path), gen, params, targets, observables, tuple(free), dict(bounds), options,
-                      seed, os.path.abspath(out_dir), process, sqrt_s)
+                      seed, os.path.abspath(out_dir), process, sqrt_s, labels)
 
 
 def run(path, out_dir: str | None = None, progress: bool = True) -> TuneOutput:
@@ -412,7 +414,9 @@ def _markdown(result, cfg: TuneConfig, figures) -> str:
         lo, hi = bounds[n]
         lines.append(f"| `{n}` | {_fmt(result.start[n])} | {_fmt(result.settings[n])} | {result.errors[n]:.3g} "
                      f"| [{lo:g}, {hi:g}] |")
-    lines += ["", f"Errors from the {result.covariance_method} of χ²/2 at the result (see `diffgen.fit.fitter`).",
+    how = {"hessian": "the inverse Hessian of χ²/2", "fisher": "the inverse Fisher (Gauss–Newton) matrix"}
+    lines += ["", f"Errors from {how.get(result.covariance_method, result.covariance_method)} at the result, "
+              "in θ-space (see `diffgen.fit.fitter`).",
               "", "## Correlation matrix", "", "| | " + " | ".join(f"`{n}`" for n in names) + " |",
               "|---|" + "---:|" * len(names)]
     for i, n in enumerate(names):
@@ -479,8 +483,15 @@ def write_report(result, cfg: TuneConfig, out_dir: str):
         rx.fill_between(edges, np.append(1 - rel, 1 - rel[-1]), np.append(1 + rel, 1 + rel[-1]), step="post",
                         color="grey", alpha=0.3, label="target error")
         rx.axhline(1.0, color="black", lw=0.8)
+        dev = [np.nanmax(np.abs(rel))]
+        for hists in (result.histograms_before, result.histograms_after):
+            c = hists[t.name][0]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                dev.append(np.nanmax(np.abs(np.where(t.contents != 0, c / t.contents - 1.0, np.nan))))
+        span = 1.3 * max(d for d in dev if np.isfinite(d)) if any(np.isfinite(d) for d in dev) else 0.5
+        rx.set_ylim(1.0 - span, 1.0 + span)
         rx.set_ylabel("sim / target")
-        rx.set_xlabel(t.observable_name if t.observable_name != t.name else t.name)
+        rx.set_xlabel((cfg.labels or {}).get(t.name, t.observable_name))
         unit = {"events": "1/N dN/dx", "unit": "normalised dN/dx", "sigma": "dσ/dx [pb]"}[t.normalisation]
         ax.set_ylabel(unit)
         cond = ", ".join(f"{k} = {v:g}" for k, v in t.conditions.items())
@@ -512,7 +523,7 @@ def write_report(result, cfg: TuneConfig, out_dir: str):
         a.axhspan(v - e, v + e, color="tab:red", alpha=0.2)
         a.set_ylabel(n, fontsize=9)
     axes[-1, 0].set_xlabel("step")
-    fig.suptitle("parameter traces (band: fitted value ± error)", fontsize=11)
+    fig.suptitle("optimiser traces (line and band: result ± error, after any Newton steps)", fontsize=10)
     fig.tight_layout()
     _save(fig, os.path.join(out_dir, "params.png"))
     figures.append("params.png")
