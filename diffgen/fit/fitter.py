@@ -242,8 +242,8 @@ def _host_chi2(problem: Problem, contents, variances) -> dict:
     out = {}
     for t, c, v in zip(problem.targets, contents, variances):
         ok = np.asarray(t.errors) > 0
-        r2 = (np.asarray(c, float) - t.contents) ** 2 / (t.errors**2 + np.asarray(v, float))
-        out[t.name] = (float(np.sum(r2[ok])), t.ndf)
+        var = t.errors[ok] ** 2 + np.asarray(v, float)[ok]
+        out[t.name] = (float(np.sum((np.asarray(c, float)[ok] - t.contents[ok]) ** 2 / var)), t.ndf)
     return out
 
 
@@ -385,13 +385,13 @@ def fit(gen, params, targets: Sequence[BinnedTarget], observables, free: Sequenc
             bar.close()
     if not message:
         message = f"Optimizer not converged within {steps} steps. "
-    n_newton = 0
+    n_newton = n_evals = 0
     if common_random_numbers:
         best = int(np.argmin(losses))
         phi_hat = jnp.asarray(phis[best])
         if newton_steps:
             curv_fit = _curvature_fn(problem, n_events)
-            phi_hat, n_newton, newton_converged = _newton_polish(
+            phi_hat, n_newton, newton_converged, n_evals = _newton_polish(
                 lambda p: curv_fit(p, key_fit, 1.0)[:3], phi_hat, newton_steps)
             converged = converged or newton_converged
             message += f"Newton polishing: {n_newton} step(s){', converged' if newton_converged else ''}. "
@@ -433,7 +433,7 @@ def fit(gen, params, targets: Sequence[BinnedTarget], observables, free: Sequenc
         loss_history=np.asarray(losses), param_history=theta_hist,
         chi2_before=_host_chi2(problem, c0, v0),
         chi2_after=_host_chi2(problem, c1, v1),
-        n_events_total=(steps_run + 2 * n_newton + 1) * n_groups * n_events + 2 * n_groups * covariance_events,
+        n_events_total=(steps_run + n_evals) * n_groups * n_events + 2 * n_groups * covariance_events,
         converged=converged, free=names, fisher_covariance=fisher_cov, covariance_method=method,
         histograms_before={t.name: (np.asarray(c0[i]), np.sqrt(np.asarray(v0[i]))) for i, t in enumerate(tg)},
         histograms_after={t.name: (np.asarray(c1[i]), np.sqrt(np.asarray(v1[i]))) for i, t in enumerate(tg)},
@@ -454,25 +454,29 @@ def _newton_polish(value_grad_hessian, phi, max_steps: int, decrement_tol: float
     ``value_grad_hessian(φ)`` returns (L, ∇L, ∇²L). Each step solves H δ = −g and halves δ up to 6
     times until the loss does not increase. Converged when the Newton decrement gᵀH⁻¹g/2 (the
     predicted remaining decrease of L, in χ² units) is below ``decrement_tol``. Stops early if H is
-    not positive definite or no step decreases the loss. Returns (φ, accepted steps, converged).
+    not positive definite or no step decreases the loss.
+
+    Returns (φ, accepted steps, converged, number of loss evaluations).
     """
     value, grad, hess = (np.asarray(a, float) for a in value_grad_hessian(phi))
+    evaluations = 1
     for accepted in range(max_steps + 1):
         h = 0.5 * (hess + hess.T)
         if not (np.all(np.isfinite(h)) and np.all(np.isfinite(grad)) and np.all(np.linalg.eigvalsh(h) > 0)):
-            return phi, accepted, False
+            return phi, accepted, False, evaluations
         delta = -np.linalg.solve(h, grad)
         if -0.5 * float(grad @ delta) < decrement_tol:
-            return phi, accepted, True
+            return phi, accepted, True, evaluations
         if accepted == max_steps:
             break
         for _half in range(7):
             cand = phi + jnp.asarray(delta, phi.dtype)
             v2, g2, h2 = (np.asarray(a, float) for a in value_grad_hessian(cand))
+            evaluations += 1
             if np.isfinite(v2) and v2 <= value:
                 break
             delta = 0.5 * delta
         else:
-            return phi, accepted, False
+            return phi, accepted, False, evaluations
         phi, value, grad, hess = cand, float(v2), g2, h2
-    return phi, max_steps, False
+    return phi, max_steps, False, evaluations
