@@ -6,7 +6,7 @@ Public API (re-exported here): :class:`Events`, :class:`Status`, :class:`Stage`,
 :func:`generate`, :func:`forward_backward_asymmetry` and :mod:`diffgen.presets`.
 """
 
-from diffgen import kinematics, numerics, params, particles, presets  # noqa: F401
+from diffgen import fit, kinematics, numerics, params, particles, presets  # noqa: F401
 from diffgen.events import Events, Status
 from diffgen.expect import (
     Histogram,
@@ -25,5 +25,5 @@ __version__ = "0.1.0"
 __all__ = [
     "Events", "Status", "Stage", "chain", "Generator", "settings", "with_settings", "expect",
     "cross_section", "histogram", "Histogram", "linearize", "generate", "generate_chunks",
-    "forward_backward_asymmetry", "presets", "kinematics", "numerics", "params", "particles",
+    "forward_backward_asymmetry", "presets", "fit", "kinematics", "numerics", "params", "particles",
 ]

@@ -256,6 +256,15 @@ def _cmd_settings(args) -> int:
     return 0
 
 
+def _cmd_tune(args) -> int:
+    from diffgen.fit import tune_file
+
+    out = tune_file.run(args.config, out_dir=args.out, progress=not args.quiet)
+    print(out.result.summary())
+    print(f"wrote {os.path.join(out.config.out_dir, 'report.md')} and {len(out.files) - 1} more files")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from diffgen import presets
 
@@ -274,6 +283,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="events per chunk (memory bound; default 100000, 2000 for ee-hadrons)")
     g.add_argument("--bins", type=int, default=20)
     g.add_argument("--quiet", action="store_true", help="no progress bar")
+    t = sub.add_parser("tune", help="fit settings to the targets of a TOML tune file and write a report")
+    t.add_argument("config", help="tune file (.toml); schema in diffgen.fit.tune_file")
+    t.add_argument("--out", help="output directory (default: [output] dir in the file, else <file stem>-fit)")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
     s = sub.add_parser("settings", help="list a process's settings, defaults and ranges")
     s.add_argument("--process", default="ee-mumu")
     s.add_argument("--sqrt-s", type=float, default=91.188)
@@ -286,6 +299,8 @@ def main(argv=None) -> int:
     try:
         if args.command == "generate":
             return _cmd_generate(args)
+        if args.command == "tune":
+            return _cmd_tune(args)
         return _cmd_settings(args)
     except ValueError as exc:
         print(f"diffgen: error: {exc}", file=sys.stderr)
