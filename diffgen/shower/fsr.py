@@ -6,53 +6,56 @@ Showers".
 Algorithm
 ---------
 Every parton radiates from its colour-connected dipole ends (quark: colour end; antiquark:
-anticolour end; gluon: both). A dipole end branches with (α_s(p⊥²)/2π) dp⊥²/p⊥² dz P(z), with
-evolution variable p⊥²_evol = z(1 − z)(Q² − m²_rad) and the kernels of
-:mod:`diffgen.shower.splitting`. All ends of an event compete in one common evolution from
-p⊥² = M²/4 (M the q q̄ mass) down to ``TimeShower:pTmin``: the highest trial wins; after an
-accepted branching the new dipoles continue from the same p⊥ (p⊥ ordering). The branching is
-built with exact local recoil inside the dipole (:mod:`diffgen.shower.dipole_kinematics`), so the
-dipole's and the event's four-momentum are conserved. Colour flow is large-N_c: the radiator
-takes a new colour tag T; an emitted gluon between radiator and recoiler carries (old, T); a
-g → q q̄ splitting cuts the gluon's two lines into two chains.
+anticolour end; gluon: one per colour line). A dipole end branches with
+(α_s(p⊥²)/2π) dp⊥²/p⊥² dz P(z), evolution variable p⊥²_evol = z(1 − z)(Q² − m²_rad), z the energy
+fraction kept by the radiator in the dipole rest frame, and the kernels of
+:mod:`diffgen.shower.splitting` (q → qg, g → gg split over the gluon's two ends, g → q q̄ with
+n_f ≤ 5 and mass thresholds). One-loop α_s(p⊥²) with α_s(m_Z) = ``TimeShower:alphaSvalue``
+(:mod:`diffgen.shower.coupling`); cut-off ``TimeShower:pTmin``. All ends of an event evolve
+together from p⊥² = M²/4 (M the q q̄ mass) downwards: the highest trial wins, and after a branching
+the new dipoles continue from the same p⊥ (p⊥ ordering). Each branching is built with exact local
+recoil inside its dipole (:mod:`diffgen.shower.dipole_kinematics`): the radiator + recoiler
+four-momentum is conserved, masses of c and b included. Colour flow is large-N_c: the radiating
+end takes a new tag T, and the emitted gluon sits between radiator and recoiler with
+(old tag, T); g → q q̄ cuts the gluon's two lines, giving several colour-singlet chains. With
+``me_correction`` the first emission (from the q q̄ dipole, massless quarks) is corrected to the
+ERT matrix element as Pythia's ``TimeShower:MEcorrections`` does (:mod:`diffgen.shower.me_correction`).
 
-Veto algorithm with a θ-independent overestimate
-------------------------------------------------
-With u = ln(M²/p⊥²) and the z range overestimated by 0 < z < 1 − p⊥²/M² (which contains every
-dipole's true range, since each dipole mass is ≤ M), the summed trial density is
+Overestimate (θ-independent)
+----------------------------
+For a dipole end in a dipole of mass M (log-mass rounded up on a grid, ℓ̂ ≥ ln M²), r = p⊥²/M̂²:
 
-    ρ̂(u) = (α̂(p⊥)/2π) [A u + C],   A = Σ_ends b_end,   C = Σ_gluon ends c,
+* soft channels: 2C_F/(1 − z) (quark end) or C_A/(1 − z) (gluon end) on 1 − z ∈ (ε, 1), which
+  integrates to b ln(1/ε): ε = √r for a massless dipole (the allowed range is then exactly
+  √r ≤ 1 − z ≤ 1 − √r), ε = √r/2 with masses (every allowed branching has 1 − z ≥ p⊥/(2M));
+* g → q q̄ (gluon ends): c ln(2/√r)/ln 4 with c = (T_R/2)·5, ≥ the flat c below the kink
+  p⊥² = M̂²/4 (z flat; the flavour is chosen uniformly among five, thresholds reject);
+* times α̂(p⊥): a fixed piecewise-constant function above the one-loop α_s for any
+  α_s(m_Z) ≤ 0.1415 (capped at 3; beyond that α_s is frozen at α̂).
 
-with b = 2C_F (quark end, kernel 2C_F/(1 − z)), b = C_A (gluon end, C_A/(1 − z)), c = (T_R/2)·5
-(flat g → q q̄, five flavours). α̂ is the piecewise-constant overestimate of
-:mod:`diffgen.shower.coupling` (a fixed function of p⊥, not of any parameter). The next trial u
-solves ∫ρ̂ du = −ln R in closed form (a quadratic on each α̂ segment); the end is chosen ∝ its
-density, the channel, z (1 − z = (p⊥²/M²)^R or z = R for g → q q̄), φ and the g → q q̄ flavour
-from further uniforms. All of these come from uniforms independently of θ. The trial is accepted
-with
+Trials (p⊥, end, channel, z, φ, flavour) come from seven uniforms per trial and are exactly
+distributed as this overestimate (:mod:`diffgen.shower.veto`), independently of θ. A trial is
+accepted with p(θ) = [α_s,eff/α̂] · [kernel (or ME)/overestimate] · [phase space allowed]: the
+kernel ratios are (1 + z²)/2 (with the dead-cone term for c, b), (1 + z³)/2, β(z² + (1 − z)² +
+8(m²/Q²)z(1 − z))·ln 4/ln(2/√r), and (x₁² + x₂²)/2 for the ME-corrected first emission.
 
-    p(θ) = [α_s,eff(p⊥²; θ)/α̂(p⊥)] · [kernel/overestimate] · [phase space allowed],
-
-where the kernel ratio is replaced by the ERT matrix-element ratio (x₁² + x₂²)/2
-(:mod:`diffgen.shower.me_correction`) for the first emission when ``me_correction`` is on
-(massless quarks; for c and b the massive dead-cone kernel is used instead). α_s,eff =
-min(α_s^{1-loop}(p⊥²; θ), α̂(p⊥)).
-
-Score weights (DESIGN §2)
--------------------------
-Each trial that is kinematically allowed is a Bernoulli decision with probability p(θ). An accept
-adds log p − stop_gradient(log p) to ``log_weight``, a reject log(1 − p) − stop_gradient(log(1 − p))
-(p clipped into (0, 1) strictly). The values are 0, so events are unweighted, but the gradient of
-any weighted mean Σ w O/Σ w picks up Σ ∂θ log P(history), which makes ∂⟨O⟩/∂α_s(m_Z) unbiased.
-Trials in the forbidden region have p = 0 independently of θ and add nothing. ``TimeShower:pTmin``
-enters only as a cut on θ-independent trial p⊥: its gradient is not estimated (it is zero).
+Score weights
+-------------
+Every allowed trial is a Bernoulli decision with probability p(θ): an accept adds
+log p − stop_gradient(log p) to ``log_weight``, a reject log(1 − p) − stop_gradient(log(1 − p)),
+p clipped into (0, 1). Values are 0 (events stay unweighted); the gradient of any Σ w O/Σ w picks
+up ∂θ log P(history), so ∂⟨O⟩/∂α_s(m_Z) is unbiased. ``TimeShower:pTmin`` only cuts
+θ-independent trials: its gradient is not estimated (returned as 0).
 
 Fixed shapes
 ------------
-The evolution is a ``lax.scan`` over ``max_trials`` trial steps (each step one trial for every
-event); an event that needs more slots than ``capacity`` stops emitting and gets
-:attr:`~diffgen.events.Status.CAPACITY_OVERFLOW`, as does one still evolving after
-``max_trials`` steps.
+The trial loop is a ``lax.while_loop`` bounded by ``max_trials`` (one trial per event per
+iteration; it stops once every event is done, also under ``vmap``). It runs on stop-gradient
+parameters and records (ln p⊥², ±ratio) of every trial in fixed [N, max_trials] arrays; the score
+weights are computed from that record after the loop, so ``jax.grad`` and ``jax.jvp`` need no
+differentiation through the loop. An event that needs more than ``capacity`` slots stops emitting
+(kept consistent) and gets :attr:`~diffgen.events.Status.CAPACITY_OVERFLOW`, as does one still
+evolving after ``max_trials`` trials.
 
 Example:
     >>> import jax, jax.numpy as jnp
@@ -79,12 +82,12 @@ import numpy as np
 
 from diffgen import particles
 from diffgen.events import Events, Status
-from diffgen.numerics import safe_div, safe_log, safe_sqrt
+from diffgen.numerics import safe_div, safe_log
 from diffgen.params import SETTINGS, out_of_range
-from diffgen.shower import coupling as _as
 from diffgen.shower import splitting as _sp
 from diffgen.shower.dipole_kinematics import branch_dipole, precise_dot
 from diffgen.shower.me_correction import me_correction_ratio
+from diffgen.shower.veto import LN4, accept_probability, grid_up, next_trial_t, score_log_weight
 from diffgen.stage import Stage
 
 __all__ = ["final_state_shower", "SHOWER_SETTINGS", "DEFAULT_CAPACITY", "default_max_trials", "shower_mass"]
@@ -92,7 +95,6 @@ __all__ = ["final_state_shower", "SHOWER_SETTINGS", "DEFAULT_CAPACITY", "default
 SHOWER_SETTINGS = ("TimeShower:alphaSvalue", "TimeShower:pTmin")
 DEFAULT_CAPACITY = 48
 _N_UNIFORMS = 7
-_P_EPS = 2.0**-24  # p is clipped into [_P_EPS, 1 − _P_EPS] inside the logarithms
 _NO_DIPOLE = -1.0e30
 
 
@@ -133,107 +135,6 @@ class _State(NamedTuple):
     n_trials: jax.Array  # trial steps used (diagnostic)
 
 
-# Overestimate segments: boundaries in ln p⊥² (decreasing) and α̂ on each of len + 1 segments.
-_LN_EDGES = tuple(2.0 * math.log(e) for e in _as.PT_EDGES)
-_A_HAT = _as.ALPHA_S_HAT
-_LN4 = math.log(4.0)
-
-
-# The dipole-end overestimates use ℓ̂ = ln M² rounded *up* to a static grid, so that every kink
-# of ρ̂ (at ℓ̂ − ln 4) and every α̂ edge is known at trace time and pre-sorted (no per-step sort).
-# Steps of 0.25 in ln M² up to M ≈ 115 GeV (where the dipoles of LEP events live), then of 1.
-_GRID_STEP = 0.25
-_GRID_LO = -4.0  # ln(GeV²): below any dipole able to radiate above p⊥ = 0.1 GeV
-_GRID_FINE = 55  # fine points: −4 … 9.5
-_GRID_COARSE = 15  # coarse points: 10.5 … 24.5 (√s up to ≈ 2e5 GeV)
-_GRID_N = _GRID_FINE + _GRID_COARSE
-_GRID_MID = _GRID_LO + _GRID_STEP * (_GRID_FINE - 1)
-_GRID = np.concatenate([_GRID_LO + _GRID_STEP * np.arange(_GRID_FINE), _GRID_MID + 1.0 + np.arange(_GRID_COARSE)])
-
-
-def _merged_breakpoints():
-    """Static descending breakpoints: grid kinks ĝ_k − ln 4 and the α̂ edges, with their kinds."""
-    x = np.concatenate([_GRID - _LN4, np.array(_LN_EDGES)])
-    cls = np.concatenate([np.arange(_GRID_N), -np.ones(len(_LN_EDGES), int)])
-    order = np.argsort(-x, kind="stable")
-    x, cls = x[order], cls[order]
-    is_edge = cls < 0
-    seg_below = np.cumsum(is_edge)  # α̂ segment index just below each breakpoint
-    seg = np.concatenate([[0], seg_below])  # for intervals m = 0..P (above breakpoint m)
-    return x, np.maximum(cls, 0), is_edge, seg
-
-
-_BP_X, _BP_CLASS, _BP_IS_EDGE, _BP_SEG = _merged_breakpoints()
-
-
-def _grid_up(ell):
-    """ℓ rounded up to the static grid, and its class index."""
-    fine = jnp.ceil((ell - _GRID_LO) / _GRID_STEP)
-    coarse = _GRID_FINE - 1 + jnp.ceil(ell - _GRID_MID)
-    k = jnp.clip(jnp.where(ell <= _GRID_MID, fine, coarse), 0, _GRID_N - 1).astype(jnp.int32)
-    return jnp.asarray(_GRID, ell.dtype)[k], k
-
-
-def _next_t(t_cur, kink, cls, coef_b_end, coef_s_end, expo):
-    """Next trial ln p⊥² below ``t_cur`` for the summed overestimate density (per unit ln p⊥²)
-
-        ρ̂(t) = (α̂(t)/2π) Σ_e (S_e − B_e t) 1[t ≤ κ_e]
-
-    of the dipole ends e (κ_e = ℓ̂_e − ln 4 on the static grid, class ``cls``; B_e = S_e = 0 for
-    inactive ends): solves ∫_t^{t_cur} ρ̂ = ``expo`` exactly. Between the static breakpoints (the
-    grid kinks and the α̂ edges) ρ̂ is linear in t and the integral a quadratic. Returns (t, α̂(t)).
-    """
-    dtype = t_cur.dtype
-    hist = jnp.zeros((_GRID_N, 2), dtype).at[cls].add(jnp.stack([coef_b_end, coef_s_end], axis=-1))
-    d_bs = jnp.where(jnp.asarray(_BP_IS_EDGE)[:, None], 0.0, hist[jnp.asarray(_BP_CLASS)])
-    d_b, d_s = d_bs[:, 0], d_bs[:, 1]
-    xs = jnp.asarray(_BP_X, dtype)
-    zero = jnp.zeros((1,), dtype)
-    coef_b = jnp.concatenate([zero, jnp.cumsum(d_b)])  # ΣB of the ends active below breakpoint m − 1
-    coef_s = jnp.concatenate([zero, jnp.cumsum(d_s)])
-    upper = jnp.minimum(jnp.concatenate([t_cur[None], xs]), t_cur)
-    lower = jnp.minimum(jnp.concatenate([xs, (t_cur - 200.0)[None]]), t_cur)
-    ahat = jnp.asarray(np.array(_A_HAT)[_BP_SEG] / (2.0 * math.pi), dtype)
-    h = ahat * (upper - lower) * jnp.maximum(coef_s - 0.5 * coef_b * (upper + lower), 0.0)
-    cum = jnp.cumsum(h)
-    m = jnp.minimum(jnp.sum(cum < expo), cum.shape[0] - 1)
-    prev = jnp.where(m > 0, cum[jnp.maximum(m - 1, 0)], 0.0)
-    hi = upper[m]
-    d = (expo - prev) / ahat[m]
-    dens_hi = jnp.sum(jnp.where(kink >= hi, coef_s_end - coef_b_end * hi, 0.0))  # ρ̂·2π/α̂ at hi
-    w = safe_div(2.0 * d, dens_hi + safe_sqrt(dens_hi * dens_hi + 2.0 * coef_b[m] * d))
-    return hi - w, ahat[m] * (2.0 * math.pi)
-
-
-def _alpha_hat_of_t(t):
-    """α̂ on the segment containing ln p⊥² = t (the same α̂ that :func:`_next_t` used)."""
-    idx = jnp.sum(t[..., None] < jnp.asarray(_LN_EDGES, t.dtype), axis=-1)
-    return jnp.asarray(_A_HAT, t.dtype)[idx]
-
-
-def _accept_probability(t, alpha_mz, ratio):
-    """p = α_s,eff(p⊥²; α_s(m_Z))/α̂(p⊥) · ratio with α_s,eff = min(α_s^{1-loop}, α̂); differentiable in α_s(m_Z)."""
-    ahat = _alpha_hat_of_t(t)
-    inv_as = _as.inverse_alpha_s(jnp.exp(t), alpha_mz)
-    below_cap = inv_as * ahat > 1.0
-    alpha_eff = jnp.where(below_cap, safe_div(1.0, jnp.where(below_cap, inv_as, 1.0)), ahat)
-    return alpha_eff / ahat * ratio
-
-
-def score_log_weight(alpha_mz, rec_t, rec_q):
-    """Σ over recorded trials of log p − sg(log p) (accepts, q > 0) or log(1 − p) − sg(...) (rejects, q < 0).
-
-    ``rec_t``: ln p⊥² of each trial; ``rec_q``: ± the θ-independent ratio (0: no decision).
-    The value is 0; the gradient in ``alpha_mz`` is the score of the accept/reject history.
-    """
-    pc = jnp.clip(_accept_probability(rec_t, alpha_mz, jnp.abs(rec_q)), _P_EPS, 1.0 - _P_EPS)
-    log_p = jnp.log(pc)
-    log_q = jnp.log1p(-pc)
-    sg = jax.lax.stop_gradient
-    term = jnp.where(rec_q > 0, log_p - sg(log_p), jnp.where(rec_q < 0, log_q - sg(log_q), 0.0))
-    return jnp.sum(term, axis=-1)
-
-
 def _update_ell(ell, p4, pid, partner, changed, dtype):
     """Recompute the cached ln M² of every dipole touching the slots ``changed`` (−1 entries skipped)."""
     c = jnp.maximum(changed, 0)
@@ -268,18 +169,18 @@ def _one_trial(state: _State, rnd, alpha_mz, pt2min, *, capacity, max_emissions,
     #   w_qq = c range_qq/ln 4 with range_qq = ln(2M̂/p⊥) ≥ ln 4 below the kink (≥ the flat c).
     partner = state.partner
     end_on = (is_q | is_g)[:, None] & (partner >= 0) & (state.ell > jnp.log(4.0 * pt2min))
-    ell, cls = _grid_up(jnp.where(end_on, state.ell, 0.0))
+    ell, cls = grid_up(jnp.where(end_on, state.ell, 0.0))
     m_self = shower_mass(state.pid)
     massless = (m_self == 0)[:, None] & (shower_mass(state.pid[jnp.maximum(partner, 0)]) == 0)
-    lam_soft = ell + jnp.where(massless, 0.0, _LN4)  # w_soft = (b/2)(λ_soft − t)
+    lam_soft = ell + jnp.where(massless, 0.0, LN4)  # w_soft = (b/2)(λ_soft − t)
     b_half = jnp.where(end_on, jnp.where(is_g, 0.5 * _sp.B_GLUON, 0.5 * _sp.B_QUARK)[:, None], 0.0)
-    c_half = jnp.where(end_on & is_g[:, None], 0.5 * _sp.C_G2QQ / _LN4, 0.0)  # w_qq = c_half (ℓ̂ + ln 4 − t)
+    c_half = jnp.where(end_on & is_g[:, None], 0.5 * _sp.C_G2QQ / LN4, 0.0)  # w_qq = c_half (ℓ̂ + ln 4 − t)
     coef_b_end = (b_half + c_half).reshape(-1).astype(dtype)
-    coef_s_end = (b_half * lam_soft + c_half * (ell + _LN4)).reshape(-1).astype(dtype)
-    kink = (ell - _LN4).reshape(-1)
+    coef_s_end = (b_half * lam_soft + c_half * (ell + LN4)).reshape(-1).astype(dtype)
+    kink = (ell - LN4).reshape(-1)
 
     expo = -jnp.log1p(-rnd[0])  # Exp(1)
-    t_new, ahat = _next_t(state.t, kink, cls.reshape(-1), coef_b_end, coef_s_end, expo)
+    t_new, ahat = next_trial_t(state.t, kink, cls.reshape(-1), coef_b_end, coef_s_end, expo)
     pt2 = jnp.exp(t_new)
     stop = (t_new < jnp.log(pt2min)) | ~jnp.any(end_on)
 
@@ -290,7 +191,7 @@ def _one_trial(state: _State, rnd, alpha_mz, pt2min, *, capacity, max_emissions,
     slot, side_i = end // 2, end % 2
     side = side_i == 1  # False: colour end, True: anticolour end
     range_soft = 0.5 * (lam_soft.reshape(-1)[end] - t_new)
-    range_qq = jnp.maximum(0.5 * (ell.reshape(-1)[end] + _LN4 - t_new), _LN4)
+    range_qq = jnp.maximum(0.5 * (ell.reshape(-1)[end] + LN4 - t_new), LN4)
     w_soft = b_half.reshape(-1)[end] * 2.0 * range_soft
     w_qq = c_half.reshape(-1)[end] * 2.0 * range_qq
     oh_i = slots == slot
@@ -323,11 +224,11 @@ def _one_trial(state: _State, rnd, alpha_mz, pt2min, *, capacity, max_emissions,
 
     first_me = (state.n_emit == 0) & (m_i == 0) & (m_k == 0) if me_correction else jnp.zeros((), bool)
     ratio_quark = jnp.where(first_me, me_correction_ratio(x_a, x_k), _sp.ratio_q2qg(z, omz, pt2, m_i * m_i))
-    ratio_qq = _sp.ratio_g2qq(z, omz, q2, m_f * m_f) * (_LN4 / range_qq)
+    ratio_qq = _sp.ratio_g2qq(z, omz, q2, m_f * m_f) * (LN4 / range_qq)
     ratio = jnp.where(g2qq, ratio_qq, jnp.where(gluon, _sp.ratio_g2gg(z), ratio_quark))
     allowed = ~state.done & ~stop & ok & (ratio > 0)
 
-    p = _accept_probability(t_new, alpha_mz, ratio)
+    p = accept_probability(t_new, alpha_mz, ratio)
     accept = allowed & (rnd[6] < p)
     record = (t_new, jnp.where(allowed, jnp.where(accept, ratio, -ratio), 0.0))
 
@@ -408,7 +309,7 @@ def _initial_state(events: Events, capacity: int) -> _State:
     return _State(
         p4=p4, pid=pid, colour=colour, partner=jnp.broadcast_to(partner, (n_ev, capacity, 2)), ell=ell,
         n=zeros + 2,
-        next_tag=next_tag.astype(jnp.int32), t=big_l - _LN4,
+        next_tag=next_tag.astype(jnp.int32), t=big_l - LN4,
         n_emit=zeros, done=~valid, overflow=jnp.zeros((n_ev,), bool),
         n_trials=zeros,
     )

@@ -18,10 +18,10 @@ For a massive quark radiator (c, b) the q → q g kernel gets the quasi-collinea
 − C_F 2 m²/(Q² − m²) = − C_F 2 m² z(1 − z)/p⊥²; for g → Q Q̄ the massive form
 β (z² + (1 − z)² + 8 r z(1 − z)), r = m²/Q², β = √(1 − 4r) (Pythia's weightGluonToQuark = 2).
 
-Overestimates (θ-independent): b/(1 − z) on 0 < z < 1 − p⊥²/s for q → q g (b = 2 C_F) and
-g → g g (b = C_A), and a flat c = (T_R/2)·5 on 0 < z < 1 for g → q q̄ summed over five flavours
-(one chosen uniformly, forbidden ones rejected by their mass threshold). The ratios below are
-kernel/overestimate ∈ [0, 1].
+Overestimates (θ-independent, see :mod:`diffgen.shower.fsr`): 2C_F/(1 − z) for a quark end
+(:data:`B_QUARK`), C_A/(1 − z) for a gluon end (:data:`B_GLUON`), and the flat
+c = (T_R/2)·5 (:data:`C_G2QQ`) for g → q q̄ summed over five flavours (one chosen uniformly, the
+forbidden ones rejected by their mass threshold). The ratios below are kernel/overestimate ∈ [0, 1].
 """
 
 from __future__ import annotations
