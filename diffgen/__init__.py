@@ -3,10 +3,26 @@
 Public API (re-exported here): :class:`Events`, :class:`Status`, :class:`Stage`,
 :func:`chain`, :class:`Generator`, :func:`settings`, :func:`with_settings`,
 :func:`expect`, :func:`cross_section`, :func:`histogram`, :func:`linearize`,
-:func:`generate`, :func:`forward_backward_asymmetry` and :mod:`diffgen.presets`.
+:func:`generate`, :func:`forward_backward_asymmetry`, :mod:`diffgen.presets`, and the
+subpackages ``phasespace``, ``amplitudes``, ``processes``, ``shower``, ``hadronization``,
+``decays``, ``observables`` and ``fit``.
 """
 
-from diffgen import fit, kinematics, numerics, params, particles, presets  # noqa: F401
+from diffgen import (  # noqa: F401
+    amplitudes,
+    decays,
+    fit,
+    hadronization,
+    kinematics,
+    numerics,
+    observables,
+    params,
+    particles,
+    phasespace,
+    presets,
+    processes,
+    shower,
+)
 from diffgen.events import Events, Status
 from diffgen.expect import (
     Histogram,
@@ -26,4 +42,5 @@ __all__ = [
     "Events", "Status", "Stage", "chain", "Generator", "settings", "with_settings", "expect",
     "cross_section", "histogram", "Histogram", "linearize", "generate", "generate_chunks",
     "forward_backward_asymmetry", "presets", "fit", "kinematics", "numerics", "params", "particles",
+    "phasespace", "amplitudes", "processes", "shower", "hadronization", "decays", "observables",
 ]
