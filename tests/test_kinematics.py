@@ -86,3 +86,22 @@ def test_rotations():
     assert np.all(np.isfinite(np.asarray(g)))
     g2 = jax.grad(lambda v: kin.rotate_z_to(p, v).sum())(jnp.asarray([0.0, 0.0, 1.0]))
     assert np.all(np.isfinite(np.asarray(g2)))
+
+
+def test_match_total_momentum_restores_the_sum_and_keeps_masses():
+    with jax.enable_x64(True):
+        rng = np.random.default_rng(3)
+        masses = rng.uniform(0.1, 1.0, size=(20, 12))
+        p3 = rng.normal(size=(20, 12, 3)) * 3
+        p4 = jnp.asarray(np.concatenate([np.sqrt(masses[..., None] ** 2 + (p3**2).sum(-1, keepdims=True)), p3], -1))
+        mask = jnp.asarray(rng.uniform(size=(20, 12)) < 0.8)
+        total = jnp.sum(jnp.where(mask[..., None], p4, 0.0), axis=1)
+        target = total + jnp.asarray(rng.normal(size=(20, 4)) * 1e-3)  # a small imbalance to remove
+        out = kin.match_total_momentum(p4, mask, target, newton_steps=3)
+        new_total = jnp.sum(jnp.where(mask[..., None], out, 0.0), axis=1)
+        np.testing.assert_allclose(new_total, target, atol=1e-9)
+        np.testing.assert_allclose(kin.mass2(out)[mask], (masses**2)[np.asarray(mask)], atol=1e-9)
+        np.testing.assert_allclose(out[~mask], p4[~mask])  # padded slots untouched
+        np.testing.assert_allclose(out, p4, atol=1e-2)  # and the change is small
+        g = jax.grad(lambda t: kin.match_total_momentum(p4, mask, t).sum())(target)
+        assert np.all(np.isfinite(np.asarray(g)))
