@@ -22,7 +22,7 @@ Pythia runs in a separate (spawned) process, overlapping with diffgen's generati
 
 Usage::
 
-    python benchmarks/validate_pythia.py                       # 2x10^4 events per configuration (~15 min)
+    python benchmarks/validate_pythia.py                       # 2x10^4 events per configuration (~8 min, 2 cores)
     python benchmarks/validate_pythia.py --events 2000 --no-plots   # quick check
 """
 
