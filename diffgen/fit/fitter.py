@@ -92,6 +92,8 @@ class FitResult(NamedTuple):
         histograms_before, histograms_after: ``{target name: (contents, errors)}`` of the simulation.
         start: start values ``{name: θ0}``.
         message: why the fit stopped and anything worth knowing.
+        data_covariance: the part of ``covariance`` due to the data's errors alone (the rest is the
+            simulated sample's); set by :func:`diffgen.fit.linear.fit_linearized`, else None.
     """
 
     settings: dict
@@ -111,6 +113,7 @@ class FitResult(NamedTuple):
     histograms_after: dict | None = None
     start: dict | None = None
     message: str = ""
+    data_covariance: np.ndarray | None = None
 
     @property
     def ndf(self) -> int:

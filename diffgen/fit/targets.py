@@ -41,12 +41,14 @@ Example:
 from __future__ import annotations
 
 import difflib
+import functools
 import os
 import re
 from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -544,7 +546,7 @@ def from_events(events, observables, *, normalisation: str = "events", condition
     (hard bins, what data has).
     """
     from diffgen.expect import event_weights
-    from diffgen.fit.losses import binned
+    from diffgen.fit.losses import BinnedPrediction, binned
 
     obs = list(as_observables(observables).values())
     if names is not None and len(names) != len(obs):
@@ -559,9 +561,32 @@ def from_events(events, observables, *, normalisation: str = "events", condition
         raise ValueError("from_events: the events have no positive weight (all failed or zero)")
     out = []
     for k, o in enumerate(obs):
-        values, mask = evaluate(o, ev)
-        pred = binned(values, w, o.bins, mask=mask, normalisation=normalisation, smoothing=smoothing)
+        try:
+            run = _jitted_binner(o.fn, tuple(float(x) for x in np.asarray(o.bins)), normalisation, smoothing)
+        except TypeError:  # an unhashable observable: evaluate op by op
+            run = None
+        if run is not None:
+            pred = BinnedPrediction(*run(ev, w))
+        else:
+            values, mask = evaluate(o, ev)
+            pred = binned(values, w, o.bins, mask=mask, normalisation=normalisation, smoothing=smoothing)
         label = names[k] if names is not None else o.name
         out.append(from_arrays(label, np.asarray(pred.contents, float), np.sqrt(np.asarray(pred.variances, float)),
                                o.bins, normalisation=normalisation, observable=o.name, conditions=conditions))
     return out
+
+
+@functools.lru_cache(maxsize=64)
+def _jitted_binner(fn, edges: tuple, normalisation: str, smoothing):
+    """A jitted (events, weights) ↦ (contents, variances) for one observable (compiled once per shape)."""
+    from diffgen.fit.losses import binned
+
+    obs = Observable("_", fn, np.asarray(edges))
+
+    @jax.jit
+    def run(ev, w):
+        values, mask = evaluate(obs, ev)
+        pred = binned(values, w, np.asarray(edges), mask=mask, normalisation=normalisation, smoothing=smoothing)
+        return pred.contents, pred.variances
+
+    return run
