@@ -250,6 +250,26 @@ def test_linearized_fit_agrees_with_gradient_fit_and_shares_simulation(gen):
         assert abs(r.settings[S2W] - truth[S2W]) < 3 * r.errors[S2W]
 
 
+def test_linearized_fit_pools_fresh_samples(gen):
+    """pool > 1 with fresh random numbers: the surrogate averages the last linearisations, so the
+    simulation's share of the error shrinks (σ_sim²/m) and the estimate stays consistent."""
+    from diffgen.fit.linear import fit_linearized
+
+    truth = {MZ: 91.1876, S2W: 0.2275}
+    data = _pseudo_data(gen, truth, (94.0,), 200_000, seed=3)[:1]
+    kw = dict(bounds={S2W: (0.21, 0.245)}, n_events=20_000, key=jax.random.key(9), progress=False,
+              common_random_numbers=False, tol=0.5)
+    one = fit_linearized(gen, gen.default_params(), data, OBS[:1], [S2W], iterations=3, **kw)
+    pooled = fit_linearized(gen, gen.default_params(), data, OBS[:1], [S2W], iterations=6, pool=4, **kw)
+    assert pooled.converged and "pooled over the last 4" in pooled.message, pooled.message
+    assert pooled.n_events_total == len(pooled.loss_history) * 20_000
+    # data: 2e5 events, simulation 2e4 per sample -> pooling four samples cuts the error by ~sqrt(11/3.5)
+    assert pooled.errors[S2W] < 0.75 * one.errors[S2W], (pooled.errors, one.errors)
+    frac = pooled.data_covariance[0, 0] / pooled.covariance[0, 0]
+    assert frac == pytest.approx(1 / 3.5, abs=0.07)  # σ_d² : σ_d² + σ_sim²/4 = 1 : 1 + 10/4
+    assert abs(pooled.settings[S2W] - truth[S2W]) < 3 * pooled.errors[S2W]
+
+
 def test_linearized_fit_rejects_inconsistent_datasets_before_generation(gen, monkeypatch):
     from diffgen.fit.linear import fit_linearized
 
@@ -272,6 +292,10 @@ def test_linearized_fit_rejects_inconsistent_datasets_before_generation(gen, mon
         fit_linearized(gen, gen.default_params(), [a], OBS, ["StringZ:aLund"], key=jax.random.key(0))
     with pytest.raises(ValueError, match="at least one dataset"):
         fit_linearized(gen, gen.default_params(), [], OBS, [MZ], key=jax.random.key(0))
+    with pytest.raises(ValueError, match="needs common_random_numbers=False"):
+        fit_linearized(gen, gen.default_params(), [a], OBS, [MZ], pool=3, key=jax.random.key(0))
+    with pytest.raises(ValueError, match="pool must be a positive integer"):
+        fit_linearized(gen, gen.default_params(), [a], OBS, [MZ], pool=0, key=jax.random.key(0))
 
 
 def test_mismatched_binning_fails_before_generation(gen, monkeypatch):
