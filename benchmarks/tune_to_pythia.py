@@ -8,8 +8,9 @@ charged particle) are the targets. diffgen's
 ``TimeShower:alphaSvalue``, ``StringZ:aLund``, ``StringZ:bLund``, ``StringPT:sigma`` and
 ``StringFlav:probStoUD`` start at Pythia's Monash values and are fitted by
 :func:`diffgen.fit.linear.fit_linearized` (Gauss-Newton on the forward-mode Jacobian; the surrogate
-averaged over the last ``--pool`` fresh samples, or common random numbers with ``--pool 1``). Then diffgen is *re-simulated* at the fitted values with new random numbers, and chi2/ndf per
-observable is reported before (Monash values) and after (fitted), both from full simulations.
+averaged over the last ``--pool`` fresh samples, or common random numbers with ``--pool 1``). Then
+diffgen is *re-simulated* at the fitted values with new random numbers, and chi2/ndf per observable
+is reported before (Monash values) and after (fitted), both from full simulations.
 
 All observables come from the same Pythia events, so the targets are correlated and the diagonal chi2
 overstates the information (as in any tune to several analyses of one data set): the fitted errors
