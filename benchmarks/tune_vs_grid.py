@@ -45,7 +45,8 @@ def parse_args(argv=None):
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--sets", type=int, default=20, help="pseudo-datasets")
     ap.add_argument("--data-events", type=int, default=5000, help="events per observable per dataset")
-    ap.add_argument("--events", type=int, default=20_000, help="gradient fit: events per iteration")
+    ap.add_argument("--events", type=int, nargs="+", default=[20_000],
+                    help="gradient fit: events per iteration (several sizes: one fit each)")
     ap.add_argument("--iterations", type=int, default=6)
     ap.add_argument("--pool", type=int, default=4,
                     help="average the surrogate over the last POOL fresh samples (1: common random numbers)")
@@ -138,16 +139,18 @@ def main(argv=None):
     results = {"truth": truth.tolist(), "names": names, "args": vars(args)}
 
     # (a) gradient ---------------------------------------------------------------------------
-    t0 = time.time()
-    fits = fit_linearized(gen, p0, data, obs, names, bounds=lep.TUNE_BOUNDS, n_events=args.events,
-                          key=jax.random.fold_in(key, 2), iterations=args.iterations,
-                          pool=args.pool, common_random_numbers=args.pool == 1)
-    wall = time.time() - t0
-    th = np.array([[r.settings[n] for n in names] for r in fits])
-    er = np.array([[r.errors[n] for n in names] for r in fits])
-    print(fits[0].message)
-    results["gradient"] = summary("gradient (diffgen.fit.linear)", th, er, truth, names,
-                                  fits[0].n_events_total, wall)
+    results["gradient"] = []
+    for n_ev in args.events:
+        t0 = time.time()
+        fits = fit_linearized(gen, p0, data, obs, names, bounds=lep.TUNE_BOUNDS, n_events=n_ev,
+                              key=jax.random.fold_in(key, 2), iterations=args.iterations,
+                              pool=args.pool, common_random_numbers=args.pool == 1)
+        wall = time.time() - t0
+        th = np.array([[r.settings[n] for n in names] for r in fits])
+        er = np.array([[r.errors[n] for n in names] for r in fits])
+        print(fits[0].message)
+        results["gradient"].append(summary(f"gradient (diffgen.fit.linear), {args.iterations} x {n_ev}", th, er,
+                                           truth, names, fits[0].n_events_total, wall))
 
     # (b) Professor-style grid ---------------------------------------------------------------
     center, half = default, args.box * default
@@ -173,11 +176,12 @@ def main(argv=None):
         results["grid"].append(summary(f"Professor-style, {args.grid_runs} runs x {n_ev}", tp, ep, truth, names,
                                        args.grid_runs * n_ev, wall))
 
-    g = results["gradient"]
-    for r in results["grid"]:
-        ratio = np.array(r["rms"]) / np.array(g["rms"])
-        print(f"\nprecision ratio grid({r['events']:,} ev) / gradient({g['events']:,} ev) per parameter: "
-              f"{np.round(ratio, 2).tolist()}; events ratio {r['events'] / g['events']:.1f}")
+    for g in results["gradient"]:
+        for r in results["grid"]:
+            ratio = np.array(r["rms"]) / np.array(g["rms"])
+            print(f"\nprecision ratio grid({r['events']:,} ev) / gradient({g['events']:,} ev) per parameter: "
+                  f"{np.round(ratio, 2).tolist()}; events ratio {r['events'] / g['events']:.1f}; "
+                  f"wall ratio {r['wall_s'] / g['wall_s']:.1f}")
     if args.json:
         from diffgen.io.atomic import atomic_write
 
