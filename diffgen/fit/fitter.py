@@ -428,7 +428,7 @@ def fit(gen, params, targets: Sequence[BinnedTarget], observables, free: Sequenc
     theta_hat = np.asarray(problem.transform.forward(phi_hat), float)
     tg = problem.targets
     theta_hist = np.asarray(problem.transform.lo + (problem.transform.hi - problem.transform.lo)
-                            / (1.0 + np.exp(-np.asarray(phis, float))), float)
+                            * 0.5 * (1.0 + np.tanh(0.5 * np.asarray(phis, float))), float)
     return FitResult(
         settings={n: float(theta_hat[j]) for j, n in enumerate(names)},
         errors={n: float(errors[j]) for j, n in enumerate(names)},
