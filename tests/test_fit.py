@@ -63,6 +63,12 @@ def test_bounds_transform_round_trip_and_gradient():
     assert 90.0 < far[0] < 92.5 and 0.0 < far[1] < 1.0
     _, log_det = t.forward_and_log_det(phi)
     assert float(log_det) == pytest.approx(float(jnp.sum(jnp.log(jnp.diag(jax.jacfwd(t.forward)(phi))))), rel=1e-5)
+    # host (float64 NumPy) twins used by the linearised fit: same map, no overflow at a bound
+    np.testing.assert_allclose(t.forward_host(np.asarray(phi)), np.asarray(t.forward(phi)), rtol=1e-6)
+    np.testing.assert_allclose(t.jacobian_host(np.asarray(phi)), np.asarray(t.jacobian(phi)), rtol=1e-5)
+    with np.errstate(all="raise"):
+        edge = t.forward_host(np.array([[1e3, -1e3], [-1e3, 1e3]]))
+    np.testing.assert_array_equal(edge, [[92.5, 0.0], [90.0, 1.0]])
 
 
 def test_bounds_validation():

@@ -427,8 +427,7 @@ def fit(gen, params, targets: Sequence[BinnedTarget], observables, free: Sequenc
     errors = np.sqrt(np.clip(np.diag(cov), 0.0, None))
     theta_hat = np.asarray(problem.transform.forward(phi_hat), float)
     tg = problem.targets
-    theta_hist = np.asarray(problem.transform.lo + (problem.transform.hi - problem.transform.lo)
-                            * 0.5 * (1.0 + np.tanh(0.5 * np.asarray(phis, float))), float)
+    theta_hist = problem.transform.forward_host(phis)
     return FitResult(
         settings={n: float(theta_hat[j]) for j, n in enumerate(names)},
         errors={n: float(errors[j]) for j, n in enumerate(names)},

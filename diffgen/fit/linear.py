@@ -107,29 +107,19 @@ def _as_datasets(datasets) -> tuple[list[list[BinnedTarget]], bool]:
     return out, False
 
 
-def _sigmoid(phi):
-    """1 / (1 + exp(−φ)) without overflow for large |φ| (a fit that runs to a bound)."""
-    return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(phi, float)))
-
-
 def _surrogate_minimum(h_e, jac, theta_e, y, var, transform, phi_start, max_iter: int = 100):
     """Levenberg–Marquardt in φ on χ²(φ) = |(h_e + J(θ(φ) − θ_e) − y)/√var|²; returns (φ, χ²)."""
     w = 1.0 / np.sqrt(var)
-    lo, hi = np.asarray(transform.lo, float), np.asarray(transform.hi, float)
-
-    def theta_of(phi):
-        return lo + (hi - lo) * _sigmoid(phi)
 
     def resid(phi):
-        return (h_e + jac @ (theta_of(phi) - theta_e) - y) * w
+        return (h_e + jac @ (transform.forward_host(phi) - theta_e) - y) * w
 
     phi = np.asarray(phi_start, float).copy()
     r = resid(phi)
     chi2 = float(r @ r)
     lam = 1e-3
     for _ in range(max_iter):
-        s = _sigmoid(phi)
-        jr = (jac * w[:, None]) * ((hi - lo) * s * (1.0 - s))[None, :]
+        jr = (jac * w[:, None]) * transform.jacobian_host(phi)[None, :]
         a, g = jr.T @ jr, jr.T @ r
         improved = False
         for _try in range(20):
@@ -256,7 +246,7 @@ def fit_linearized(gen, params, datasets, observables, free: Sequence[str], *, b
             chi2s = np.zeros(len(sets))
             for d in range(len(sets)):
                 phis[d], chi2s[d] = _surrogate_minimum(h, jac, theta_e, ys[d], var[d], transform, phis[d])
-            thetas = transform.lo + (transform.hi - transform.lo) * _sigmoid(phis)
+            thetas = transform.forward_host(phis)
             # the scale of `tol` and `pool_radius`: the error with ONE sample's σ_sim² (the scatter of
             # expansion points between fresh samples), which is the fit's error when pool = 1
             fisher = jac.T @ (jac / np.mean(vd + lins[-1][2][None, :], axis=0)[:, None])

@@ -83,6 +83,11 @@ def resolve_bounds(free, bounds: Mapping[str, Sequence[float]] | None = None) ->
     return out
 
 
+def _sigmoid_host(phi) -> np.ndarray:
+    """1 / (1 + exp(−φ)) in float64 without overflow for large |φ|."""
+    return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(phi, float)))
+
+
 class BoundedTransform(NamedTuple):
     """θ = lo + (hi − lo) sigmoid(φ) for the settings ``names`` (vectors in that order)."""
 
@@ -101,6 +106,19 @@ class BoundedTransform(NamedTuple):
         phi = jnp.asarray(phi)
         s = jax.nn.sigmoid(phi)
         return jnp.asarray(self.hi - self.lo, phi.dtype) * s * (1.0 - s)
+
+    def forward_host(self, phi) -> np.ndarray:
+        """θ from φ in float64 NumPy on the host, for φ f[k] or a stack f[..., k] of them.
+
+        The same map as :meth:`forward`, written as ``(1 + tanh(φ/2))/2`` so that it does not
+        overflow when a fit runs to a bound (|φ| large).
+        """
+        return self.lo + (self.hi - self.lo) * _sigmoid_host(phi)
+
+    def jacobian_host(self, phi) -> np.ndarray:
+        """dθ/dφ in float64 NumPy on the host (:meth:`jacobian` without tracing)."""
+        s = _sigmoid_host(phi)
+        return (self.hi - self.lo) * s * (1.0 - s)
 
     def forward_and_log_det(self, phi):
         """(θ, log |det dθ/dφ|)."""
