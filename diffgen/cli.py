@@ -20,7 +20,7 @@ import numpy as np
 
 __all__ = ["main", "parse_set", "text_histogram"]
 
-_OUT_SUFFIXES = (".lhe", ".npz", ".parquet")
+_OUT_SUFFIXES = (".lhe", ".npz", ".parquet", ".hepmc3", ".hepmc", ".lhe.gz", ".hepmc3.gz", ".hepmc.gz")
 _PLOT_SUFFIXES = (".png", ".pdf", ".svg")
 
 
@@ -277,7 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, default=1)
     g.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                    help='change a setting, e.g. --set "23:m0=91.2" (repeatable)')
-    g.add_argument("--out", help="event file (.lhe, .npz or .parquet)")
+    g.add_argument("--out", help="event file (.lhe, .npz, .parquet or .hepmc3; .lhe.gz/.hepmc3.gz compressed)")
     g.add_argument("--plot", help="figure of the histograms (.png, .pdf or .svg)")
     g.add_argument("--chunk", type=int, default=None,
                    help="events per chunk (memory bound; default 100000, 2000 for ee-hadrons)")

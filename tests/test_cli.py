@@ -17,7 +17,7 @@ def _number(pattern, text):
     return float(m.group(1)), float(m.group(2))
 
 
-@pytest.mark.parametrize("suffix", [".lhe", ".npz", ".parquet"])
+@pytest.mark.parametrize("suffix", [".lhe", ".npz", ".parquet", ".hepmc3"])
 def test_generate_prints_sigma_afb_and_writes_file(tmp_path, capsys, suffix):
     out = tmp_path / f"ev{suffix}"
     rc = main(["generate", "--process", "ee-mumu", "--sqrt-s", "91.188", "--events", "20000", "--seed", "1",

@@ -1,4 +1,5 @@
-"""Event-file I/O: npz, Parquet and LHE round trips (LHE read back by pylhe), atomicity and failures."""
+"""Event-file I/O: npz, Parquet, LHE and HepMC3 round trips (LHE read back by pylhe, HepMC3 by pyhepmc),
+atomicity and failures."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import zipfile
 
 import jax.numpy as jnp
 import numpy as np
+import pyhepmc
 import pylhe
 import pytest
 
@@ -21,11 +23,13 @@ from diffgen.io import (
     npz,
     parquet,
     read_events,
+    read_hepmc,
     read_lhe,
     read_lhe_init,
     read_npz,
     read_parquet,
     write_events,
+    write_hepmc,
     write_lhe,
     write_npz,
     write_parquet,
@@ -244,22 +248,23 @@ def test_lhe_gz_via_dispatch_keeps_metadata(tmp_path, sample):
 # ----------------------------------------------------------------------------- dispatch
 
 
-@pytest.mark.parametrize("suffix", [".npz", ".parquet", ".lhe"])
+@pytest.mark.parametrize("suffix", [".npz", ".parquet", ".lhe", ".hepmc3"])
 def test_dispatch_by_suffix(tmp_path, sample, suffix):
     path = tmp_path / f"ev{suffix}"
     write_events(path, sample, sigma_pb=SIGMA_PB, error_pb=ERROR_PB, tag="x")
     got, meta = read_events(path)
     assert meta["tag"] == "x" and meta["sigma_pb"] == SIGMA_PB
-    readers = {".npz": read_npz, ".parquet": read_parquet, ".lhe": lambda p: (read_lhe(p), None)}
+    readers = {".npz": read_npz, ".parquet": read_parquet, ".lhe": lambda p: (read_lhe(p), None),
+               ".hepmc3": read_hepmc}
     np.testing.assert_array_equal(readers[suffix](path)[0].pid, got.pid)
 
 
 def test_unknown_suffix(tmp_path, sample):
-    with pytest.raises(ValueError, match=r"\.npz, \.parquet, \.lhe, \.lhe\.gz"):
+    with pytest.raises(ValueError, match=r"\.npz, \.parquet, \.lhe, \.lhe\.gz, \.hepmc3, \.hepmc"):
         write_events(tmp_path / "ev.root", sample)
     with pytest.raises(ValueError, match="allowed"):
         read_events(tmp_path / "ev.csv")
-    assert SUFFIXES == (".npz", ".parquet", ".lhe", ".lhe.gz")
+    assert SUFFIXES == (".npz", ".parquet", ".lhe", ".lhe.gz", ".hepmc3", ".hepmc", ".hepmc3.gz", ".hepmc.gz")
     assert os.listdir(tmp_path) == []
 
 
@@ -279,6 +284,7 @@ def _writers():
         lambda p, ev: write_npz(p, ev),
         lambda p, ev: write_parquet(p, ev),
         lambda p, ev: write_lhe(p, ev, sigma_pb=1.0, error_pb=0.1),
+        lambda p, ev: write_hepmc(p, ev, sigma_pb=1.0, error_pb=0.1),
     ]
 
 
@@ -313,7 +319,7 @@ def test_check_writable_read_only_dir(tmp_path):
         ro.chmod(stat.S_IRWXU)
 
 
-@pytest.mark.parametrize("which", range(3))
+@pytest.mark.parametrize("which", range(4))
 def test_writers_reject_unwritable_paths(tmp_path, sample, which):
     write = _writers()[which]
     (tmp_path / "afile").write_text("")
@@ -406,7 +412,7 @@ def _boom(*args, **kwargs):
     raise RuntimeError("disk on fire")
 
 
-@pytest.mark.parametrize("suffix", [".npz", ".parquet", ".lhe", ".lhe.gz"])
+@pytest.mark.parametrize("suffix", [".npz", ".parquet", ".lhe", ".lhe.gz", ".hepmc3", ".hepmc3.gz"])
 def test_writer_failure_midway_leaves_nothing(tmp_path, sample, monkeypatch, suffix):
     path = tmp_path / f"ev{suffix}"
     if suffix == ".npz":
@@ -421,6 +427,16 @@ def test_writer_failure_midway_leaves_nothing(tmp_path, sample, monkeypatch, suf
             real(table.slice(0, 10), f)
             _boom()
         monkeypatch.setattr(parquet.pq, "write_table", half)
+    elif ".hepmc" in suffix:
+        calls = []
+        real_event = pyhepmc.GenEvent
+
+        def event(*args):  # fail after 50 events were written
+            calls.append(1)
+            if len(calls) > 50:
+                _boom()
+            return real_event(*args)
+        monkeypatch.setattr(pyhepmc, "GenEvent", event)
     else:
         calls = []
         real_line = lhe._particle_line
@@ -453,3 +469,97 @@ def test_bad_metadata_rejected_before_writing(tmp_path, sample):
     with pytest.raises(ValueError, match="'arr'"):
         write_parquet(tmp_path / "ev.parquet", sample, arr=np.zeros(3))
     assert os.listdir(tmp_path) == []
+
+
+# ----------------------------------------------------------------------------- HepMC3
+
+
+def test_hepmc_round_trip_with_pyhepmc(tmp_path, sample):
+    path = tmp_path / "ev.hepmc3"
+    skipped = write_hepmc(path, sample, sigma_pb=SIGMA_PB, error_pb=ERROR_PB, **META)
+    good = np.asarray(sample.status) == 0
+    assert skipped == int(np.count_nonzero(~good)) > 0
+    a = _compact(sample[good])
+    with pyhepmc.open(path) as f:
+        events = list(f)
+    assert len(events) == good.sum()
+    for i, ev in enumerate(events):
+        assert ev.momentum_unit == pyhepmc.Units.GEV and ev.length_unit == pyhepmc.Units.MM
+        assert [(b.pid, b.status) for b in ev.beams] == [(11, 4), (-11, 4)]
+        np.testing.assert_allclose([[b.momentum.e, b.momentum.pz] for b in ev.beams],
+                                   [[SQRT_S / 2, SQRT_S / 2], [SQRT_S / 2, -SQRT_S / 2]], rtol=1e-15)
+        out = [p for p in ev.particles if p.status == 1]
+        n_out = int(a["mask"][i].sum())
+        assert len(out) == n_out == len(ev.particles) - 2
+        assert [p.pid for p in out] == list(a["pid"][i, :n_out])
+        # full double precision: exact for float64 input
+        np.testing.assert_array_equal([[p.momentum.e, p.momentum.px, p.momentum.py, p.momentum.pz] for p in out],
+                                      a["p4"][i, :n_out])
+        for p in out:  # one vertex: every final-state particle comes from the two beams
+            assert sorted(q.pid for q in p.parents) == [-11, 11]
+        want_m = {13: M_MU, -13: M_MU, 2: 0.33, -2: 0.33, 22: 0.0}
+        assert [p.generated_mass for p in out] == pytest.approx([want_m[p.pid] for p in out], rel=1e-9, abs=1e-9)
+        assert ev.weights == pytest.approx([np.exp(a["log_weight"][i])], rel=1e-15)
+        assert (ev.cross_section.xsec(), ev.cross_section.xsec_err()) == (SIGMA_PB, ERROR_PB)
+        assert [t.name for t in ev.run_info.tools] == ["diffgen"]
+        assert list(ev.run_info.weight_names) == ["Default"]
+
+
+def test_read_hepmc_into_events(tmp_path, sample):
+    path = tmp_path / "ev.hepmc3"
+    write_hepmc(path, sample, sigma_pb=SIGMA_PB, error_pb=ERROR_PB, **META)
+    got, meta = read_hepmc(path)
+    want = _compact(sample[np.asarray(sample.status) == 0])
+    for k in ("pid", "mask", "pid_in"):
+        np.testing.assert_array_equal(getattr(got, k), want[k], err_msg=k)
+    np.testing.assert_array_equal(got.p4, want["p4"])
+    np.testing.assert_array_equal(got.p4_in, want["p4_in"])
+    np.testing.assert_allclose(got.log_weight, want["log_weight"], rtol=0, atol=1e-13)
+    assert not np.any(got.status) and not np.any(got.colour)  # HepMC final states carry no colour here
+    assert meta == dict(META_BACK, sigma_pb=SIGMA_PB, error_pb=ERROR_PB)
+    with pytest.raises(ValueError, match="more than capacity=2"):
+        read_hepmc(path, capacity=2)
+    assert read_hepmc(path, capacity=6)[0].p4.shape[1] == 6
+
+
+def test_hepmc_gz_via_dispatch_and_as_fit_target(tmp_path, sample):
+    from diffgen.fit import targets
+
+    path = tmp_path / "ev.hepmc3.gz"
+    skipped = write_events(path, sample, sigma_pb=SIGMA_PB, error_pb=ERROR_PB, run="a<b & c")
+    assert skipped == int(np.count_nonzero(np.asarray(sample.status)))
+    with gzip.open(path, "rt") as f:
+        assert f.readline().startswith("HepMC::Version")
+    got, meta = read_events(path)
+    assert got.n_events == sample.n_events - skipped and meta["run"] == "a<b & c"
+    # without a cross-section the file still works; the target built from the file equals the one built
+    # from the same events in memory
+    write_events(tmp_path / "plain.hepmc", sample)
+    assert "sigma_pb" not in read_events(tmp_path / "plain.hepmc")[1]
+    good = sample[np.asarray(sample.status) == 0]
+    obs = [("n", lambda ev: jnp.sum(ev.mask, axis=-1).astype(float), np.array([0.5, 1.5, 2.5, 3.5]))]
+    from_file = targets.from_events(str(path), obs)[0]
+    from_memory = targets.from_events(good, obs)[0]
+    np.testing.assert_allclose(from_file.contents, from_memory.contents, rtol=1e-12)
+    np.testing.assert_allclose(from_file.errors, from_memory.errors, rtol=1e-12)
+
+
+def test_malformed_hepmc(tmp_path, sample):
+    bad = tmp_path / "bad.hepmc3"
+    bad.write_text("garbage\n1 2 3\n")
+    with pytest.raises(ValueError, match="not a HepMC ASCII file"):
+        read_events(bad)
+    empty = tmp_path / "empty.hepmc3"
+    all_bad = sample.replace(status=np.ones_like(np.asarray(sample.status)))
+    assert write_events(empty, all_bad) == sample.n_events
+    with pytest.raises(ValueError, match="empty.hepmc3"):
+        read_events(empty)
+    with pytest.raises(FileNotFoundError):
+        read_hepmc(tmp_path / "missing.hepmc3")
+    with pytest.raises(ValueError, match="sigma_pb must be finite"):
+        write_hepmc(tmp_path / "x.hepmc3", sample, sigma_pb=float("nan"))
+    with pytest.raises(ValueError, match="error_pb given without sigma_pb"):
+        write_hepmc(tmp_path / "x.hepmc3", sample, error_pb=1.0)
+    with pytest.raises(ValueError, match="'obj'"):
+        write_hepmc(tmp_path / "x.hepmc3", sample, obj=object())
+    assert sorted(os.listdir(tmp_path)) == ["bad.hepmc3", "empty.hepmc3"]

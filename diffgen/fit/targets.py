@@ -25,7 +25,7 @@ target (see :func:`diffgen.fit.losses.binned`).
 Constructors (all validate and raise ``ValueError`` naming the problem): :func:`from_arrays`,
 :func:`from_hist` (a 1-d ``hist.Hist``), :func:`from_yoda_text` (YODA ``HISTO1D`` V1/V2/V3 and
 ``SCATTER2D``), :func:`from_events` (another generator's events, as ``diffgen.Events``, an event
-file read with :func:`diffgen.io.read_events`, or HepMC3 through ``pyhepmc`` when installed);
+file read with :func:`diffgen.io.read_events`: ``.npz``, ``.parquet``, ``.lhe`` or HepMC3);
 :func:`to_yoda_text` writes the format back.
 
 Example:
@@ -59,7 +59,7 @@ from diffgen.params import SETTINGS, check_value
 __all__ = [
     "Observable", "as_observable", "as_observables", "evaluate", "cos_theta", "BUILTIN_OBSERVABLES",
     "observable_registry", "NORMALISATIONS", "BinnedTarget", "from_arrays", "from_hist", "from_yoda_text",
-    "to_yoda_text", "from_events", "check_binning", "read_hepmc",
+    "to_yoda_text", "from_events", "check_binning",
 ]
 
 NORMALISATIONS = ("events", "unit", "sigma")
@@ -472,52 +472,6 @@ def check_binning(target: BinnedTarget, observable: Observable) -> None:
 # ---------------------------------------------------------------------------------------------
 # targets from events
 # ---------------------------------------------------------------------------------------------
-_HEPMC_SUFFIXES = (".hepmc", ".hepmc3", ".hepmc.gz", ".hepmc3.gz")
-
-
-def read_hepmc(path, capacity: int | None = None) -> Events:
-    """Final-state particles (status 1) of a HepMC3 file as :class:`Events` (needs ``pyhepmc``).
-
-    Weights: the first event weight (1 if none). Incoming particles: the two beam particles
-    (status 4). ``capacity`` defaults to the largest final-state multiplicity.
-    """
-    try:
-        import pyhepmc
-    except ImportError:
-        raise ValueError(f"reading HepMC file {os.fspath(path)!r} needs the optional package pyhepmc "
-                         "(pip install pyhepmc)") from None
-    p4s, pids, weights, beams, beam_ids = [], [], [], [], []
-    with pyhepmc.open(os.fspath(path)) as f:
-        for ev in f:
-            fs = [p for p in ev.particles if p.status == 1]
-            bm = [p for p in ev.particles if p.status == 4][:2]
-            p4s.append([[p.momentum.e, p.momentum.px, p.momentum.py, p.momentum.pz] for p in fs])
-            pids.append([p.pid for p in fs])
-            weights.append(ev.weights[0] if len(ev.weights) else 1.0)
-            bm4 = [[p.momentum.e, p.momentum.px, p.momentum.py, p.momentum.pz] for p in bm]
-            bm4 += [[0.0, 0.0, 0.0, 0.0]] * (2 - len(bm4))
-            beams.append(bm4)
-            beam_ids.append([p.pid for p in bm] + [0] * (2 - len(bm)))
-    if not p4s:
-        raise ValueError(f"HepMC file {os.fspath(path)!r} has no events")
-    n = len(p4s)
-    cap = capacity or max(1, max(len(p) for p in pids))
-    p4 = np.zeros((n, cap, 4))
-    pid = np.zeros((n, cap), np.int32)
-    for i, (a, b) in enumerate(zip(p4s, pids)):
-        k = min(len(b), cap)
-        if k:
-            p4[i, :k] = np.asarray(a[:k])
-            pid[i, :k] = b[:k]
-    w = np.asarray(weights, float)
-    with np.errstate(divide="ignore"):
-        lw = np.where(w > 0, np.log(np.where(w > 0, w, 1.0)), -np.inf)
-    return Events(p4=jnp.asarray(p4), pid=jnp.asarray(pid), mask=jnp.asarray(pid != 0),
-                  colour=jnp.zeros((n, cap, 2), jnp.int32), log_weight=jnp.asarray(lw),
-                  status=jnp.zeros((n,), jnp.uint32), p4_in=jnp.asarray(np.asarray(beams)),
-                  pid_in=jnp.asarray(np.asarray(beam_ids, np.int32)))
-
-
 def _load_events(source) -> Events:
     if isinstance(source, Events):
         return source
@@ -525,8 +479,6 @@ def _load_events(source) -> Events:
         path = os.fspath(source)
         if not os.path.isfile(path):
             raise ValueError(f"event file {path!r} does not exist")
-        if path.lower().endswith(_HEPMC_SUFFIXES):
-            return read_hepmc(path)
         from diffgen.io import read_events
 
         return read_events(path)[0]
@@ -538,7 +490,7 @@ def from_events(events, observables, *, normalisation: str = "events", condition
     """Targets from another generator's (or diffgen's) events, one per observable.
 
     ``events``: :class:`~diffgen.events.Events`, an event file for :func:`diffgen.io.read_events`
-    (``.npz``, ``.parquet``, ``.lhe``) or a HepMC3 file (needs ``pyhepmc``). The observables are
+    (``.npz``, ``.parquet``, ``.lhe``, or HepMC3 ``.hepmc3``/``.hepmc`` e.g. from Pythia). The observables are
     computed by the same functions and binned by the same code (:func:`diffgen.fit.losses.binned`)
     as the simulation in a fit, so both sides are treated identically; errors are the statistical
     errors of the weighted sample. ``names`` labels the targets (default: the observable names);

@@ -52,7 +52,7 @@ Schema (every key except ``generator.process``, ``fit.free`` and the targets is 
     [[target]]
     name = "cos_theta_94"
     observable = "cos_theta"
-    events = "other_generator_94.npz"     # .npz/.parquet/.lhe, or .hepmc3 with pyhepmc
+    events = "other_generator_94.npz"     # .npz/.parquet/.lhe/.hepmc3
     bins = { n = 10, range = [-1.0, 1.0] }
     conditions = { "Beams:eCM" = 94.0 }
 

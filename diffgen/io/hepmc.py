@@ -1,0 +1,226 @@
+"""HepMC3 ASCII event files (via ``pyhepmc``), the format Rivet analyses and detector simulations read.
+
+What diffgen writes (HepMC3 ``Asciiv3``, units GeV and mm, full double precision):
+
+* a run header: the tool ``diffgen`` with its version, one weight named ``Default``, and the user's
+  metadata as the JSON run attribute ``diffgen_metadata``;
+* one HepMC event per good event (``status == 0``; events with status flags are skipped and counted,
+  as for LHE): the two incoming particles of ``Events.p4_in``/``pid_in`` as beams (HepMC status 4),
+  one vertex, and the occupied outgoing slots in slot order as final-state particles (status 1).
+  diffgen's ``Events`` keep the final state only, so there is no history (no Z, partons or
+  resonances) in the record — enough for particle-level analyses, which select status 1;
+* the event weight ``exp(log_weight)`` in pb and, when ``sigma_pb`` is given, a ``GenCrossSection``
+  (σ, its error, and the numbers of accepted and attempted events) in every event, which Rivet uses to
+  normalise histograms;
+* generated masses computed from the four-momenta, ``m = sqrt(max(E² − |p|², 0))``.
+
+A name ending in ``.gz`` is written gzip-compressed. The file appears at its final path only when it
+is complete (:func:`diffgen.io.atomic.atomic_write`).
+
+:func:`read_hepmc` reads any HepMC3 ASCII file, diffgen's or another generator's (e.g. Pythia's
+``Pythia8ToHepMC``): the final-state particles (status 1), the first two beam particles (status 4),
+the first event weight, the run metadata and the last event's cross-section.
+
+Example:
+    >>> import os, tempfile
+    >>> from diffgen.events import Events
+    >>> p = os.path.join(tempfile.mkdtemp(), "ev.hepmc3")
+    >>> ev = Events.empty(2, 3)
+    >>> ev = ev.replace(pid=ev.pid.at[:, 0].set(13), mask=ev.mask.at[:, 0].set(True))
+    >>> write_hepmc(p, ev, sigma_pb=1480.0, error_pb=2.0, process="ee-mumu")
+    0
+    >>> events, meta = read_hepmc(p)
+    >>> events.pid.tolist(), meta["process"], meta["sigma_pb"]
+    ([[13], [13]], 'ee-mumu', 1480.0)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import math
+import os
+from typing import Any
+
+import numpy as np
+
+from diffgen.events import Events
+from diffgen.io.atomic import atomic_write
+from diffgen.io.npz import decode_metadata, encode_metadata, events_from_arrays, host_arrays
+
+__all__ = ["write_hepmc", "read_hepmc", "SUFFIXES"]
+
+SUFFIXES = (".hepmc3", ".hepmc", ".hepmc3.gz", ".hepmc.gz")
+_VERSION = "0.1.0"
+_META_KEY = "diffgen_metadata"
+_BEAM, _FINAL = 4, 1
+
+
+def _pyhepmc(path) -> Any:
+    try:
+        import pyhepmc
+    except ImportError:  # pragma: no cover - pyhepmc is a core dependency
+        raise ValueError(f"HepMC file {os.fspath(path)!r} needs the package pyhepmc (pip install pyhepmc)") from None
+    return pyhepmc
+
+
+def _mass(p4: np.ndarray) -> np.ndarray:
+    m2 = p4[..., 0] ** 2 - np.sum(p4[..., 1:] ** 2, axis=-1)
+    return np.sqrt(np.maximum(m2, 0.0))
+
+
+def _finite(name: str, value) -> float:
+    try:
+        out = float(value)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{name} must be a real number, got {value!r}") from err
+    if not math.isfinite(out):
+        raise ValueError(f"{name} must be finite, got {out}")
+    return out
+
+
+def write_hepmc(path: str | os.PathLike, events: Events, *, sigma_pb: float | None = None,
+                error_pb: float | None = None, **metadata: Any) -> int:
+    """Write the good events (``status == 0``) to a HepMC3 ASCII file, atomically; return how many were skipped.
+
+    Args:
+        path: destination (``.hepmc3``/``.hepmc``, optionally ``.gz``).
+        events: :class:`~diffgen.events.Events` (jax or NumPy leaves); weights ``exp(log_weight)`` in pb.
+        sigma_pb, error_pb: cross-section and its error in pb, stored as each event's ``GenCrossSection``
+            (``error_pb`` defaults to 0 when only ``sigma_pb`` is given).
+        **metadata: JSON-serialisable values stored as the run attribute ``diffgen_metadata``.
+
+    Returns:
+        The number of events skipped because their ``status`` was not 0.
+
+    Raises:
+        ValueError: non-finite or negative ``sigma_pb``/``error_pb``, inconsistent Events,
+            non-serialisable metadata, or an unwritable path.
+    """
+    pyhepmc = _pyhepmc(path)
+    a = host_arrays(events)
+    if error_pb is not None and sigma_pb is None:
+        raise ValueError("write_hepmc: error_pb given without sigma_pb")
+    if sigma_pb is not None:
+        sigma_pb = _finite("sigma_pb", sigma_pb)
+        error_pb = 0.0 if error_pb is None else _finite("error_pb", error_pb)
+        if sigma_pb < 0 or error_pb < 0:
+            raise ValueError(f"sigma_pb and error_pb must be >= 0, got {sigma_pb} and {error_pb}")
+    meta_json = encode_metadata(metadata)  # fail before opening the file
+
+    good = np.flatnonzero(a["status"] == 0)
+    p4, pid, mask = a["p4"].astype(np.float64), a["pid"].astype(np.int32), a["mask"].astype(bool)
+    p4_in, pid_in = a["p4_in"].astype(np.float64), a["pid_in"].astype(np.int32)
+    weights = np.exp(a["log_weight"].astype(np.float64))
+    mass, mass_in = _mass(p4), _mass(p4_in)
+
+    run = pyhepmc.GenRunInfo()
+    run.tools = [pyhepmc.GenRunInfo.ToolInfo("diffgen", _VERSION, "differentiable event generator in JAX")]
+    run.weight_names = ["Default"]
+    run.attributes[_META_KEY] = meta_json
+    n_written = 0
+    name = os.fspath(path)
+    with atomic_write(path, "wb") as raw:
+        stream = gzip.GzipFile(fileobj=raw, mode="wb") if name.lower().endswith(".gz") else contextlib.nullcontext(raw)
+        with stream as f, pyhepmc.open(f, "w") as out:
+            for i in good:
+                slots = np.flatnonzero(mask[i])
+                k = 2 + slots.size
+                mom = np.concatenate([p4_in[i], p4[i, slots]])
+                parents = np.full((k, 2), -1, np.int64)
+                parents[2:] = (0, 1)
+                ev = pyhepmc.GenEvent(pyhepmc.Units.GEV, pyhepmc.Units.MM)
+                ev.from_hepevt(int(i), mom[:, 1].copy(), mom[:, 2].copy(), mom[:, 3].copy(), mom[:, 0].copy(),
+                               np.concatenate([mass_in[i], mass[i, slots]]),
+                               np.concatenate([pid_in[i], pid[i, slots]]).astype(np.int32),
+                               np.array([_BEAM, _BEAM] + [_FINAL] * slots.size, np.int32),
+                               parents=parents, fortran=False)
+                ev.run_info = run
+                ev.weights = [float(weights[i])]
+                if sigma_pb is not None:
+                    n_written += 1
+                    xs = pyhepmc.GenCrossSection()
+                    xs.set_cross_section(sigma_pb, error_pb, n_written, int(i) + 1)
+                    ev.cross_section = xs
+                out.write(ev)
+    return int(a["status"].size - good.size)
+
+
+def _check_header(path: str) -> None:
+    opener = gzip.open if path.lower().endswith(".gz") else open
+    try:
+        with opener(path, "rb") as f:
+            head = f.read(256)
+    except (OSError, EOFError) as err:
+        raise ValueError(f"HepMC file {path!r}: not readable ({err})") from err
+    if b"HepMC::Asciiv3" not in head and b"HepMC::IO_GenEvent" not in head:
+        raise ValueError(f"HepMC file {path!r}: no 'HepMC::Asciiv3' (or HepMC2 'HepMC::IO_GenEvent') header; "
+                         "not a HepMC ASCII file")
+
+
+def read_hepmc(path: str | os.PathLike, capacity: int | None = None) -> tuple[Events, dict[str, Any]]:
+    """Final-state particles (status 1) of a HepMC3 (or HepMC2) ASCII file as :class:`Events`.
+
+    Args:
+        path: the file (``.gz`` is decompressed).
+        capacity: particle slots per event; default the largest final-state multiplicity. Events with
+            more final-state particles than ``capacity`` raise ``ValueError`` (nothing is dropped silently).
+
+    Returns:
+        ``(events, metadata)``: Events with float64 host NumPy leaves (weights: the first event weight,
+        1 if none; incoming: the first two status-4 particles, zeros if absent; no colour), and the run's
+        ``diffgen_metadata`` plus ``sigma_pb``/``error_pb`` from the last event's cross-section when present.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ValueError: not a HepMC ASCII file, no events, or an event larger than ``capacity``.
+    """
+    name = os.fspath(path)
+    if not os.path.isfile(name):
+        raise FileNotFoundError(f"HepMC file {name!r} does not exist")
+    pyhepmc = _pyhepmc(name)
+    _check_header(name)
+    p4s, pids, weights, beams, beam_ids = [], [], [], [], []
+    metadata: dict[str, Any] = {}
+    xsec = None
+    with pyhepmc.open(name) as f:
+        for ev in f:
+            parts = ev.numpy.particles
+            status = np.asarray(parts.status)
+            mom = np.stack([np.asarray(parts.e), np.asarray(parts.px), np.asarray(parts.py), np.asarray(parts.pz)], -1)
+            pid = np.asarray(parts.pid)
+            fs, bm = status == _FINAL, np.flatnonzero(status == _BEAM)[:2]
+            p4s.append(mom[fs])
+            pids.append(pid[fs])
+            weights.append(float(ev.weights[0]) if len(ev.weights) else 1.0)
+            b4, bid = np.zeros((2, 4)), np.zeros(2, np.int32)
+            b4[: bm.size], bid[: bm.size] = mom[bm], pid[bm]
+            beams.append(b4)
+            beam_ids.append(bid)
+            if ev.cross_section is not None:
+                xsec = ev.cross_section
+            if not metadata and ev.run_info is not None and _META_KEY in ev.run_info.attributes:
+                raw = ev.run_info.attributes[_META_KEY]  # str, or an UnparsedAttribute when read lazily
+                metadata = decode_metadata(raw if isinstance(raw, str) else raw.astype(str), f"HepMC file {name!r}")
+    if not p4s:
+        raise ValueError(f"HepMC file {name!r} has no events")
+    n = len(p4s)
+    largest = max(p.size for p in pids)
+    cap = max(1, largest) if capacity is None else int(capacity)
+    if cap < largest:
+        raise ValueError(f"HepMC file {name!r}: an event has {largest} final-state particles, more than "
+                         f"capacity={cap}")
+    p4 = np.zeros((n, cap, 4))
+    pid = np.zeros((n, cap), np.int32)
+    mask = np.zeros((n, cap), bool)
+    for i, (a, b) in enumerate(zip(p4s, pids)):
+        p4[i, : b.size], pid[i, : b.size], mask[i, : b.size] = a, b, True
+    w = np.asarray(weights, float)
+    with np.errstate(divide="ignore"):
+        lw = np.where(w > 0, np.log(np.where(w > 0, w, 1.0)), -np.inf)
+    if xsec is not None:
+        metadata["sigma_pb"] = float(xsec.xsec())
+        metadata["error_pb"] = float(xsec.xsec_err())
+    arrays = {"p4": p4, "pid": pid, "mask": mask, "colour": np.zeros((n, cap, 2), np.int32), "log_weight": lw,
+              "status": np.zeros(n, np.uint32), "p4_in": np.stack(beams), "pid_in": np.stack(beam_ids)}
+    return events_from_arrays(arrays), metadata
