@@ -1,7 +1,8 @@
 """Tune diffgen's five e+e- -> hadrons parameters to Pythia 8 (Monash, no ISR) at sqrt(s) = 91.188 GeV.
 
 Pythia 8 generates ``--pythia-events`` events (in this run, when ``pythia8mc`` is installed; or read
-from ``--pythia-file``, an ``.npz`` written by an earlier run with ``--save-pythia``). Its final state
+from ``--pythia-file``, an ``.npz`` written by an earlier run with ``--save-pythia``, or any event file
+diffgen reads, e.g. HepMC3 from Pythia, Herwig or Sherpa). Its final state
 goes through diffgen's own observable functions and binning (:func:`diffgen.fit.targets.from_events`):
 the six LEP-style observables of :mod:`diffgen.fit.lep` (1-T, B_W, C, n_ch, n_K+-, x_p of the leading
 charged particle) are the targets. diffgen's
@@ -40,7 +41,10 @@ def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--pythia-events", type=int, default=100_000)
-    ap.add_argument("--pythia-file", default=None, help="read Pythia's events from this .npz instead of running it")
+    ap.add_argument("--pythia-file", default=None,
+                    help="read the target events from this file instead of running Pythia: an .npz written by "
+                         "--save-pythia, or any event file diffgen reads (.hepmc3/.hepmc[.gz] from Pythia, Herwig, "
+                         "Sherpa, ...; .lhe, .parquet)")
     ap.add_argument("--save-pythia", default=None, help="write Pythia's events to this .npz")
     ap.add_argument("--events", type=int, default=20_000, help="diffgen events per linearisation")
     ap.add_argument("--check-events", type=int, default=50_000, help="diffgen events for the chi2 before/after")
@@ -56,6 +60,13 @@ def parse_args(argv=None):
 
 def pythia_events(args):
     if args.pythia_file:
+        from diffgen.io import SUFFIXES, read_events
+
+        name = args.pythia_file.lower()
+        if name.endswith(tuple(s for s in SUFFIXES if s != ".npz")):
+            ev, _ = read_events(args.pythia_file)  # final-state particles of any generator
+            d = {"p4": np.asarray(ev.p4, np.float32), "pid": np.asarray(ev.pid), "mask": np.asarray(ev.mask)}
+            return d, float("nan")
         d = dict(np.load(args.pythia_file))
         return d, float(d.get("cpu_s", np.nan))
     from diffgen.peers import pythia as py8
