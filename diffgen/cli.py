@@ -12,6 +12,7 @@ number of events, ``--set`` syntax, setting names and ranges, output paths.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import sys
@@ -180,7 +181,6 @@ def _cmd_generate(args) -> int:
     acc = {"sw": 0.0, "sw2": 0.0, "n": 0, "fw": 0.0, "fw2": 0.0, "bw": 0.0, "bw2": 0.0, "bad": 0,
            "h": {s[0]: np.zeros(len(s[3]) - 1) for s in specs}, "h2": {s[0]: np.zeros(len(s[3]) - 1) for s in specs},
            "mean": {s[0]: 0.0 for s in specs}}
-    kept = []
 
     def on_chunk(ev):
         status = np.asarray(ev.status)
@@ -200,14 +200,24 @@ def _cmd_generate(args) -> int:
             acc["fw2"] += (w[f] ** 2).sum()
             acc["bw"] += w[~f].sum()
             acc["bw2"] += (w[~f] ** 2).sum()
-        if args.out:
-            kept.append(ev)
+        if writer is not None:  # stream the chunk out; HepMC3 events carry the running σ estimate
+            s_now = acc["sw"] / acc["n"]
+            e_now = math.sqrt(max(acc["sw2"] / acc["n"] - s_now**2, 0.0) / acc["n"])
+            writer.write(ev, sigma_pb=s_now, error_pb=e_now)
 
-    diffgen.generate(gen, params, key, args.events, chunk=args.chunk, progress=not args.quiet,
-                     on_chunk=on_chunk, keep=False)
-    n = acc["n"]
-    sigma = acc["sw"] / n
-    sigma_err = math.sqrt(max(acc["sw2"] / n - sigma**2, 0.0) / n)
+    writer = None
+    if args.out:
+        from diffgen.io import EventWriter
+
+        writer = EventWriter(args.out, process=args.process, seed=args.seed)
+    with writer if writer is not None else contextlib.nullcontext():
+        diffgen.generate(gen, params, key, args.events, chunk=args.chunk, progress=not args.quiet,
+                         on_chunk=on_chunk, keep=False)
+        n = acc["n"]
+        sigma = acc["sw"] / n
+        sigma_err = math.sqrt(max(acc["sw2"] / n - sigma**2, 0.0) / n)
+        if writer is not None:
+            writer.close(sigma_pb=float(sigma), error_pb=float(sigma_err))
 
     e_cm = float(diffgen.settings(params)["Beams:eCM"])
     print(f"diffgen {diffgen.__version__}: {args.process} at sqrt(s) = {e_cm:g} GeV, {n} events, seed {args.seed}")
@@ -231,12 +241,8 @@ def _cmd_generate(args) -> int:
             print(f"<{name}> = {acc['mean'][name] / acc['sw']:.5g}")
         print(text_histogram(h, herr, edges, label=f"dsigma per bin [pb] vs {label}"))
     if args.out:
-        from diffgen.io import write_events
-
-        events = diffgen.Events.concatenate(kept) if len(kept) > 1 else kept[0]
-        write_events(args.out, events, sigma_pb=float(sigma), error_pb=float(sigma_err),
-                     process=args.process, seed=args.seed)
-        print(f"wrote {args.out}")
+        skipped = f" ({writer.n_skipped} flagged events left out)" if writer.n_skipped else ""
+        print(f"wrote {args.out}{skipped}")
     if args.plot:
         _plot(args.plot, hists, sigma, f"{args.process}, √s = {e_cm:g} GeV",
               analytic=(lambda c: _analytic_dsigma(gen, params, c)) if is_ffbar else None)

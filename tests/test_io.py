@@ -17,6 +17,7 @@ import pytest
 from diffgen.events import Events, Status
 from diffgen.io import (
     SUFFIXES,
+    EventWriter,
     atomic_write,
     check_writable,
     lhe,
@@ -563,3 +564,70 @@ def test_malformed_hepmc(tmp_path, sample):
     with pytest.raises(ValueError, match="'obj'"):
         write_hepmc(tmp_path / "x.hepmc3", sample, obj=object())
     assert sorted(os.listdir(tmp_path)) == ["bad.hepmc3", "empty.hepmc3"]
+
+
+# ----------------------------------------------------------------------------- streaming output
+
+
+@pytest.mark.parametrize("suffix", [".lhe", ".lhe.gz", ".hepmc3", ".hepmc3.gz", ".npz", ".parquet"])
+def test_event_writer_chunks_equal_one_shot(tmp_path, sample, suffix):
+    whole = tmp_path / f"whole{suffix}"
+    streamed = tmp_path / f"streamed{suffix}"
+    meta = {"process": "test", "seed": 3}
+    skipped = write_events(whole, sample, sigma_pb=SIGMA_PB, error_pb=ERROR_PB, **meta)
+    with EventWriter(streamed, **meta) as out:
+        total = 0
+        for lo, hi in ((0, 1), (1, 77), (77, 77), (77, sample.n_events)):  # uneven, with an empty chunk
+            total += out.write(sample[lo:hi], sigma_pb=SIGMA_PB, error_pb=ERROR_PB)
+        assert out.close(sigma_pb=SIGMA_PB, error_pb=ERROR_PB) == total == skipped
+    assert sorted(os.listdir(tmp_path)) == sorted([whole.name, streamed.name])  # no temporaries left
+    if suffix in (".npz", ".parquet"):  # containers with timestamps: compare the content
+        (a, ma), (b, mb) = read_events(whole), read_events(streamed)
+        assert ma == mb
+        for k in npz.FIELDS:
+            np.testing.assert_array_equal(getattr(a, k), getattr(b, k), err_msg=k)
+    elif suffix.endswith(".gz"):  # the gzip header names the inner file, which differs
+        assert gzip.decompress(whole.read_bytes()) == gzip.decompress(streamed.read_bytes())
+    else:
+        assert whole.read_bytes() == streamed.read_bytes()
+
+
+@pytest.mark.parametrize("suffix", [".lhe", ".hepmc3.gz", ".npz"])
+def test_event_writer_leaves_nothing_on_failure(tmp_path, sample, suffix):
+    path = tmp_path / f"ev{suffix}"
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        with EventWriter(path) as out:
+            out.write(sample[:50], sigma_pb=1.0, error_pb=0.1)
+            _boom()
+    assert os.listdir(tmp_path) == []
+    with EventWriter(path) as out:  # leaving the block without close() writes nothing either
+        out.write(sample[:50])
+    assert os.listdir(tmp_path) == []
+    path.write_bytes(b"previous run")  # an existing file survives a failed overwrite
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        with EventWriter(path) as out:
+            out.write(sample, sigma_pb=1.0, error_pb=0.1)
+            _boom()
+    assert path.read_bytes() == b"previous run" and os.listdir(tmp_path) == [path.name]
+
+
+def test_event_writer_bad_use(tmp_path, sample):
+    with pytest.raises(ValueError, match="needs sigma_pb and error_pb"):
+        with EventWriter(tmp_path / "ev.lhe") as out:
+            out.write(sample)
+            out.close()
+    with pytest.raises(ValueError, match="pass sigma_pb to close"):
+        EventWriter(tmp_path / "ev.npz", sigma_pb=1.0)
+    with pytest.raises(ValueError, match="unknown event-file suffix"):
+        EventWriter(tmp_path / "ev.root")
+    with pytest.raises(ValueError, match="cannot write"):
+        EventWriter(tmp_path / "missing" / "ev.lhe")
+    with pytest.raises(ValueError, match="'obj'"):
+        EventWriter(tmp_path / "ev.hepmc3", obj=object())
+    assert os.listdir(tmp_path) == []
+    out = EventWriter(tmp_path / "ev.npz")
+    out.write(sample)
+    out.close()
+    with pytest.raises(ValueError, match="is closed"):
+        out.write(sample)
+    assert os.listdir(tmp_path) == ["ev.npz"]

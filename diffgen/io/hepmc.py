@@ -48,7 +48,7 @@ from diffgen.events import Events
 from diffgen.io.atomic import atomic_write
 from diffgen.io.npz import decode_metadata, encode_metadata, events_from_arrays, host_arrays
 
-__all__ = ["write_hepmc", "read_hepmc", "SUFFIXES"]
+__all__ = ["write_hepmc", "read_hepmc", "HepMCStream", "SUFFIXES"]
 
 SUFFIXES = (".hepmc3", ".hepmc", ".hepmc3.gz", ".hepmc.gz")
 _VERSION = "0.1.0"
@@ -79,6 +79,91 @@ def _finite(name: str, value) -> float:
     return out
 
 
+class HepMCStream:
+    """Append batches of events to one HepMC3 file; the file appears at ``path`` only on :meth:`close`.
+
+    Used by :func:`write_hepmc` (one batch) and :class:`diffgen.io.EventWriter` (chunk by chunk, so a
+    long run's output never has to sit in memory). Event numbers count every event offered, written or
+    skipped, so they are the events' indices in the run.
+    """
+
+    def __init__(self, path: str | os.PathLike, **metadata: Any):
+        pyhepmc = _pyhepmc(path)
+        meta_json = encode_metadata(metadata)  # fail before opening the file
+        self._pyhepmc = pyhepmc
+        self._run = pyhepmc.GenRunInfo()
+        self._run.tools = [pyhepmc.GenRunInfo.ToolInfo("diffgen", _VERSION, "differentiable event generator in JAX")]
+        self._run.weight_names = ["Default"]
+        self._run.attributes[_META_KEY] = meta_json
+        self.n_seen = 0
+        self.n_written = 0
+        self._stack = contextlib.ExitStack()
+        try:
+            raw = self._stack.enter_context(atomic_write(path, "wb"))
+            f = raw
+            if os.fspath(path).lower().endswith(".gz"):
+                f = self._stack.enter_context(gzip.GzipFile(fileobj=raw, mode="wb", mtime=0))
+            self._out = self._stack.enter_context(pyhepmc.open(f, "w"))
+        except BaseException as err:
+            self.abort(err)
+            raise
+
+    def write(self, events: Events, sigma_pb: float | None = None, error_pb: float | None = None) -> int:
+        """Write the good events of a batch; ``sigma_pb``/``error_pb`` (the current estimate) go into each
+        event's ``GenCrossSection``. Returns the number of events skipped for a non-zero ``status``."""
+        pyhepmc = self._pyhepmc
+        a = host_arrays(events)
+        sigma_pb, error_pb = _check_cross_section(sigma_pb, error_pb)
+        good = np.flatnonzero(a["status"] == 0)
+        p4, pid, mask = a["p4"].astype(np.float64), a["pid"].astype(np.int32), a["mask"].astype(bool)
+        p4_in, pid_in = a["p4_in"].astype(np.float64), a["pid_in"].astype(np.int32)
+        weights = np.exp(a["log_weight"].astype(np.float64))
+        mass, mass_in = _mass(p4), _mass(p4_in)
+        for i in good:
+            slots = np.flatnonzero(mask[i])
+            k = 2 + slots.size
+            mom = np.concatenate([p4_in[i], p4[i, slots]])
+            parents = np.full((k, 2), -1, np.int64)
+            parents[2:] = (0, 1)
+            ev = pyhepmc.GenEvent(pyhepmc.Units.GEV, pyhepmc.Units.MM)
+            ev.from_hepevt(self.n_seen + int(i), mom[:, 1].copy(), mom[:, 2].copy(), mom[:, 3].copy(),
+                           mom[:, 0].copy(), np.concatenate([mass_in[i], mass[i, slots]]),
+                           np.concatenate([pid_in[i], pid[i, slots]]).astype(np.int32),
+                           np.array([_BEAM, _BEAM] + [_FINAL] * slots.size, np.int32),
+                           parents=parents, fortran=False)
+            ev.run_info = self._run
+            ev.weights = [float(weights[i])]
+            self.n_written += 1
+            if sigma_pb is not None:
+                xs = pyhepmc.GenCrossSection()
+                xs.set_cross_section(sigma_pb, error_pb, self.n_written, self.n_seen + int(i) + 1)
+                ev.cross_section = xs
+            self._out.write(ev)
+        self.n_seen += int(a["status"].size)
+        return int(a["status"].size - good.size)
+
+    def close(self) -> None:
+        """Finish the file and move it to its final path."""
+        self._stack.close()
+
+    def abort(self, err: BaseException | None = None) -> None:
+        """Drop the partial file (an existing file at the path is left untouched)."""
+        err = err or RuntimeError("HepMC output aborted")
+        self._stack.__exit__(type(err), err, err.__traceback__)
+
+
+def _check_cross_section(sigma_pb, error_pb) -> tuple[float | None, float | None]:
+    if error_pb is not None and sigma_pb is None:
+        raise ValueError("write_hepmc: error_pb given without sigma_pb")
+    if sigma_pb is None:
+        return None, None
+    sigma_pb = _finite("sigma_pb", sigma_pb)
+    error_pb = 0.0 if error_pb is None else _finite("error_pb", error_pb)
+    if sigma_pb < 0 or error_pb < 0:
+        raise ValueError(f"sigma_pb and error_pb must be >= 0, got {sigma_pb} and {error_pb}")
+    return sigma_pb, error_pb
+
+
 def write_hepmc(path: str | os.PathLike, events: Events, *, sigma_pb: float | None = None,
                 error_pb: float | None = None, **metadata: Any) -> int:
     """Write the good events (``status == 0``) to a HepMC3 ASCII file, atomically; return how many were skipped.
@@ -97,53 +182,16 @@ def write_hepmc(path: str | os.PathLike, events: Events, *, sigma_pb: float | No
         ValueError: non-finite or negative ``sigma_pb``/``error_pb``, inconsistent Events,
             non-serialisable metadata, or an unwritable path.
     """
-    pyhepmc = _pyhepmc(path)
-    a = host_arrays(events)
-    if error_pb is not None and sigma_pb is None:
-        raise ValueError("write_hepmc: error_pb given without sigma_pb")
-    if sigma_pb is not None:
-        sigma_pb = _finite("sigma_pb", sigma_pb)
-        error_pb = 0.0 if error_pb is None else _finite("error_pb", error_pb)
-        if sigma_pb < 0 or error_pb < 0:
-            raise ValueError(f"sigma_pb and error_pb must be >= 0, got {sigma_pb} and {error_pb}")
-    meta_json = encode_metadata(metadata)  # fail before opening the file
-
-    good = np.flatnonzero(a["status"] == 0)
-    p4, pid, mask = a["p4"].astype(np.float64), a["pid"].astype(np.int32), a["mask"].astype(bool)
-    p4_in, pid_in = a["p4_in"].astype(np.float64), a["pid_in"].astype(np.int32)
-    weights = np.exp(a["log_weight"].astype(np.float64))
-    mass, mass_in = _mass(p4), _mass(p4_in)
-
-    run = pyhepmc.GenRunInfo()
-    run.tools = [pyhepmc.GenRunInfo.ToolInfo("diffgen", _VERSION, "differentiable event generator in JAX")]
-    run.weight_names = ["Default"]
-    run.attributes[_META_KEY] = meta_json
-    n_written = 0
-    name = os.fspath(path)
-    with atomic_write(path, "wb") as raw:
-        stream = gzip.GzipFile(fileobj=raw, mode="wb") if name.lower().endswith(".gz") else contextlib.nullcontext(raw)
-        with stream as f, pyhepmc.open(f, "w") as out:
-            for i in good:
-                slots = np.flatnonzero(mask[i])
-                k = 2 + slots.size
-                mom = np.concatenate([p4_in[i], p4[i, slots]])
-                parents = np.full((k, 2), -1, np.int64)
-                parents[2:] = (0, 1)
-                ev = pyhepmc.GenEvent(pyhepmc.Units.GEV, pyhepmc.Units.MM)
-                ev.from_hepevt(int(i), mom[:, 1].copy(), mom[:, 2].copy(), mom[:, 3].copy(), mom[:, 0].copy(),
-                               np.concatenate([mass_in[i], mass[i, slots]]),
-                               np.concatenate([pid_in[i], pid[i, slots]]).astype(np.int32),
-                               np.array([_BEAM, _BEAM] + [_FINAL] * slots.size, np.int32),
-                               parents=parents, fortran=False)
-                ev.run_info = run
-                ev.weights = [float(weights[i])]
-                if sigma_pb is not None:
-                    n_written += 1
-                    xs = pyhepmc.GenCrossSection()
-                    xs.set_cross_section(sigma_pb, error_pb, n_written, int(i) + 1)
-                    ev.cross_section = xs
-                out.write(ev)
-    return int(a["status"].size - good.size)
+    host_arrays(events)
+    _check_cross_section(sigma_pb, error_pb)
+    out = HepMCStream(path, **metadata)
+    try:
+        skipped = out.write(events, sigma_pb, error_pb)
+    except BaseException as err:
+        out.abort(err)
+        raise
+    out.close()
+    return skipped
 
 
 def _check_header(path: str) -> None:

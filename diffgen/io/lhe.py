@@ -51,6 +51,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
 import math
@@ -104,20 +105,28 @@ def _mass(p4: np.ndarray) -> np.ndarray:
     return np.sqrt(np.maximum(m2, 0.0))
 
 
-def _write_body(f, a: dict[str, np.ndarray], good: np.ndarray, *, sigma_pb, error_pb, beam_pids, beam_energies,
-                process_id, scale, alpha_em, alpha_s, weighted, metadata) -> None:
-    weights = np.exp(a["log_weight"].astype(np.float64))
-    xmax = float(np.max(weights[good])) if np.any(good) else 0.0
-    f.write('<LesHouchesEvents version="3.0">\n')
+def _head_text(*, sigma_pb, error_pb, beam_pids, beam_energies, process_id, weighted, metadata, xmax) -> str:
+    """Everything before the first ``<event>``: the header (metadata) and the ``<init>`` block."""
+    out = ['<LesHouchesEvents version="3.0">\n']
     if metadata:
-        f.write(f"<header>\n<diffgen>{escape(encode_metadata(metadata))}</diffgen>\n</header>\n")
-    f.write("<init>\n")
-    f.write(f" {int(beam_pids[0])} {int(beam_pids[1])} {_num(beam_energies[0])} {_num(beam_energies[1])}"
-            f" 0 0 0 0 {-4 if weighted else 3} 1\n")
-    f.write(f" {_num(sigma_pb)} {_num(error_pb)} {_num(xmax)} {int(process_id)}\n")
-    f.write(f'<generator name="diffgen" version="{_VERSION}">diffgen event generator</generator>\n')
-    f.write("</init>\n")
+        out.append(f"<header>\n<diffgen>{escape(encode_metadata(metadata))}</diffgen>\n</header>\n")
+    out.append("<init>\n")
+    out.append(f" {int(beam_pids[0])} {int(beam_pids[1])} {_num(beam_energies[0])} {_num(beam_energies[1])}"
+               f" 0 0 0 0 {-4 if weighted else 3} 1\n")
+    out.append(f" {_num(sigma_pb)} {_num(error_pb)} {_num(xmax)} {int(process_id)}\n")
+    out.append(f'<generator name="diffgen" version="{_VERSION}">diffgen event generator</generator>\n')
+    out.append("</init>\n")
+    return "".join(out)
 
+
+def _max_weight(a: dict[str, np.ndarray], good: np.ndarray) -> float:
+    weights = np.exp(a["log_weight"].astype(np.float64))
+    return float(np.max(weights[good])) if np.any(good) else 0.0
+
+
+def _write_events(f, a: dict[str, np.ndarray], good: np.ndarray, *, process_id, scale, alpha_em, alpha_s) -> None:
+    """The ``<event>`` blocks of the good events of one batch."""
+    weights = np.exp(a["log_weight"].astype(np.float64))
     p4, pid, mask, colour = a["p4"].astype(np.float64), a["pid"], a["mask"].astype(bool), a["colour"]
     p4_in, pid_in = a["p4_in"].astype(np.float64), a["pid_in"]
     mass = _mass(a["p4"])
@@ -140,7 +149,55 @@ def _write_body(f, a: dict[str, np.ndarray], good: np.ndarray, *, sigma_pb, erro
                                         _lhe_colour(colour[i, j, 1]), px, py, pz, e, mass[i, j]))
         lines.append("</event>\n")
         f.write("".join(lines))
-    f.write("</LesHouchesEvents>\n")
+
+
+_FOOTER = "</LesHouchesEvents>\n"
+
+
+def _write_body(f, a: dict[str, np.ndarray], good: np.ndarray, *, sigma_pb, error_pb, beam_pids, beam_energies,
+                process_id, scale, alpha_em, alpha_s, weighted, metadata) -> None:
+    f.write(_head_text(sigma_pb=sigma_pb, error_pb=error_pb, beam_pids=beam_pids, beam_energies=beam_energies,
+                       process_id=process_id, weighted=weighted, metadata=metadata, xmax=_max_weight(a, good)))
+    _write_events(f, a, good, process_id=process_id, scale=scale, alpha_em=alpha_em, alpha_s=alpha_s)
+    f.write(_FOOTER)
+
+
+@contextlib.contextmanager
+def _text_output(name: str):
+    """An atomic UTF-8 text stream at ``name``; gzip-compressed (reproducibly, mtime 0) if it ends in ``.gz``."""
+    if name.endswith(".gz"):
+        with atomic_write(name, "wb") as raw:
+            inner = os.path.basename(name)[:-3]
+            with gzip.GzipFile(filename=inner, mode="wb", fileobj=raw, mtime=0) as gz:
+                f = io.TextIOWrapper(gz, encoding="utf-8", newline="\n")
+                yield f
+                f.flush()
+                f.detach()  # leave gz open for its own close, which writes the gzip trailer
+    else:
+        with atomic_write(name, "w") as f:
+            yield f
+
+
+def check_options(*, sigma_pb, error_pb, beam_pids, scale, alpha_em, alpha_s, metadata) -> dict[str, Any]:
+    """Validate the LHE options that do not depend on the events; returns them normalised."""
+    sigma_pb = _check_finite("sigma_pb", sigma_pb)
+    error_pb = _check_finite("error_pb", error_pb)
+    if error_pb < 0:
+        raise ValueError(f"error_pb must be >= 0, got {error_pb}")
+    if len(beam_pids) != 2:
+        raise ValueError(f"beam_pids must be two PDG codes, got {beam_pids!r}")
+    if metadata:
+        encode_metadata(metadata)  # fail before opening the file
+    return dict(sigma_pb=sigma_pb, error_pb=error_pb, beam_pids=beam_pids,
+                scale=_check_finite("scale", scale, allow_none=True),
+                alpha_em=_check_finite("alpha_em", alpha_em, allow_none=True),
+                alpha_s=_check_finite("alpha_s", alpha_s, allow_none=True))
+
+
+def check_beam_energies(beam_energies) -> tuple[float, float]:
+    if len(beam_energies) != 2:
+        raise ValueError(f"beam_energies must be two energies in GeV, got {beam_energies!r}")
+    return tuple(_check_finite("beam_energies", e) for e in beam_energies)
 
 
 def write_lhe(path: str | os.PathLike, events: Events, *, sigma_pb: float, error_pb: float,
@@ -178,39 +235,16 @@ def write_lhe(path: str | os.PathLike, events: Events, *, sigma_pb: float, error
         0
     """
     a = host_arrays(events)
-    sigma_pb = _check_finite("sigma_pb", sigma_pb)
-    error_pb = _check_finite("error_pb", error_pb)
-    if error_pb < 0:
-        raise ValueError(f"error_pb must be >= 0, got {error_pb}")
-    if len(beam_pids) != 2:
-        raise ValueError(f"beam_pids must be two PDG codes, got {beam_pids!r}")
-    scale = _check_finite("scale", scale, allow_none=True)
-    alpha_em = _check_finite("alpha_em", alpha_em, allow_none=True)
-    alpha_s = _check_finite("alpha_s", alpha_s, allow_none=True)
-    if metadata:
-        encode_metadata(metadata)  # fail before opening the file
+    opts = check_options(sigma_pb=sigma_pb, error_pb=error_pb, beam_pids=beam_pids, scale=scale,
+                         alpha_em=alpha_em, alpha_s=alpha_s, metadata=metadata)
     good = a["status"] == 0
     if beam_energies is None:
         e_in = a["p4_in"][good][:, :, 0].astype(np.float64)
         beam_energies = tuple(e_in.max(axis=0)) if len(e_in) else (0.0, 0.0)
-    if len(beam_energies) != 2:
-        raise ValueError(f"beam_energies must be two energies in GeV, got {beam_energies!r}")
-    beam_energies = tuple(_check_finite("beam_energies", e) for e in beam_energies)
-    kwargs = dict(sigma_pb=sigma_pb, error_pb=error_pb, beam_pids=beam_pids, beam_energies=beam_energies,
-                  process_id=process_id, scale=scale, alpha_em=alpha_em, alpha_s=alpha_s, weighted=weighted,
-                  metadata=metadata)
-    name = os.fspath(path)
-    if name.endswith(".gz"):
-        with atomic_write(name, "wb") as raw:
-            inner = os.path.basename(name)[:-3]
-            with gzip.GzipFile(filename=inner, mode="wb", fileobj=raw, mtime=0) as gz:
-                f = io.TextIOWrapper(gz, encoding="utf-8", newline="\n")
-                _write_body(f, a, good, **kwargs)
-                f.flush()
-                f.detach()  # leave gz open for its own close, which writes the gzip trailer
-    else:
-        with atomic_write(name, "w") as f:
-            _write_body(f, a, good, **kwargs)
+    beam_energies = check_beam_energies(beam_energies)
+    with _text_output(os.fspath(path)) as f:
+        _write_body(f, a, good, beam_energies=beam_energies, process_id=process_id, weighted=weighted,
+                    metadata=metadata, **opts)
     return int(np.count_nonzero(~good))
 
 
