@@ -134,5 +134,15 @@ class Events:
 
     @staticmethod
     def concatenate(parts) -> Events:
+        """Join batches along the event axis. Host (NumPy) batches stay NumPy with their dtypes (float64
+        is kept even without ``jax_enable_x64``); otherwise the result is a jax array."""
         parts = list(parts)
-        return jax.tree_util.tree_map(lambda *a: jnp.concatenate(a, axis=0), *parts)
+        if not parts:
+            raise ValueError("Events.concatenate needs at least one batch")
+
+        def cat(*a):
+            if all(isinstance(x, np.ndarray) for x in a):
+                return np.concatenate(a, axis=0)
+            return jnp.concatenate(a, axis=0)
+
+        return jax.tree_util.tree_map(cat, *parts)

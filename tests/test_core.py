@@ -132,6 +132,18 @@ def test_events_resize_flags_overflow():
     assert ev.resize(6).capacity == 6
 
 
+def test_events_concatenate_keeps_host_dtypes():
+    ev = diffgen.Events.empty(3, 2)
+    host = jax.tree_util.tree_map(np.asarray, ev).replace(p4=np.full((3, 2, 4), 1.0 + 1e-12))  # float64
+    both = diffgen.Events.concatenate([host, host[:1]])
+    assert both.n_events == 4 and both.p4.dtype == np.float64 and isinstance(both.p4, np.ndarray)
+    assert np.all(both.p4 == 1.0 + 1e-12)
+    traced = diffgen.Events.concatenate([ev, ev])  # jax batches stay jax arrays
+    assert isinstance(traced.p4, jax.Array) and traced.n_events == 6
+    with pytest.raises(ValueError, match="at least one"):
+        diffgen.Events.concatenate([])
+
+
 def test_histogram_hard_and_smooth():
     x = jnp.array([0.1, 0.2, 0.6, 0.95, 1.5, -0.2])
     w = jnp.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
