@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import contextlib
 import gzip
-import math
 import os
 from typing import Any
 
@@ -46,6 +45,7 @@ import numpy as np
 
 from diffgen.events import Events
 from diffgen.io.atomic import atomic_write
+from diffgen.io.lhe import check_finite, generated_mass
 from diffgen.io.npz import decode_metadata, encode_metadata, events_from_arrays, host_arrays
 
 __all__ = ["write_hepmc", "read_hepmc", "HepMCStream", "SUFFIXES"]
@@ -62,21 +62,6 @@ def _pyhepmc(path) -> Any:
     except ImportError:  # pragma: no cover - pyhepmc is a core dependency
         raise ValueError(f"HepMC file {os.fspath(path)!r} needs the package pyhepmc (pip install pyhepmc)") from None
     return pyhepmc
-
-
-def _mass(p4: np.ndarray) -> np.ndarray:
-    m2 = p4[..., 0] ** 2 - np.sum(p4[..., 1:] ** 2, axis=-1)
-    return np.sqrt(np.maximum(m2, 0.0))
-
-
-def _finite(name: str, value) -> float:
-    try:
-        out = float(value)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{name} must be a real number, got {value!r}") from err
-    if not math.isfinite(out):
-        raise ValueError(f"{name} must be finite, got {out}")
-    return out
 
 
 class HepMCStream:
@@ -118,7 +103,7 @@ class HepMCStream:
         p4, pid, mask = a["p4"].astype(np.float64), a["pid"].astype(np.int32), a["mask"].astype(bool)
         p4_in, pid_in = a["p4_in"].astype(np.float64), a["pid_in"].astype(np.int32)
         weights = np.exp(a["log_weight"].astype(np.float64))
-        mass, mass_in = _mass(p4), _mass(p4_in)
+        mass, mass_in = generated_mass(p4), generated_mass(p4_in)
         for i in good:
             slots = np.flatnonzero(mask[i])
             k = 2 + slots.size
@@ -157,8 +142,8 @@ def _check_cross_section(sigma_pb, error_pb) -> tuple[float | None, float | None
         raise ValueError("write_hepmc: error_pb given without sigma_pb")
     if sigma_pb is None:
         return None, None
-    sigma_pb = _finite("sigma_pb", sigma_pb)
-    error_pb = 0.0 if error_pb is None else _finite("error_pb", error_pb)
+    sigma_pb = check_finite("sigma_pb", sigma_pb)
+    error_pb = 0.0 if error_pb is None else check_finite("error_pb", error_pb)
     if sigma_pb < 0 or error_pb < 0:
         raise ValueError(f"sigma_pb and error_pb must be >= 0, got {sigma_pb} and {error_pb}")
     return sigma_pb, error_pb

@@ -77,7 +77,7 @@ def _num(x: float) -> str:
     return f"{x: .10e}"
 
 
-def _check_finite(name: str, value, allow_none: bool = False) -> float | None:
+def check_finite(name: str, value, allow_none: bool = False) -> float | None:
     if value is None and allow_none:
         return None
     try:
@@ -99,7 +99,8 @@ def _lhe_colour(tag) -> int:
     return _COLOUR_OFFSET + tag if tag > 0 else 0
 
 
-def _mass(p4: np.ndarray) -> np.ndarray:
+def generated_mass(p4: np.ndarray) -> np.ndarray:
+    """m = sqrt(max(E² − |p|², 0)) in float64, for the mass columns of LHE and HepMC records."""
     p4 = p4.astype(np.float64)
     m2 = p4[..., 0] ** 2 - np.sum(p4[..., 1:] ** 2, axis=-1)
     return np.sqrt(np.maximum(m2, 0.0))
@@ -129,8 +130,8 @@ def _write_events(f, a: dict[str, np.ndarray], good: np.ndarray, *, process_id, 
     weights = np.exp(a["log_weight"].astype(np.float64))
     p4, pid, mask, colour = a["p4"].astype(np.float64), a["pid"], a["mask"].astype(bool), a["colour"]
     p4_in, pid_in = a["p4_in"].astype(np.float64), a["pid_in"]
-    mass = _mass(a["p4"])
-    mass_in = _mass(a["p4_in"])
+    mass = generated_mass(a["p4"])
+    mass_in = generated_mass(a["p4_in"])
     p_sum = p4_in.sum(axis=1)
     sqrt_s = np.sqrt(np.maximum(p_sum[:, 0] ** 2 - np.sum(p_sum[:, 1:] ** 2, axis=-1), 0.0))
     aqed = -1.0 if alpha_em is None else alpha_em
@@ -180,8 +181,8 @@ def _text_output(name: str):
 
 def check_options(*, sigma_pb, error_pb, beam_pids, scale, alpha_em, alpha_s, metadata) -> dict[str, Any]:
     """Validate the LHE options that do not depend on the events; returns them normalised."""
-    sigma_pb = _check_finite("sigma_pb", sigma_pb)
-    error_pb = _check_finite("error_pb", error_pb)
+    sigma_pb = check_finite("sigma_pb", sigma_pb)
+    error_pb = check_finite("error_pb", error_pb)
     if error_pb < 0:
         raise ValueError(f"error_pb must be >= 0, got {error_pb}")
     if len(beam_pids) != 2:
@@ -189,15 +190,15 @@ def check_options(*, sigma_pb, error_pb, beam_pids, scale, alpha_em, alpha_s, me
     if metadata:
         encode_metadata(metadata)  # fail before opening the file
     return dict(sigma_pb=sigma_pb, error_pb=error_pb, beam_pids=beam_pids,
-                scale=_check_finite("scale", scale, allow_none=True),
-                alpha_em=_check_finite("alpha_em", alpha_em, allow_none=True),
-                alpha_s=_check_finite("alpha_s", alpha_s, allow_none=True))
+                scale=check_finite("scale", scale, allow_none=True),
+                alpha_em=check_finite("alpha_em", alpha_em, allow_none=True),
+                alpha_s=check_finite("alpha_s", alpha_s, allow_none=True))
 
 
 def check_beam_energies(beam_energies) -> tuple[float, float]:
     if len(beam_energies) != 2:
         raise ValueError(f"beam_energies must be two energies in GeV, got {beam_energies!r}")
-    return tuple(_check_finite("beam_energies", e) for e in beam_energies)
+    return tuple(check_finite("beam_energies", e) for e in beam_energies)
 
 
 def write_lhe(path: str | os.PathLike, events: Events, *, sigma_pb: float, error_pb: float,

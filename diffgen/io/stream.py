@@ -47,7 +47,7 @@ from diffgen.events import Events
 from diffgen.io import hepmc, lhe
 from diffgen.io.atomic import check_writable
 from diffgen.io.dispatch import _LHE_KEYWORDS, format_of, write_events
-from diffgen.io.npz import FIELDS, encode_metadata, host_arrays
+from diffgen.io.npz import encode_metadata, host_arrays
 
 __all__ = ["EventWriter"]
 
@@ -147,8 +147,7 @@ class EventWriter:
             else:
                 extra = {k: v for k, v in (("sigma_pb", sigma_pb), ("error_pb", error_pb)) if v is not None}
                 chunks = self._chunks or [Events.empty(0, 0)]
-                # NumPy, not jnp: host chunks keep their dtypes (float64 stays float64 without x64)
-                events = Events(**{k: np.concatenate([getattr(c, k) for c in chunks]) for k in FIELDS})
+                events = Events.concatenate(chunks)  # host chunks stay NumPy with their dtypes
                 write_events(self.path, events, **self._metadata, **extra)
         except BaseException as err:
             self.abort(err)
