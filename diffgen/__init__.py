@@ -23,6 +23,7 @@ from diffgen import (  # noqa: F401
     processes,
     shower,
 )
+from diffgen._version import __version__ as __version__
 from diffgen.events import Events, Status
 from diffgen.expect import (
     Histogram,
@@ -35,8 +36,6 @@ from diffgen.expect import (
 from diffgen.generate import generate, generate_chunks
 from diffgen.params import settings, with_settings
 from diffgen.stage import Generator, Stage, chain
-
-__version__ = "0.1.0"
 
 __all__ = [
     "Events", "Status", "Stage", "chain", "Generator", "settings", "with_settings", "expect",

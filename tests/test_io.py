@@ -14,6 +14,7 @@ import pyhepmc
 import pylhe
 import pytest
 
+import diffgen
 from diffgen.events import Events, Status
 from diffgen.io import (
     SUFFIXES,
@@ -186,6 +187,7 @@ def test_lhe_round_trip_with_pylhe(tmp_path, sample):
 
     lhef = pylhe.LHEFile.fromfile(str(path))
     assert lhef.version == "3.0"
+    assert f'<generator name="diffgen" version="{diffgen.__version__}">' in path.read_text()
     init = lhef.init
     assert init.procInfo[0].xSection == SIGMA_PB and init.procInfo[0].error == ERROR_PB
     assert init.initInfo.weightingStrategy == -4 and init.initInfo.numProcesses == 1
@@ -502,7 +504,7 @@ def test_hepmc_round_trip_with_pyhepmc(tmp_path, sample):
         assert [p.generated_mass for p in out] == pytest.approx([want_m[p.pid] for p in out], rel=1e-9, abs=1e-9)
         assert ev.weights == pytest.approx([np.exp(a["log_weight"][i])], rel=1e-15)
         assert (ev.cross_section.xsec(), ev.cross_section.xsec_err()) == (SIGMA_PB, ERROR_PB)
-        assert [t.name for t in ev.run_info.tools] == ["diffgen"]
+        assert [(t.name, t.version) for t in ev.run_info.tools] == [("diffgen", diffgen.__version__)]
         assert list(ev.run_info.weight_names) == ["Default"]
 
 

@@ -43,6 +43,7 @@ from typing import Any
 
 import numpy as np
 
+from diffgen._version import __version__
 from diffgen.events import Events
 from diffgen.io.atomic import atomic_write
 from diffgen.io.lhe import check_finite, generated_mass
@@ -51,7 +52,6 @@ from diffgen.io.npz import decode_metadata, encode_metadata, events_from_arrays,
 __all__ = ["write_hepmc", "read_hepmc", "HepMCStream", "SUFFIXES"]
 
 SUFFIXES = (".hepmc3", ".hepmc", ".hepmc3.gz", ".hepmc.gz")
-_VERSION = "0.1.0"
 _META_KEY = "diffgen_metadata"
 _BEAM, _FINAL = 4, 1
 
@@ -77,7 +77,7 @@ class HepMCStream:
         meta_json = encode_metadata(metadata)  # fail before opening the file
         self._pyhepmc = pyhepmc
         self._run = pyhepmc.GenRunInfo()
-        self._run.tools = [pyhepmc.GenRunInfo.ToolInfo("diffgen", _VERSION, "differentiable event generator in JAX")]
+        self._run.tools = [pyhepmc.GenRunInfo.ToolInfo("diffgen", __version__, "differentiable event generator in JAX")]
         self._run.weight_names = ["Default"]
         self._run.attributes[_META_KEY] = meta_json
         self.n_seen = 0

@@ -63,6 +63,7 @@ from xml.sax.saxutils import escape
 import numpy as np
 import pylhe
 
+from diffgen._version import __version__
 from diffgen.events import Events
 from diffgen.io.atomic import atomic_write
 from diffgen.io.npz import decode_metadata, encode_metadata, events_from_arrays, host_arrays
@@ -70,7 +71,6 @@ from diffgen.io.npz import decode_metadata, encode_metadata, events_from_arrays,
 __all__ = ["write_lhe", "read_lhe", "read_lhe_init"]
 
 _COLOUR_OFFSET = 500
-_VERSION = "0.1.0"
 
 
 def _num(x: float) -> str:
@@ -115,7 +115,7 @@ def _head_text(*, sigma_pb, error_pb, beam_pids, beam_energies, process_id, weig
     out.append(f" {int(beam_pids[0])} {int(beam_pids[1])} {_num(beam_energies[0])} {_num(beam_energies[1])}"
                f" 0 0 0 0 {-4 if weighted else 3} 1\n")
     out.append(f" {_num(sigma_pb)} {_num(error_pb)} {_num(xmax)} {int(process_id)}\n")
-    out.append(f'<generator name="diffgen" version="{_VERSION}">diffgen event generator</generator>\n')
+    out.append(f'<generator name="diffgen" version="{__version__}">diffgen event generator</generator>\n')
     out.append("</init>\n")
     return "".join(out)
 
