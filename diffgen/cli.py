@@ -201,9 +201,12 @@ def _cmd_generate(args) -> int:
             acc["bw"] += w[~f].sum()
             acc["bw2"] += (w[~f] ** 2).sum()
         if writer is not None:  # stream the chunk out; HepMC3 events carry the running σ estimate
-            s_now = acc["sw"] / acc["n"]
-            e_now = math.sqrt(max(acc["sw2"] / acc["n"] - s_now**2, 0.0) / acc["n"])
-            writer.write(ev, sigma_pb=s_now, error_pb=e_now)
+            writer.write(ev, *sigma_estimate())
+
+    def sigma_estimate():  # σ ± error (pb) from the weights accumulated so far
+        n = acc["n"]
+        mean = acc["sw"] / n
+        return float(mean), float(math.sqrt(max(acc["sw2"] / n - mean**2, 0.0) / n))
 
     writer = None
     if args.out:
@@ -214,10 +217,9 @@ def _cmd_generate(args) -> int:
         diffgen.generate(gen, params, key, args.events, chunk=args.chunk, progress=not args.quiet,
                          on_chunk=on_chunk, keep=False)
         n = acc["n"]
-        sigma = acc["sw"] / n
-        sigma_err = math.sqrt(max(acc["sw2"] / n - sigma**2, 0.0) / n)
+        sigma, sigma_err = sigma_estimate()
         if writer is not None:
-            writer.close(sigma_pb=float(sigma), error_pb=float(sigma_err))
+            writer.close(sigma_pb=sigma, error_pb=sigma_err)
 
     e_cm = float(diffgen.settings(params)["Beams:eCM"])
     print(f"diffgen {diffgen.__version__}: {args.process} at sqrt(s) = {e_cm:g} GeV, {n} events, seed {args.seed}")
@@ -302,15 +304,17 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    commands = {"generate": _cmd_generate, "tune": _cmd_tune, "settings": _cmd_settings}
     try:
-        if args.command == "generate":
-            return _cmd_generate(args)
-        if args.command == "tune":
-            return _cmd_tune(args)
-        return _cmd_settings(args)
+        rc = commands[args.command](args)
+        sys.stdout.flush()  # a closed pipe shows up here, inside the try, not at interpreter exit
+        return rc
     except ValueError as exc:
         print(f"diffgen: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # e.g. `diffgen generate ... | head`: stop quietly; output files are already closed
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit flush does not raise again
+        return 141  # the shell's code for SIGPIPE (128 + 13)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -50,3 +50,19 @@ def test_helpers():
         "23:m0": 91.2, "StandardModel:sin2thetaW": 0.23}
     txt = text_histogram([1.0, 2.0], [0.1, 0.2], [0.0, 0.5, 1.0], width=10)
     assert txt.splitlines()[1].endswith("#" * 10)
+
+
+def test_closed_stdout_pipe_stops_quietly_after_writing_the_file(tmp_path):
+    """`diffgen generate ... | head`: the reader goes away; no traceback, the event file is complete."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "ev.hepmc3"
+    proc = subprocess.Popen([sys.executable, "-m", "diffgen.cli", "generate", "--events", "3000", "--quiet",
+                             "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # the reader is gone before the first line is written
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=300) == 141, stderr
+    assert "Traceback" not in stderr and "BrokenPipe" not in stderr, stderr
+    events, _ = read_events(str(out))
+    assert events.p4.shape[0] == 3000
