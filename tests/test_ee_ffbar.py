@@ -32,7 +32,11 @@ def test_sigma_and_afb_match_analytic(sqrt_s):
 
 
 def test_qed_limit_far_below_the_z():
-    """At √s = 10 GeV the Z is negligible in σ: σ → 4π α(s)²/(3s) (A_FB from interference only)."""
+    """At √s = 10 GeV the Z is negligible in σ: σ → 4π α(s)²/(3s) (A_FB from interference only).
+
+    The Z terms there are ≈ −3e-5 of σ (interference v_e v_μ χ ≈ −4.7e-5, resonant ≈ +1.8e-5), so
+    a 1e-4 tolerance tests the QED normalisation itself while leaving room for them.
+    """
     with jax.enable_x64(True):
         p = diffgen.presets.ee_mumu(10.0).default_params()["hard"]
         s = 100.0
@@ -40,7 +44,7 @@ def test_qed_limit_far_below_the_z():
         qed = couplings.GEV2_TO_PB * 4 * np.pi * a**2 / (3 * s)
         beta = np.sqrt(1 - 4 * M_MU**2 / s)
         qed *= beta * (3 - beta**2) / 2  # massive-fermion QED factor
-        assert float(ee_ffbar.sigma_total(p, 13, M_MU)) == pytest.approx(float(qed), rel=2e-3)
+        assert float(ee_ffbar.sigma_total(p, 13, M_MU)) == pytest.approx(float(qed), rel=1e-4)
 
 
 def test_pythia_numbers_for_the_couplings():
@@ -48,13 +52,16 @@ def test_pythia_numbers_for_the_couplings():
     v_mu = couplings.vector_coupling(13, 0.2315)
     assert v_mu == pytest.approx(-1 + 4 * 0.2315)
     assert couplings.vector_coupling(2, 0.2315) == pytest.approx(1 - 4 * 0.2315 * 2 / 3)
-    # α_EM runs up: α(130²) > α(m_Z²) > α(60²)
+    # α_EM runs up; the values Pythia 8.317's AlphaEM gives at 60, 91.188, 130 GeV (read off the
+    # library; tests/test_peers.py checks them against a live Pythia), float32 ≈ 1e-7 relative
     a = [float(couplings.alpha_em(q**2, 0.00781751)) for q in (60.0, 91.188, 130.0)]
-    assert a[0] < a[1] < a[2]
-    assert a[1] == pytest.approx(0.00781751, rel=1e-6)
-    # one-loop α_s: value at m_Z, decreasing with scale
+    np.testing.assert_allclose(a, [0.00778059301, 0.00781751, 0.00784906052], rtol=1e-6)
+    # one-loop α_s: value at m_Z; at 10 GeV (above m_b, n_f = 5) the closed form
+    # α_s(Q²) = α_s(m_Z²) / (1 + α_s(m_Z²) b₀/(4π) ln(Q²/m_Z²)), b₀ = 11 − 2n_f/3
     assert float(couplings.alpha_s_one_loop(91.188**2, 0.13)) == pytest.approx(0.13, rel=1e-6)
-    assert float(couplings.alpha_s_one_loop(10.0**2, 0.13)) > 0.13
+    b0 = 11.0 - 2.0 * 5 / 3.0
+    closed = 0.13 / (1.0 + 0.13 * b0 / (4 * np.pi) * np.log(10.0**2 / 91.188**2))
+    assert float(couplings.alpha_s_one_loop(10.0**2, 0.13)) == pytest.approx(closed, rel=1e-6)
 
 
 def test_quark_channels_sum_and_flavour_fractions():
