@@ -213,8 +213,11 @@ def test_closure_ee_mumu_recovers_mz_and_sin2thetaw(gen):
     assert res.converged
     assert res.covariance.shape == (2, 2) and np.allclose(res.covariance, res.covariance.T)
     assert np.allclose(np.diag(res.correlation), 1.0) and abs(res.correlation[0, 1]) < 1
+    # the reported errors come from the loss Hessian (positive definite here), not the Fisher fallback;
+    # at χ²/ndf ≈ 1 the two differ only by the residual-curvature term (measured: 0.5 % and 5 %)
+    assert res.covariance_method == "hessian"
     fisher_err = np.sqrt(np.diag(res.fisher_covariance))
-    np.testing.assert_allclose(fisher_err, [res.errors[MZ], res.errors[S2W]], rtol=0.5)
+    np.testing.assert_allclose(fisher_err, [res.errors[MZ], res.errors[S2W]], rtol=0.15)
     assert res.param_history.shape == (len(res.loss_history), 2)
     assert res.n_events_total >= len(res.loss_history) * 3 * 20_000
     assert set(res.chi2_before) == {t.name for t in data}
