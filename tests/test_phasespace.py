@@ -132,6 +132,40 @@ def test_massive_rambo_agrees_with_sequential_and_dalitz():
     assert abs(mean_r - mean_s) <= 3 * math.hypot(err_r, err_s), (mean_r, err_r, mean_s, err_s)
 
 
+def _dalitz_slice(sqrt_s, ma, mb, mc, s_ab):
+    """Length of the allowed range of s_bc (equivalently s_ac) at fixed s_ab (PDG kinematics)."""
+    m_ab = math.sqrt(max(s_ab, 1e-300))
+    eb = (s_ab - ma**2 + mb**2) / (2 * m_ab)
+    ec = (sqrt_s**2 - s_ab - mc**2) / (2 * m_ab)
+    return 4 * math.sqrt(max(eb**2 - mb**2, 0.0)) * math.sqrt(max(ec**2 - mc**2, 0.0))
+
+
+@pytest.mark.parametrize("name, seed",
+                         [("rambo_massless_3", 31), ("rambo_massive_3", 32), ("sequential_massive_3", 33)])
+def test_three_body_events_fill_the_dalitz_plot_uniformly(name, seed):
+    """Weights alone cannot tell where events land (massless RAMBO's weight is constant), so check
+    the distribution: dΦ₃ = ds₁₂ ds₂₃ / (128 π³ s) is flat in the Dalitz plot, and the weighted
+    histograms of s₁₂ and s₂₃ must follow its projections ∫ dΦ₃ over each bin (χ² with the
+    per-bin Monte-Carlo errors, 20 bins each, p > 10⁻³)."""
+    masses = SAMPLERS[name][2]
+    p4, log_w = sample(name, seed)
+    p4, w = to64(p4), np.exp(to64(log_w))
+    norm = 128 * math.pi**3 * SQRT_S**2
+    for (i, j, k) in ((0, 1, 2), (1, 2, 0)):
+        pair = p4[:, i] + p4[:, j]
+        s_ij = pair[:, 0] ** 2 - np.sum(pair[:, 1:] ** 2, axis=-1)
+        lo, hi = (masses[i] + masses[j]) ** 2, (SQRT_S - masses[k]) ** 2
+        edges = np.linspace(lo, hi, 21)
+        which = np.clip(np.digitize(s_ij, edges) - 1, 0, 19)
+        est = np.bincount(which, weights=w, minlength=20) / w.size
+        err = np.sqrt(np.bincount(which, weights=w**2, minlength=20) / w.size - est**2) / math.sqrt(w.size)
+        ma, mb, mc = masses[i], masses[j], masses[k]
+        exact = np.array([integrate.quad(lambda x, ma=ma, mb=mb, mc=mc: _dalitz_slice(SQRT_S, ma, mb, mc, x),
+                                         a, b, epsrel=1e-10)[0] for a, b in zip(edges[:-1], edges[1:])]) / norm
+        chi2 = float(np.sum(((est - exact) / err) ** 2))
+        assert stats.chi2.sf(chi2, 20) > 1e-3, (name, (i, j), chi2)
+
+
 def test_two_body_decay():
     n = 1000
     u2 = uniforms(3, (n, 2))
