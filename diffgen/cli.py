@@ -165,12 +165,15 @@ def _cmd_generate(args) -> int:
     if not (args.sqrt_s > 0 and math.isfinite(args.sqrt_s)):
         raise ValueError(f"--sqrt-s must be a positive number of GeV, got {args.sqrt_s}")
     changes = parse_set(args.set)
+    if "Beams:eCM" in changes:
+        raise ValueError("set the collision energy with --sqrt-s (which also checks the production threshold), "
+                         f"not --set Beams:eCM={changes['Beams:eCM']:g}")
     if args.out:
         _check_output(args.out, _OUT_SUFFIXES, "--out")
     if args.plot:
         _check_output(args.plot, _PLOT_SUFFIXES, "--plot")
-    if args.seed < 0:
-        raise ValueError(f"--seed must be >= 0, got {args.seed}")
+    if not 0 <= args.seed < 2**63:
+        raise ValueError(f"--seed must be an integer in [0, 2**63), got {args.seed}")
     gen = presets.make(args.process, args.sqrt_s)
     params = diffgen.with_settings(gen.default_params(), changes) if changes else gen.default_params()
     is_ffbar = args.process != "ee-hadrons"
@@ -228,10 +231,13 @@ def _cmd_generate(args) -> int:
     print(f"sigma = {sigma:.6g} +- {sigma_err:.3g} pb")
     if is_ffbar:
         tot = acc["fw"] + acc["bw"]
-        afb = (acc["fw"] - acc["bw"]) / tot
-        # variance of (F − B)/(F + B) by the delta method on the weighted sums
-        afb_err = 2.0 * math.sqrt(acc["bw"] ** 2 * acc["fw2"] + acc["fw"] ** 2 * acc["bw2"]) / tot**2
-        print(f"A_FB  = {afb:.5f} +- {afb_err:.5f}")
+        if tot > 0:
+            afb = (acc["fw"] - acc["bw"]) / tot
+            # variance of (F − B)/(F + B) by the delta method on the weighted sums
+            afb_err = 2.0 * math.sqrt(acc["bw"] ** 2 * acc["fw2"] + acc["fw"] ** 2 * acc["bw2"]) / tot**2
+            print(f"A_FB  = {afb:.5f} +- {afb_err:.5f}")
+        else:
+            print("A_FB  = undefined (no event with non-zero weight)")
     if acc["bad"]:
         print(f"events with status flags (zero weight): {acc['bad']}")
     hists = []
@@ -239,7 +245,7 @@ def _cmd_generate(args) -> int:
         h = acc["h"][name] / n
         herr = np.sqrt(acc["h2"][name]) / n
         hists.append((name, label, h, herr, edges))
-        if not is_ffbar:
+        if not is_ffbar and acc["sw"] > 0:
             print(f"<{name}> = {acc['mean'][name] / acc['sw']:.5g}")
         print(text_histogram(h, herr, edges, label=f"dsigma per bin [pb] vs {label}"))
     if args.out:

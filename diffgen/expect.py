@@ -17,11 +17,13 @@ Weights: an event's weight is ``w = exp(log_weight)`` for events with
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.scipy.special import ndtr
 
 from diffgen.events import Events
@@ -118,14 +120,15 @@ class Histogram(NamedTuple):
 
 
 def _edges(bins, range_):
-    if isinstance(bins, int):
+    if isinstance(bins, (int, np.integer)) and not isinstance(bins, bool):
+        bins = int(bins)
         if bins < 1:
             raise ValueError(f"number of bins must be >= 1, got {bins}")
         if range_ is None:
             raise ValueError("histogram with an integer number of bins needs range=(lo, hi)")
         lo, hi = float(range_[0]), float(range_[1])
-        if not hi > lo:
-            raise ValueError(f"histogram range must have hi > lo, got {range_}")
+        if not (math.isfinite(lo) and math.isfinite(hi) and hi > lo):
+            raise ValueError(f"histogram range must be finite with hi > lo, got {range_}")
         return jnp.linspace(lo, hi, bins + 1)
     edges = jnp.asarray(bins, dtype=jnp.result_type(float))
     if edges.ndim != 1 or edges.shape[0] < 2:
@@ -152,6 +155,10 @@ def histogram(values, bins, weights=None, smoothing=None, range=None, mask=None)
         are not counted.
     """
     edges = _edges(bins, range)
+    if smoothing is not None and not isinstance(smoothing, jax.core.Tracer):
+        h = np.asarray(smoothing, dtype=float)
+        if h.ndim != 0 or not (np.isfinite(h) and h > 0):
+            raise ValueError(f"smoothing (Gaussian kernel width) must be a finite number > 0, got {smoothing!r}")
     values = jnp.asarray(values)
     w = jnp.ones_like(values) if weights is None else jnp.asarray(weights)
     if w.ndim < values.ndim:

@@ -52,10 +52,11 @@ def generate_chunks(gen: Generator, params, key, n: int, chunk: int = 100_000, d
     """Yield Events in chunks of at most ``chunk`` events (host NumPy arrays), ``n`` in total.
 
     Memory is bounded by one chunk. With ``devices`` (a list of JAX devices) each chunk is
-    sharded over them along the event axis; ``chunk`` must then be a multiple of their number.
+    sharded over them along the event axis; ``chunk`` is then rounded up to a multiple of their
+    number (the events do not change).
     """
     n = _check_n(n)
-    chunk = _check_n(chunk)
+    chunk = _check_n(chunk, "chunk (events per chunk)")
     check_key(key)
     check_params(params)
     chunk = min(chunk, n)

@@ -75,13 +75,28 @@ def chain(*named_stages: tuple[str, Stage]) -> Stage:
     return Stage(init=init, apply=apply)
 
 
-def _check_n(n) -> int:
+#: events are indexed by uint32 (the per-event key is fold_in(key, index)): 2**32 events per key
+MAX_EVENTS = 2**32
+
+
+def _check_n(n, what: str = "number of events n") -> int:
     if isinstance(n, bool) or not isinstance(n, (int,)) and not (hasattr(n, "__index__")):
-        raise ValueError(f"number of events n must be a positive integer, got {n!r}")
+        raise ValueError(f"{what} must be a positive integer, got {n!r}")
     n = int(n)
-    if n <= 0:
-        raise ValueError(f"number of events n must be a positive integer (n >= 1), got {n}")
+    if not 1 <= n <= MAX_EVENTS:
+        raise ValueError(f"{what} must be a positive integer in [1, 2**32], got {n}")
     return n
+
+
+def _check_offset(offset, n: int) -> None:
+    """``offset + i`` indexes event i as uint32: it must not wrap round (that would repeat events)."""
+    if isinstance(offset, jax.core.Tracer):
+        return
+    if isinstance(offset, bool) or not hasattr(offset, "__index__"):
+        raise ValueError(f"offset must be a non-negative integer, got {offset!r}")
+    if not 0 <= int(offset) <= MAX_EVENTS - n:
+        raise ValueError(f"offset must be in [0, 2**32 - n] = [0, {MAX_EVENTS - n}] for n = {n} "
+                         f"(event indices are uint32), got {int(offset)}")
 
 
 def check_key(key) -> None:
@@ -148,6 +163,7 @@ class Generator:
         flagged in ``Events.status``.
         """
         n = _check_n(n)
+        _check_offset(offset, n)
         check_key(key)
         check_params(params)
         return self._sample(params, key, n, offset)

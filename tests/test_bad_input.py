@@ -38,10 +38,17 @@ def test_with_settings_needs_a_mapping(gen):
         diffgen.with_settings(gen.default_params(), [("23:m0", 91.0)])
 
 
-@pytest.mark.parametrize("n", [0, -5, 1.5, "10", True])
+@pytest.mark.parametrize("n", [0, -5, 1.5, "10", True, 2**32 + 1])
 def test_sample_rejects_bad_n(gen, n):
     with pytest.raises(ValueError, match="positive integer"):
         gen.sample(gen.default_params(), jax.random.key(0), n)
+
+
+@pytest.mark.parametrize("offset", [-1, 2**32 - 5, 0.5])
+def test_sample_rejects_offsets_that_would_repeat_event_keys(gen, offset):
+    # event indices are uint32: offset + n beyond 2**32 would wrap round and repeat events
+    with pytest.raises(ValueError, match="offset"):
+        gen.sample(gen.default_params(), jax.random.key(0), 10, offset=offset)
 
 
 def test_sample_rejects_non_key(gen):
@@ -83,10 +90,17 @@ def test_chain_and_histogram_reject_malformed_input():
         diffgen.histogram(jnp.zeros(3), [0.0, 0.5, 0.5, 1.0])
     with pytest.raises(ValueError, match="needs range"):
         diffgen.histogram(jnp.zeros(3), 4)
+    with pytest.raises(ValueError, match="finite with hi > lo"):
+        diffgen.histogram(jnp.zeros(3), 4, range=(0.0, float("inf")))
+    for h in (0.0, -0.1, float("nan")):
+        with pytest.raises(ValueError, match="smoothing"):
+            diffgen.histogram(jnp.zeros(3), 4, range=(0, 1), smoothing=h)
+    # a NumPy integer is a number of bins, not a 0-d array of edges
+    assert diffgen.histogram(jnp.array([0.1, 0.6]), np.int64(2), range=(0, 1)).contents.tolist() == [1.0, 1.0]
 
 
 def test_generate_rejects_bad_chunk(gen):
-    with pytest.raises(ValueError, match="positive integer"):
+    with pytest.raises(ValueError, match=r"chunk \(events per chunk\) must be a positive integer"):
         diffgen.generate(gen, gen.default_params(), jax.random.key(0), 100, chunk=0)
 
 
@@ -103,6 +117,8 @@ CLI_CASES = [
     (["--sqrt-s", "0.1"], "below the threshold"),
     (["--chunk", "0"], "--chunk"),
     (["--seed", "-1"], "--seed"),
+    (["--seed", str(2**63)], "[0, 2**63)"),
+    (["--set", "Beams:eCM=0.1"], "with --sqrt-s"),
 ]
 
 
