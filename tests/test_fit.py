@@ -473,6 +473,35 @@ def test_bad_tune_files_fail_before_generation(tmp_path, monkeypatch, change, ke
     assert not os.path.exists(tmp_path / "out" / "report.md")
 
 
+def test_tune_file_density_flag_and_output_dir_override(tmp_path):
+    # 'density' is a boolean for inline data only (a string "false" must not read as True)
+    base = _tune(tmp_path).read_text()
+    inline = base.replace('yoda = "cos94.yoda"\nnormalisation = "events"\nbins = [-1.0, -0.5, 0.0, 0.5, 1.0]\n',
+                          "edges = [-1.0, -0.5, 1.0]\ncontents = [0.4, 0.6]\nerrors = [0.01, 0.01]\n")
+    assert inline != base
+    for extra, match in (('density = "false"', "density must be true or false"),):
+        (tmp_path / "d.toml").write_text(inline + extra + "\n")
+        with pytest.raises(ValueError, match=match):
+            tune_file.load(tmp_path / "d.toml")
+    (tmp_path / "d.toml").write_text(base + "density = true\n")
+    with pytest.raises(ValueError, match="density is only meaningful with inline"):
+        tune_file.load(tmp_path / "d.toml")
+    (tmp_path / "d.toml").write_text(inline + "density = true\n")
+    per_unit = tune_file.load(tmp_path / "d.toml").targets[0]
+    np.testing.assert_allclose(per_unit.contents, [0.4 * 0.5, 0.6 * 1.5])  # × the bin widths
+    np.testing.assert_allclose(per_unit.errors, [0.01 * 0.5, 0.01 * 1.5])
+    # an [output] dir under a file cannot be made; --out (out_dir) replaces it and is what is checked;
+    # missing levels of a nested output directory are fine
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "o.toml").write_text(base.replace('dir = "out"', 'dir = "afile/out"'))
+    with pytest.raises(ValueError, match="output.dir.*not a directory"):
+        tune_file.load(tmp_path / "o.toml")
+    cfg = tune_file.load(tmp_path / "o.toml", out_dir=tmp_path / "new" / "nested")
+    assert cfg.out_dir == str(tmp_path / "new" / "nested")
+    with pytest.raises(ValueError, match="--out.*not a directory"):
+        tune_file.load(tmp_path / "o.toml", out_dir=tmp_path / "afile" / "x")
+
+
 def test_tune_run_writes_report_and_pngs(tmp_path, gen):
     truth = diffgen.with_settings(gen.default_params(), {"Beams:eCM": 94.0, MZ: 91.25})
     ev = gen.sample(truth, jax.random.key(21), 20_000)

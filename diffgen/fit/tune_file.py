@@ -62,6 +62,7 @@ Schema (every key except ``generator.process``, ``fit.free`` and the targets is 
     edges = [-1.0, 0.0, 1.0]
     contents = [0.4, 0.6]
     errors = [0.01, 0.01]
+    density = false                # true: contents, errors are per unit x (times bin widths on reading)
 
 Example:
     >>> import os, tempfile
@@ -217,6 +218,11 @@ def _load_target(i: int, t, base: str, registry, names_seen: set) -> tuple[Binne
     bins = _bins(t["bins"], f"{where}.bins") if "bins" in t else None
     if "histogram" in t and source != "yoda":
         raise ValueError(f"{where}.histogram is only meaningful with 'yoda'")
+    density = t.get("density", False)
+    if "density" in t and source != "contents":
+        raise ValueError(f"{where}.density is only meaningful with inline 'contents'")
+    if not isinstance(density, bool):
+        raise ValueError(f"{where}.density must be true or false, got {density!r}")
     try:
         if source == "yoda":
             path = _resolve(base, t["yoda"], f"{where}.yoda")
@@ -233,7 +239,7 @@ def _load_target(i: int, t, base: str, registry, names_seen: set) -> tuple[Binne
             if missing:
                 raise ValueError(f"inline data needs {missing}")
             target = from_arrays(name, t["contents"], t["errors"], t["edges"], normalisation=norm,
-                                 observable=name, conditions=conditions, density=bool(t.get("density", False)))
+                                 observable=name, conditions=conditions, density=density)
     except ValueError as err:
         msg = str(err)
         raise ValueError(msg if msg.startswith(where) else f"{where}: {msg}") from None
@@ -245,14 +251,36 @@ def _load_target(i: int, t, base: str, registry, names_seen: set) -> tuple[Binne
     return target, observable
 
 
-def load(path) -> TuneConfig:
-    """Read and validate a tune file (see the module docstring); ``ValueError`` naming the bad key."""
-    import tomllib
+def _check_output_dir(out_dir: str, what: str) -> None:
+    """``out_dir`` is a directory, or can be made (missing levels included) in a writable one."""
+    from diffgen.io.atomic import check_writable
+
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise ValueError(f"{what}: {out_dir!r} exists and is not a directory")
+    existing = os.path.abspath(out_dir)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise ValueError(f"{what}: cannot create {out_dir!r}: {existing!r} is not a directory")
+    try:
+        check_writable(os.path.join(existing, "report.md"))
+    except ValueError as err:
+        raise ValueError(f"{what}: {err}") from None
+
+
+def load(path, out_dir=None) -> TuneConfig:
+    """Read and validate a tune file (see the module docstring); ``ValueError`` naming the bad key.
+
+    ``out_dir`` overrides the file's ``[output] dir`` (and is the directory checked for writing).
+    """
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10: the same parser as the 'tomli' package
+        import tomli as tomllib
 
     import diffgen
     from diffgen import presets
     from diffgen.fit.fitter import make_problem
-    from diffgen.io.atomic import check_writable
 
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -350,14 +378,11 @@ def load(path) -> TuneConfig:
     out_rel = out.get("dir", os.path.splitext(os.path.basename(path))[0] + "-fit")
     if not isinstance(out_rel, str) or not out_rel:
         raise ValueError(f"output.dir must be a directory path, got {out_rel!r}")
-    out_dir = out_rel if os.path.isabs(out_rel) else os.path.join(base, out_rel)
-    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
-        raise ValueError(f"output.dir: {out_dir!r} exists and is not a directory")
-    parent = out_dir if os.path.isdir(out_dir) else os.path.dirname(os.path.abspath(out_dir))
-    try:
-        check_writable(os.path.join(parent, "report.md"))
-    except ValueError as err:
-        raise ValueError(f"output.dir: {err}") from None
+    if out_dir is None:
+        out_dir, what = (out_rel if os.path.isabs(out_rel) else os.path.join(base, out_rel)), "output.dir"
+    else:  # an override (diffgen tune --out DIR) replaces [output] dir, which is then not checked
+        out_dir, what = os.fspath(out_dir), "--out"
+    _check_output_dir(out_dir, what)
 
     # the whole fit problem: start values inside bounds, conditions valid, binning consistent
     try:
@@ -377,11 +402,7 @@ def run(path, out_dir: str | None = None, progress: bool = True) -> TuneOutput:
     from diffgen.fit.fitter import fit
     from diffgen.io.atomic import check_writable
 
-    cfg = load(path)
-    if out_dir is not None:
-        cfg = cfg._replace(out_dir=os.path.abspath(os.fspath(out_dir)))
-    if os.path.exists(cfg.out_dir) and not os.path.isdir(cfg.out_dir):
-        raise ValueError(f"output directory {cfg.out_dir!r} exists and is not a directory")
+    cfg = load(path, out_dir=out_dir)
     os.makedirs(cfg.out_dir, exist_ok=True)
     check_writable(os.path.join(cfg.out_dir, "report.md"))
     opts = dict(cfg.fit_options)
