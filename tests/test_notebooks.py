@@ -116,3 +116,28 @@ def test_documentation_code_runs(page, tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600,
                          cwd=tmp_path, env=env)
     assert out.returncode == 0, f"{page}:\n{out.stderr[-4000:]}"
+
+
+def test_design_settings_table_matches_the_code():
+    """docs/design.md's settings table: every Setting, its default, range and the processes using it."""
+    import diffgen
+    from diffgen import presets
+    from diffgen.params import SETTINGS
+
+    rows = {}
+    for line in (DOCS / "design.md").read_text(encoding="utf-8").splitlines():
+        m = re.match(r"^\| `([^`]+)` \| ([^|]+) \| ([^|]+) \| .* \| ([^|]+) \|$", line)
+        if m:
+            rows[m.group(1)] = [c.strip() for c in m.group(2, 3, 4)]
+    assert set(rows) == set(SETTINGS)
+    used = {}
+    for proc in sorted(presets.PROCESSES):
+        for name in diffgen.settings(presets.make(proc, 91.188).default_params()):
+            used.setdefault(name, set()).add(proc)
+    unit = {"GeV": " GeV", "GeV^-2": " GeV⁻²", "": ""}
+    for name, s in SETTINGS.items():
+        default, rng, users = rows[name]
+        if name != "Beams:eCM":
+            assert float(default) == pytest.approx(s.default, rel=1e-9), name
+        assert rng == f"{'(' if s.lo_open else '['}{s.lo:g}, {s.hi:g}]{unit[s.unit]}", name
+        assert {u.strip() for u in users.split(",")} == used.get(name, set()), name
