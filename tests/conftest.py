@@ -2,3 +2,12 @@ import os
 
 # Tests run on CPU; keep XLA from grabbing all threads on the 2-core CI machine.
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import jax  # noqa: E402
+
+# The tests use `jax.enable_x64` (context manager / decorator), public in recent JAX (0.10 here); the
+# JAX that pip picks for Python 3.10 (0.6.x) has the same context manager as `jax.experimental.enable_x64`.
+if not hasattr(jax, "enable_x64"):  # pragma: no cover - depends on the installed JAX
+    from jax.experimental import enable_x64 as _enable_x64
+
+    jax.enable_x64 = _enable_x64
