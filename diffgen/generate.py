@@ -39,7 +39,7 @@ def _sharded_sampler(gen: Generator, devices):
 
     mesh = Mesh(np.asarray(devices), ("events",))
     sharding = NamedSharding(mesh, PartitionSpec("events"))
-    fn = jax.jit(gen._apply_indices, out_shardings=sharding)
+    fn = jax.jit(gen.apply_indices, out_shardings=sharding)
 
     def run(params, key, idx):
         return fn(params, key, jax.device_put(idx, sharding))

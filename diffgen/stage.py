@@ -127,7 +127,7 @@ class Generator:
         self.name = name
         self.info = dict(info or {})
         self._sample = jax.jit(self._sample_impl, static_argnums=2)
-        self._sample_indices = jax.jit(self._apply_indices)
+        self._sample_indices = jax.jit(self.apply_indices)
 
     def __repr__(self) -> str:
         return f"Generator({self.name!r})"
@@ -141,9 +141,10 @@ class Generator:
         # do not depend on how the work is chunked or sharded. Stages are written for a batch;
         # here each runs on a batch of one under vmap, which XLA vectorises.
         idx = jnp.asarray(offset, jnp.uint32) + jnp.arange(n, dtype=jnp.uint32)
-        return self._apply_indices(params, key, idx)
+        return self.apply_indices(params, key, idx)
 
-    def _apply_indices(self, params, key, idx):
+    def apply_indices(self, params, key, idx):
+        """Events for the global indices ``idx`` (u32[N]): event i uses ``fold_in(key, idx[i])`` only."""
         def one(i):
             ev = self.stage.apply(params, jax.random.fold_in(key, i), Events.empty(1, 0))
             return jax.tree_util.tree_map(lambda a: a[0], ev)
