@@ -1,9 +1,9 @@
 """Generating many events in fixed-size chunks, optionally sharded over devices.
 
 Event ``i`` of a run is always generated from ``fold_in(key, i)`` (see
-:meth:`diffgen.Generator.sample`), so the events are bit-identical whatever the
-chunk size or the number of devices. Each chunk has the same shape (the last one
-is padded and cut), so the generator compiles once.
+:func:`diffgen.stage.sample`), so the events are bit-identical whatever the
+chunk size or the number of devices. Chunks run in the generator's fixed-size
+blocks (the last one padded and cut), so the chain compiles once.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import numpy as np
 
 from diffgen.events import Events
 from diffgen.params import check_params
-from diffgen.stage import Generator, _check_n, check_key
+from diffgen.stage import Generator, check_key, check_n, run_blocks
 
 __all__ = ["generate", "generate_chunks"]
 
@@ -34,48 +34,33 @@ def _progress(total: int, enabled: bool | None, desc: str):
     return tqdm(total=total, desc=desc, unit="ev", unit_scale=True, file=sys.stderr)
 
 
-def _sharded_sampler(gen: Generator, devices):
-    from jax.sharding import Mesh, NamedSharding, PartitionSpec
-
-    mesh = Mesh(np.asarray(devices), ("events",))
-    sharding = NamedSharding(mesh, PartitionSpec("events"))
-    fn = jax.jit(gen.apply_indices, out_shardings=sharding)
-
-    def run(params, key, idx):
-        return fn(params, key, jax.device_put(idx, sharding))
-
-    return run
-
-
 def generate_chunks(gen: Generator, params, key, n: int, chunk: int = 100_000, devices=None,
                     progress: bool | None = None) -> Iterator[Events]:
     """Yield Events in chunks of at most ``chunk`` events (host NumPy arrays), ``n`` in total.
 
-    Memory is bounded by one chunk. With ``devices`` (a list of JAX devices) each chunk is
-    sharded over them along the event axis; ``chunk`` is then rounded up to a multiple of their
-    number (the events do not change).
+    Memory is bounded by one chunk. Each chunk runs in the generator's fixed blocks
+    (:func:`diffgen.stage.block_plan`), sharded along the event axis over ``devices`` (the first k
+    local devices; default: all local devices that divide the block). The events do not change.
     """
-    n = _check_n(n)
-    chunk = _check_n(chunk, "chunk (events per chunk)")
+    n = check_n(n)
+    chunk = check_n(chunk, "chunk (events per chunk)")
     check_key(key)
     check_params(params)
     chunk = min(chunk, n)
+    n_dev = None
     if devices is not None:
         devices = list(devices)
         if not devices:
             raise ValueError("devices must be a non-empty list of JAX devices")
-        nd = len(devices)
-        chunk = -(-chunk // nd) * nd
-        run = _sharded_sampler(gen, devices)
-    else:
-        run = gen._sample_indices
+        if devices != jax.local_devices()[:len(devices)]:
+            raise ValueError("devices must be the first k local devices (jax.local_devices()[:k])")
+        n_dev = len(devices)
     bar = _progress(n, progress, gen.name)
     try:
         for start in range(0, n, chunk):
             size = min(chunk, n - start)
-            idx = jnp.arange(start, start + chunk, dtype=jnp.uint32)
-            ev = run(params, key, idx)
-            ev = jax.tree_util.tree_map(lambda a, size=size: np.asarray(a)[:size], ev)
+            parts = [ev for ev, _ in run_blocks(gen, params, key, start, size, n_dev, to_host=True)]
+            ev = parts[0] if len(parts) == 1 else Events.concatenate(parts)
             if bar is not None:
                 bar.update(size)
             yield ev

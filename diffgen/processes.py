@@ -23,7 +23,7 @@ from diffgen.amplitudes import ee_ffbar
 from diffgen.events import Events, Status
 from diffgen.numerics import safe_log, safe_sqrt
 from diffgen.params import SETTINGS, check_value, out_of_range
-from diffgen.stage import Stage
+from diffgen.stage import Stage, event_keys, uniforms
 
 __all__ = ["ee_to_ffbar", "fermion_mass", "EW_SETTINGS"]
 
@@ -76,7 +76,7 @@ def ee_to_ffbar(flavours=(13,), sqrt_s: float = 91.188) -> Stage:
         s = e_cm * e_cm
         sig = jnp.stack([ee_ffbar.sigma_total(params, f, m) for f, m in zip(flavours, masses)])
         q = jax.lax.stop_gradient(sig / jnp.sum(sig))
-        u = jax.random.uniform(key, (n, 3), dtype)
+        u = uniforms(event_keys(key, n), (3,), dtype)
         cum = jnp.cumsum(q)
         idx = jnp.clip(jnp.sum(u[:, :1] >= cum[None, :-1], axis=1), 0, len(flavours) - 1)
         cos_t = 2.0 * u[:, 1] - 1.0

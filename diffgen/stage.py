@@ -1,38 +1,65 @@
-"""Stages and their composition (modelled on optax's ``GradientTransformation``).
+"""Stages, their composition, and generators (modelled on optax's ``GradientTransformation``).
 
-A :class:`Stage` is two pure functions in an immutable object made by a factory
-that closes over static configuration:
+The batching rule
+-----------------
+**A stage is written for a batch, and nothing vmaps it again.** ``apply(params, keys, events)``
+receives ``N`` events and ``keys``, a typed PRNG key array of shape ``[N]``: event ``i`` draws its
+random numbers from ``keys[i]`` only (a stage may ``vmap`` its own per-event helpers inside, as an
+implementation detail, but no caller vmaps a stage). This is what lets a stage schedule
+variable-length work over the batch (:mod:`diffgen.schedule`) and still give every event the same
+result whatever the batch it is in. A scalar key is accepted for convenience and turned into
+``fold_in(key, i)`` for event ``i`` (:func:`event_keys`).
 
-* ``init(key) -> params``: default parameters (a dict keyed by setting name, and
-  network weights if any);
-* ``apply(params, key, events) -> events``: the physics, jittable, fixed shapes.
+A :class:`Stage` is two pure functions in an immutable object made by a factory that closes over
+static configuration:
 
-:func:`chain` composes named stages into a stage; they run in the listed order,
-each with the key ``fold_in(key, stable_id(name))`` so inserting a stage does not
-reseed the others. A :class:`Generator` wraps a chain whose first stage creates
-events from nothing; ``gen.sample(params, key, n)`` is jitted and compiles once
-per ``n``.
+* ``init(key) -> params``: default parameters (a dict keyed by setting name, and network weights);
+* ``apply(params, keys, events) -> events``: the physics, jittable, fixed shapes.
+
+:func:`chain` composes named stages; they run in the listed order, each with the per-event keys
+``fold_in(keys[i], stable_id(name))`` so inserting a stage does not reseed the others.
+
+A :class:`Generator` is a small value: a chain whose first stage creates events from nothing, plus
+static information. The public functions built on it (also available as methods) are
+
+* :func:`apply_indices` ``(gen, params, key, idx)``: the events of global indices ``idx`` — event
+  ``idx[i]`` depends only on ``fold_in(key, idx[i])``; pure and traceable;
+* :func:`sample` ``(gen, params, key, n, offset=0)``: validated, jitted, run in fixed-size blocks
+  (so a new ``n`` does not recompile the chain) and sharded over the local devices;
+* :func:`sample_traced`: the same without host-side checks or blocking, for ``grad``/``jit``;
+* :func:`diffgen.generate` (in :mod:`diffgen.generate`): many events in chunks, bounded memory.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import zlib
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+from diffgen.checks import check_int
 from diffgen.events import Events, Status
 from diffgen.params import check_params
 
-__all__ = ["Stage", "chain", "Generator", "stable_id"]
+__all__ = ["Stage", "chain", "Generator", "stable_id", "event_keys", "apply_indices", "sample", "sample_traced",
+           "block_plan", "check_key", "check_n", "uniforms", "normals", "fold_keys", "MAX_EVENTS", "DEFAULT_BLOCK"]
 
 Params = Any
 
+#: events are indexed by uint32 (the per-event key is fold_in(key, index)): 2**32 events per key
+MAX_EVENTS = 2**32
+#: events per compiled block of :func:`sample` / :func:`diffgen.generate` (smaller n: the next power of two ≥ 64)
+DEFAULT_BLOCK = 2048
+_MIN_BLOCK = 64
+
 
 class Stage(NamedTuple):
-    """A pure event-processing step: ``init(key) -> params``, ``apply(params, key, events) -> events``."""
+    """A pure event-processing step: ``init(key) -> params``, ``apply(params, keys, events) -> events``."""
 
     init: Callable[[jax.Array], Params]
     apply: Callable[[Params, jax.Array, Events], Events]
@@ -41,6 +68,28 @@ class Stage(NamedTuple):
 def stable_id(name: str) -> int:
     """A stable 31-bit integer for a stage name (CRC-32), used with ``fold_in``."""
     return zlib.crc32(name.encode()) & 0x7FFFFFFF
+
+
+def _as_typed(key):
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        return key
+    return jax.random.wrap_key_data(key)  # raw uint32 key data (jax.random.PRNGKey)
+
+
+def event_keys(key, n: int):
+    """Per-event keys ``[n]`` for a stage: ``key`` itself if it already is a key array of shape ``[n]``,
+    otherwise ``fold_in(key, i)`` for event ``i`` (a single key)."""
+    key = _as_typed(key)
+    if key.shape == (n,):
+        return key
+    if key.shape != ():
+        raise ValueError(f"a stage needs one key or a key array of shape ({n},) for {n} events, got shape {key.shape}")
+    return jax.vmap(jax.random.fold_in, (None, 0))(key, jnp.arange(n, dtype=jnp.uint32))
+
+
+def fold_keys(keys, data: int):
+    """``fold_in(keys[i], data)`` for every event key."""
+    return jax.vmap(jax.random.fold_in, (0, None))(keys, data)
 
 
 def chain(*named_stages: tuple[str, Stage]) -> Stage:
@@ -65,27 +114,22 @@ def chain(*named_stages: tuple[str, Stage]) -> Stage:
         return {name: st.init(None if key is None else jax.random.fold_in(key, stable_id(name)))
                 for name, st in named_stages}
 
-    def apply(params, key, events):
+    def apply(params, keys, events):
+        keys = event_keys(keys, events.n_events)
         for name, st in named_stages:
             if name not in params:
                 raise ValueError(f"params has no entry for stage {name!r}; it has {sorted(params)}")
-            events = st.apply(params[name], jax.random.fold_in(key, stable_id(name)), events)
+            events = st.apply(params[name], fold_keys(keys, stable_id(name)), events)
         return events
 
     return Stage(init=init, apply=apply)
 
 
-#: events are indexed by uint32 (the per-event key is fold_in(key, index)): 2**32 events per key
-MAX_EVENTS = 2**32
-
-
-def _check_n(n, what: str = "number of events n") -> int:
-    if isinstance(n, bool) or not isinstance(n, (int,)) and not (hasattr(n, "__index__")):
-        raise ValueError(f"{what} must be a positive integer, got {n!r}")
-    n = int(n)
-    if not 1 <= n <= MAX_EVENTS:
-        raise ValueError(f"{what} must be a positive integer in [1, 2**32], got {n}")
-    return n
+def check_n(n, what: str = "number of events n") -> int:
+    """A number of events: an integer in [1, 2**32] (``ValueError`` otherwise)."""
+    if not isinstance(n, (int, np.integer)) and hasattr(n, "__index__") and not isinstance(n, bool):
+        n = int(n.__index__())
+    return check_int(n, what, lo=1, hi=MAX_EVENTS)
 
 
 def _check_offset(offset, n: int) -> None:
@@ -104,7 +148,8 @@ def check_key(key) -> None:
     if isinstance(key, jax.core.Tracer):
         return
     try:
-        ok = jnp.issubdtype(key.dtype, jax.dtypes.prng_key) or (key.dtype == jnp.uint32 and key.shape == (2,))
+        ok = (jnp.issubdtype(key.dtype, jax.dtypes.prng_key) and key.shape == ()) or (
+            key.dtype == jnp.uint32 and key.shape == (2,))
     except AttributeError:
         ok = False
     if not ok:
@@ -112,22 +157,29 @@ def check_key(key) -> None:
             f"key must be a JAX PRNG key (jax.random.key(seed) or jax.random.PRNGKey(seed)), got {key!r}")
 
 
+@dataclasses.dataclass(frozen=True, eq=False)
 class Generator:
-    """A stage that creates events from nothing, with jitted sampling.
+    """A chain that creates events from nothing, plus static information (a small value).
 
     Attributes:
         stage: the composed :class:`Stage`.
         name: a label (e.g. ``"ee-mumu"``).
-        capacity: particle slots of the events it produces (static).
         info: static metadata (process, flavours, √s default, …).
+        block: events per compiled block of :func:`sample` (static; default :data:`DEFAULT_BLOCK`).
+
+    Generators compare and hash by identity: jitted functions take them as a static argument.
     """
 
-    def __init__(self, stage: Stage, name: str = "generator", info: dict | None = None):
-        self.stage = stage
-        self.name = name
-        self.info = dict(info or {})
-        self._sample = jax.jit(self._sample_impl, static_argnums=2)
-        self._sample_indices = jax.jit(self.apply_indices)
+    stage: Stage
+    name: str = "generator"
+    info: dict = dataclasses.field(default_factory=dict)
+    block: int = DEFAULT_BLOCK
+
+    def __post_init__(self):
+        if not isinstance(self.stage, Stage):
+            raise ValueError(f"Generator needs a Stage, got {self.stage!r}")
+        object.__setattr__(self, "info", dict(self.info or {}))
+        object.__setattr__(self, "block", check_int(self.block, "block (events per compiled block)", lo=1))
 
     def __repr__(self) -> str:
         return f"Generator({self.name!r})"
@@ -136,39 +188,123 @@ class Generator:
         """Physical defaults (Pythia 8.3 / Monash where Pythia has the parameter)."""
         return self.stage.init(jax.random.key(0))
 
-    def _sample_impl(self, params, key, n, offset=0):
-        # Event i (global index offset + i) always uses fold_in(key, offset + i): the events
-        # do not depend on how the work is chunked or sharded. Stages are written for a batch;
-        # here each runs on a batch of one under vmap, which XLA vectorises.
-        idx = jnp.asarray(offset, jnp.uint32) + jnp.arange(n, dtype=jnp.uint32)
-        return self.apply_indices(params, key, idx)
-
-    def apply_indices(self, params, key, idx):
-        """Events for the global indices ``idx`` (u32[N]): event i uses ``fold_in(key, idx[i])`` only."""
-        def one(i):
-            ev = self.stage.apply(params, jax.random.fold_in(key, i), Events.empty(1, 0))
-            return jax.tree_util.tree_map(lambda a: a[0], ev)
-
-        ev = jax.vmap(one)(idx)
-        finite = jnp.isfinite(ev.log_weight) & jnp.all(jnp.isfinite(ev.p4), axis=(1, 2))
-        return ev.with_status(~finite, Status.NONFINITE)
+    def apply_indices(self, params, key, idx) -> Events:
+        """See :func:`apply_indices`."""
+        return apply_indices(self, params, key, idx)
 
     def sample(self, params, key, n: int, offset: int = 0) -> Events:
-        """Generate ``n`` weighted events. Jitted; one compilation per ``n`` and dtype.
-
-        Event ``i`` uses the key ``fold_in(key, offset + i)``, so ``sample(p, k, 10)``
-        equals the first ten events of ``sample(p, k, 1000)`` bit for bit, and
-        ``offset`` lets chunks continue a sequence.
-
-        Concrete parameters are validated first (``ValueError``); traced ones are
-        flagged in ``Events.status``.
-        """
-        n = _check_n(n)
-        _check_offset(offset, n)
-        check_key(key)
-        check_params(params)
-        return self._sample(params, key, n, offset)
+        """See :func:`sample`."""
+        return sample(self, params, key, n, offset)
 
     def sample_traced(self, params, key, n: int, offset=0) -> Events:
-        """Like :meth:`sample` without host-side validation, for use inside ``grad``/``jit``."""
-        return self._sample_impl(params, key, n, offset)
+        """See :func:`sample_traced`."""
+        return sample_traced(self, params, key, n, offset)
+
+
+def apply_indices(gen: Generator, params, key, idx) -> Events:
+    """The events of global indices ``idx`` (u32[N]): event ``idx[i]`` depends only on ``fold_in(key, idx[i])``.
+
+    Pure and traceable (no host-side checks); the building block of :func:`sample` and
+    :func:`diffgen.generate`, and of multi-process generation (each process its own index range).
+    """
+    idx = jnp.asarray(idx, jnp.uint32)
+    keys = jax.vmap(jax.random.fold_in, (None, 0))(_as_typed(key), idx)
+    ev = gen.stage.apply(params, keys, Events.empty(idx.shape[0], 0))
+    finite = jnp.isfinite(ev.log_weight) & jnp.all(jnp.isfinite(ev.p4), axis=(1, 2))
+    return ev.with_status(~finite, Status.NONFINITE)
+
+
+def block_plan(n: int, block: int) -> tuple[int, int]:
+    """(block size, number of blocks) that cover ``n`` events: ``n ≤ block`` runs one block of the next
+    power of two ≥ max(n, 64) (capped at ``block``); larger ``n`` runs ``ceil(n / block)`` full blocks.
+    Padded events are generated and dropped, so the compiled shapes are few and fixed."""
+    if n <= block:
+        size = min(block, max(_MIN_BLOCK, 1 << (int(n) - 1).bit_length()))
+        return size, 1
+    return block, -(-n // block)
+
+
+@functools.lru_cache(maxsize=64)
+def _block_runner(gen: Generator, n_dev: int):
+    """A jitted ``(params, key, idx[B]) -> Events`` over the first ``n_dev`` local devices (event axis sharded)."""
+    fn = functools.partial(apply_indices, gen)
+    if n_dev <= 1:
+        return jax.jit(fn)
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+    mesh = Mesh(np.asarray(jax.local_devices()[:n_dev]), ("events",))
+    spec = PartitionSpec("events")
+    mapped = jax.shard_map(fn, mesh=mesh, in_specs=(PartitionSpec(), PartitionSpec(), spec), out_specs=spec)
+    jitted = jax.jit(mapped)
+    sharding = NamedSharding(mesh, spec)
+
+    def run(params, key, idx):
+        return jitted(params, key, jax.device_put(idx, sharding))
+
+    return run
+
+
+def devices_for(block: int, devices=None) -> int:
+    """How many local devices a block of ``block`` events is sharded over: all local devices (or
+    ``devices``, a count) that divide the block evenly."""
+    n_dev = jax.local_device_count() if devices is None else int(devices)
+    while n_dev > 1 and block % n_dev:
+        n_dev -= 1
+    return max(n_dev, 1)
+
+
+def run_blocks(gen: Generator, params, key, start: int, count: int, devices=None, to_host: bool = False):
+    """Yield ``(Events, size)`` for events ``start .. start + count − 1`` in fixed blocks (see :func:`block_plan`);
+    the padding of the last block is cut. Internal building block of :func:`sample` and ``generate``."""
+    size, n_blocks = block_plan(count, gen.block)
+    run = _block_runner(gen, devices_for(size, devices))
+    for b in range(n_blocks):
+        lo = start + b * size
+        idx = np.arange(lo, lo + size, dtype=np.uint64).astype(np.uint32)  # indices past 2**32 wrap only in padding
+        keep = min(size, start + count - lo)
+        ev = run(params, key, idx)
+        if to_host:
+            ev = jax.tree_util.tree_map(lambda a, k=keep: np.asarray(a)[:k], ev)
+        elif keep < size:
+            ev = jax.tree_util.tree_map(lambda a, k=keep: a[:k], ev)
+        yield ev, keep
+
+
+def sample(gen: Generator, params, key, n: int, offset: int = 0, devices=None) -> Events:
+    """Generate ``n`` weighted events (device arrays). Validated, jitted, compiled once per block shape.
+
+    Event ``i`` uses the key ``fold_in(key, offset + i)``, so ``sample(p, k, 10)`` equals the first ten
+    events of ``sample(p, k, 1000)`` bit for bit, and ``offset`` lets chunks continue a sequence. The
+    work runs in blocks of ``gen.block`` events (fewer for small ``n``), sharded over the local devices
+    (``devices``: how many, default all that divide the block): a new ``n`` reuses the compiled blocks.
+
+    Concrete parameters are validated first (``ValueError``); traced ones are flagged in ``Events.status``.
+    """
+    n = check_n(n)
+    _check_offset(offset, n)
+    check_key(key)
+    check_params(params)
+    parts = [ev for ev, _ in run_blocks(gen, params, key, int(offset), n, devices)]
+    if len(parts) == 1:
+        return parts[0]
+    return jax.tree_util.tree_map(lambda *a: jnp.concatenate(a, axis=0), *parts)
+
+
+def sample_traced(gen: Generator, params, key, n: int, offset=0) -> Events:
+    """Like :func:`sample` without host-side validation or blocking, for use inside ``grad``/``jit``."""
+    idx = jnp.asarray(offset, jnp.uint32) + jnp.arange(n, dtype=jnp.uint32)
+    return apply_indices(gen, params, key, idx)
+
+_check_n = check_n  # deprecated private alias (fit/variations.py); use check_n
+
+
+def uniforms(keys, shape=(), dtype=None):
+    """Per-event uniforms in [0, 1): ``[N, *shape]`` from the event keys ``keys[N]`` (event i from keys[i] only)."""
+    dtype = dtype or jnp.result_type(float)
+    return jax.vmap(lambda k: jax.random.uniform(k, shape, dtype))(keys)
+
+
+def normals(keys, shape=(), dtype=None):
+    """Per-event standard normals ``[N, *shape]`` from the event keys ``keys[N]``."""
+    dtype = dtype or jnp.result_type(float)
+    return jax.vmap(lambda k: jax.random.normal(k, shape, dtype))(keys)

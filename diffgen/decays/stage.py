@@ -59,7 +59,7 @@ from diffgen.decays.table import (
     mass_of,
 )
 from diffgen.events import Events, Status
-from diffgen.stage import Stage
+from diffgen.stage import Stage, event_keys, fold_keys
 
 __all__ = ["hadron_decays", "is_stable", "DEFAULT_CAPACITY", "DALITZ_GRID"]
 
@@ -189,9 +189,9 @@ def _append(mask, fields, new_mask, new_fields):
     return jnp.arange(c)[None, :] < total[:, None], out, total > c
 
 
-def _uniforms(key, shape, dtype):
-    """Uniforms in [0, 1) with 23 random bits (cheaper than ``jax.random.uniform`` on CPU)."""
-    bits = jax.random.bits(key, shape, jnp.uint32)
+def _uniforms(keys, shape, dtype):
+    """Per-event uniforms ``[N, *shape]`` in [0, 1) with 23 random bits (cheaper than ``jax.random.uniform``)."""
+    bits = jax.vmap(lambda k: jax.random.bits(k, shape, jnp.uint32))(keys)
     return (bits >> 9).astype(dtype) * jnp.asarray(2.0 ** -23, dtype)
 
 
@@ -267,7 +267,7 @@ def hadron_decays(capacity: int = DEFAULT_CAPACITY, generations: int | None = No
         act = targets[None, :] <= cs[:, -1:]
         pid_a = jnp.take_along_axis(pid, src, axis=1)
         sp = jnp.take_along_axis(sp_all, src, axis=1)
-        u = _uniforms(jax.random.fold_in(key, g), (n, k, _N_UNIFORMS), dtype)
+        u = _uniforms(fold_keys(key, g), (k, _N_UNIFORMS), dtype)
         # mixing of neutral B mesons
         flip = act & (u[..., 0] < jnp.asarray(tab.chi, dtype)[sp])
         pid_a = jnp.where(flip, -pid_a, pid_a)
@@ -313,6 +313,7 @@ def hadron_decays(capacity: int = DEFAULT_CAPACITY, generations: int | None = No
         return mask, fields, overflow, cs[:, -1] > k
 
     def apply(params, key, events: Events) -> Events:
+        key = event_keys(key, events.n_events)
         mask0, (p4, pid, colour), overflow = _compact(
             events.mask, [events.p4, jnp.where(events.mask, events.pid, 0), events.colour], capacity)
 

@@ -35,6 +35,7 @@ when one is done; a string unfinished at the last step sets the overflow flag.
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax
@@ -45,9 +46,10 @@ from diffgen.hadronization.flavour import CONSTITUENT_MASS, Bundle, sample_bundl
 from diffgen.hadronization.lund_z import S_MAX, sample_log_z
 from diffgen.hadronization.string import LIGHT_MARGIN, Strings
 from diffgen.numerics import safe_div, safe_log, safe_sqrt
+from diffgen.schedule import run_pool
 
 __all__ = ["FragParams", "StartChoices", "start_choices", "fragment_event", "STOP_MASS", "STOP_NEW_FLAV",
-           "STOP_SMEAR", "R_FACTOR", "smoothstep"]
+           "STOP_SMEAR", "R_FACTOR", "smoothstep", "fragment_batch"]
 
 STOP_MASS = 1.0  #: Pythia 8.3 StringFragmentation:stopMass (GeV)
 STOP_NEW_FLAV = 2.0  #: Pythia 8.3 StringFragmentation:stopNewFlav
@@ -121,137 +123,244 @@ class _State(NamedTuple):
     overflow: jax.Array
 
 
-def _load(strings: Strings, start: StartChoices, s, log_weight, overflow) -> _State:
-    s = jnp.clip(s, 0, strings.mass.shape[0] - 1)
-    w = strings.mass[s]
+def _row(tree, s):
+    """Row ``s`` of every leaf (one string of an event)."""
+    return jax.tree_util.tree_map(lambda x: x[s], tree)
+
+
+def _load(row: Strings, srow: StartChoices, s, log_weight, overflow) -> _State:
+    """The state at the start of string ``s`` (``row``/``srow``: that string's data and first choices)."""
+    w = row.mass
     zero2 = jnp.zeros(2, w.dtype)
-    bundle = jax.tree_util.tree_map(lambda x: x[s], start.bundle)
-    return _State(sidx=s, r_plus=w, r_minus=w, f_pos=strings.f_pos[s], f_neg=strings.f_neg[s], k_pos=zero2,
-                  k_neg=zero2, from_positive=start.from_positive[s], bundle=bundle, k=start.k[s],
+    return _State(sidx=s, r_plus=w, r_minus=w, f_pos=row.f_pos, f_neg=row.f_neg, k_pos=zero2,
+                  k_neg=zero2, from_positive=srow.from_positive, bundle=srow.bundle, k=srow.k,
                   log_weight=log_weight, overflow=overflow)
 
 
-def _p4(strings: Strings, s, p_plus, p_minus, pt, mass):
-    w = strings.mass[s]
-    p = (safe_div(p_plus, w) * strings.n_plus[s] + safe_div(p_minus, w) * strings.n_minus[s]
-         + pt[0] * strings.e1[s] + pt[1] * strings.e2[s])
+def _p4(row: Strings, p_plus, p_minus, pt, mass):
+    w = row.mass
+    p = (safe_div(p_plus, w) * row.n_plus + safe_div(p_minus, w) * row.n_minus
+         + pt[0] * row.e1 + pt[1] * row.e2)
     e = safe_sqrt(mass * mass + jnp.sum(p[1:] * p[1:]))  # on shell to float precision
     return jnp.concatenate([e[None], p[1:]])
 
 
+def _first_state(strings: Strings, start: StartChoices, dtype) -> _State:
+    return _load(_row(strings, 0), _row(start, 0), jnp.array(0), jnp.zeros((), dtype), jnp.array(False))
+
+
+def _step(st: _State, t, key_t, get, n_active, fp: FragParams, n_steps: int):
+    """One fragmentation step of one event: a hadron from the current string (or its last two).
+
+    ``get(s) -> (Strings row, StartChoices row)`` reads string ``s`` of the event (clipped). Returns
+    ``(new state, (pid[2], p4[2, 4], valid[2]))``; a state with ``sidx ≥ n_active`` is left unchanged.
+    """
+    dtype = st.r_plus.dtype
+    mq = jnp.asarray(CONSTITUENT_MASS, dtype)
+    r_fac = jnp.asarray(R_FACTOR, dtype)
+    m_heavy = jnp.asarray(QUARK_MASS, dtype)
+    active = st.sidx < n_active
+    row, _ = get(st.sidx)
+    plus = st.from_positive
+    b = st.bundle
+    pt_h = jnp.where(plus, st.k_pos - st.k, st.k_neg + st.k)
+    pt_c = jnp.where(plus, st.k + st.k_neg, st.k_pos - st.k)
+    mt2_h = b.mass_h ** 2 + jnp.sum(pt_h * pt_h)
+    mt2_c = b.mass_c ** 2 + jnp.sum(pt_c * pt_c)
+    mt_h = safe_sqrt(mt2_h)
+    l2 = st.r_plus * st.r_minus
+    big_l = safe_sqrt(l2)
+    rt = st.k_pos + st.k_neg
+    w_rem = safe_sqrt(l2 - jnp.sum(rt * rt))
+
+    # ends after a continuation, and the next step's choices (drawn now: they set floor′)
+    f_pos1 = jnp.where(plus, b.q_new, st.f_pos)
+    f_neg1 = jnp.where(plus, st.f_neg, b.q_new)
+    k_pos1 = jnp.where(plus, st.k, st.k_pos)
+    k_neg1 = jnp.where(plus, st.k_neg, -st.k)
+    k_side, k_b, k_pt, k_dec, k_z = jax.random.split(key_t, 5)
+    plus1 = jax.random.uniform(k_side) < 0.5
+    b1 = sample_bundle(jax.random.uniform(k_b), plus1, f_pos1, f_neg1, fp.sp_weights, fp.flav_probs)
+    k1 = fp.sigma / np.sqrt(2.0) * jax.random.normal(k_pt, (2,), dtype)
+    pt_h1 = jnp.where(plus1, k_pos1 - k1, k_neg1 + k1)
+    pt_c1 = jnp.where(plus1, k1 + k_neg1, k_pos1 - k1)
+    floor1 = _mt(b1.mass_h, pt_h1) + _mt(b1.mass_c, pt_c1)
+
+    # continue or stop
+    w_min = STOP_MASS + mq[st.f_pos - 1] + mq[st.f_neg - 1] + STOP_NEW_FLAV * mq[b.q_new - 1]
+    p_stop_rule = smoothstep((safe_div(w_rem, w_min) - (1.0 - STOP_SMEAR)) / (2.0 * STOP_SMEAR))
+    p_fit = smoothstep((big_l - mt_h - floor1 - DELTA) / FIT_WIDTH)
+    p_cont = p_stop_rule * p_fit
+    cont_drawn = jax.random.uniform(k_dec, dtype=dtype) < p_cont
+    last = t == n_steps - 1
+    cont = cont_drawn & ~last
+    overflow = st.overflow | (active & last & cont_drawn)
+    lp_dec = safe_log(jnp.where(cont_drawn, p_cont, 1.0 - p_cont), floor=0.0)
+    score = lp_dec - jax.lax.stop_gradient(lp_dec) + b1.log_prob - jax.lax.stop_gradient(b1.log_prob)
+    log_weight = st.log_weight + jnp.where(active, score, 0.0)
+
+    # --- continue: truncated Lund z from the chosen end
+    r_side = jnp.where(plus, st.r_plus, st.r_minus)
+    r_oth = jnp.where(plus, st.r_minus, st.r_plus)
+    floor_t = floor1 + 0.5 * DELTA
+    disc = (l2 - mt2_h - floor_t ** 2) ** 2 - 4.0 * mt2_h * floor_t ** 2
+    valid = cont & (disc > 0) & (l2 > 0) & (mt2_h > 0)
+    l2_s = jnp.where(valid, l2, 1.0)
+    mt2_s = jnp.where(valid, mt2_h, 0.1)
+    fl2_s = jnp.where(valid, floor_t ** 2, 0.01)
+    sq = safe_sqrt(jnp.where(valid, disc, 1.0))
+    z_big = (l2_s + mt2_s - fl2_s + sq) / (2.0 * l2_s)
+    y_big = (l2_s - mt2_s + fl2_s + sq) / (2.0 * l2_s)
+    s_lo = jnp.where(valid, jnp.log(mt2_s / (l2_s * z_big)), -20.0)
+    s_hi = jnp.where(valid, jnp.log1p(-fl2_s / (l2_s * y_big)), S_MAX)
+    f_end = jnp.where(plus, st.f_pos, st.f_neg)
+    alpha = 1.0 + r_fac[f_end - 1] * fp.b * m_heavy[f_end - 1] ** 2
+    log_z = sample_log_z(jax.random.uniform(k_z, dtype=dtype), fp.a, fp.b * mt2_s, alpha, s_lo, s_hi)
+    z = jnp.exp(log_z)
+    one_minus_z = -jnp.expm1(log_z)
+    r_side_s = jnp.where(valid, r_side, 1.0)
+    p_side = z * r_side_s
+    p_oth = mt2_s / p_side
+    hp_cont = jnp.where(plus, p_side, p_oth)
+    hm_cont = jnp.where(plus, p_oth, p_side)
+    r_side_new = one_minus_z * r_side
+    r_oth_new = r_oth - p_oth
+
+    # --- stop: the final two hadrons share the remainder exactly
+    l_s = jnp.where(big_l > 0, big_l, 1.0)
+    lam = (l2 - mt2_h - mt2_c) ** 2 - 4.0 * mt2_h * mt2_c
+    e1 = (l2 + mt2_h - mt2_c) / (2.0 * l_s)
+    q = safe_sqrt(lam) / (2.0 * l_s)
+    big = jnp.where(e1 + q > 0, e1 + q, 1.0)
+    small = mt2_h / big
+    hp_stop = jnp.where(plus, big, small) * st.r_plus / l_s
+    hm_stop = jnp.where(plus, small, big) * st.r_minus / l_s
+    cp = st.r_plus - hp_stop
+    cm = st.r_minus - hm_stop
+
+    hp = jnp.where(cont, hp_cont, hp_stop)
+    hm = jnp.where(cont, hm_cont, hm_stop)
+    p4_h = _p4(row, hp, hm, pt_h, b.mass_h)
+    p4_c = _p4(row, cp, cm, pt_c, b.mass_c)
+    ok = jnp.stack([active, active & ~cont])
+    out = (jnp.where(ok, jnp.stack([b.pid_h, b.pid_c]), 0),
+           jnp.where(ok[:, None], jnp.stack([p4_h, p4_c]), 0.0), ok)
+
+    # --- next state
+    cont_state = _State(sidx=st.sidx, r_plus=jnp.where(plus, r_side_new, r_oth_new),
+                        r_minus=jnp.where(plus, r_oth_new, r_side_new), f_pos=f_pos1, f_neg=f_neg1,
+                        k_pos=k_pos1, k_neg=k_neg1, from_positive=plus1, bundle=b1, k=k1,
+                        log_weight=log_weight, overflow=overflow)
+    next_row, next_start = get(st.sidx + 1)
+    next_state = _load(next_row, next_start, st.sidx + 1, log_weight, overflow)
+    new = jax.tree_util.tree_map(lambda c_, n_: jnp.where(cont, c_, n_), cont_state, next_state)
+    new = jax.tree_util.tree_map(lambda n_, o_: jnp.where(active, n_, o_), new, st)
+    return new, out
+
+
+def _getter(strings: Strings, start: StartChoices):
+    n_s = strings.mass.shape[-1]
+    return lambda s: (_row(strings, jnp.clip(s, 0, n_s - 1)), _row(start, jnp.clip(s, 0, n_s - 1)))
+
+
 def fragment_event(key, strings: Strings, n_active, start: StartChoices, fp: FragParams, n_steps: int):
-    """Fragment the first ``n_active`` strings of one event in ``n_steps`` scan steps.
+    """Fragment the first ``n_active`` strings of one event in ``n_steps`` scan steps (step t draws from
+    ``fold_in(key, t)``). This is the differentiable (reverse- and forward-mode) form; :func:`fragment_batch`
+    runs the same steps on the slot scheduler and uses this one for derivatives.
 
     Returns:
         pid i32[2·n_steps], p4 f[2·n_steps, 4], valid bool[2·n_steps], log-weight (score sum),
         overflow flag.
     """
     dtype = strings.mass.dtype
-    mq = jnp.asarray(CONSTITUENT_MASS, dtype)
-    r_fac = jnp.asarray(R_FACTOR, dtype)
-    m_heavy = jnp.asarray(QUARK_MASS, dtype)
-    init = _load(strings, start, jnp.array(0), jnp.zeros((), dtype), jnp.array(False))
-    init = init._replace(sidx=jnp.array(0))
+    get = _getter(strings, start)
 
-    def step(st: _State, xs):
-        t, key_t = xs
-        active = st.sidx < n_active
-        s = jnp.clip(st.sidx, 0, strings.mass.shape[0] - 1)
-        plus = st.from_positive
-        b = st.bundle
-        pt_h = jnp.where(plus, st.k_pos - st.k, st.k_neg + st.k)
-        pt_c = jnp.where(plus, st.k + st.k_neg, st.k_pos - st.k)
-        mt2_h = b.mass_h ** 2 + jnp.sum(pt_h * pt_h)
-        mt2_c = b.mass_c ** 2 + jnp.sum(pt_c * pt_c)
-        mt_h = safe_sqrt(mt2_h)
-        l2 = st.r_plus * st.r_minus
-        big_l = safe_sqrt(l2)
-        rt = st.k_pos + st.k_neg
-        w_rem = safe_sqrt(l2 - jnp.sum(rt * rt))
+    def step(st, t):
+        return _step(st, t, jax.random.fold_in(key, t), get, n_active, fp, n_steps)
 
-        # ends after a continuation, and the next step's choices (drawn now: they set floor′)
-        f_pos1 = jnp.where(plus, b.q_new, st.f_pos)
-        f_neg1 = jnp.where(plus, st.f_neg, b.q_new)
-        k_pos1 = jnp.where(plus, st.k, st.k_pos)
-        k_neg1 = jnp.where(plus, st.k_neg, -st.k)
-        k_side, k_b, k_pt, k_dec, k_z = jax.random.split(key_t, 5)
-        plus1 = jax.random.uniform(k_side) < 0.5
-        b1 = sample_bundle(jax.random.uniform(k_b), plus1, f_pos1, f_neg1, fp.sp_weights, fp.flav_probs)
-        k1 = fp.sigma / np.sqrt(2.0) * jax.random.normal(k_pt, (2,), dtype)
-        pt_h1 = jnp.where(plus1, k_pos1 - k1, k_neg1 + k1)
-        pt_c1 = jnp.where(plus1, k1 + k_neg1, k_pos1 - k1)
-        floor1 = _mt(b1.mass_h, pt_h1) + _mt(b1.mass_c, pt_c1)
-
-        # continue or stop
-        w_min = STOP_MASS + mq[st.f_pos - 1] + mq[st.f_neg - 1] + STOP_NEW_FLAV * mq[b.q_new - 1]
-        p_stop_rule = smoothstep((safe_div(w_rem, w_min) - (1.0 - STOP_SMEAR)) / (2.0 * STOP_SMEAR))
-        p_fit = smoothstep((big_l - mt_h - floor1 - DELTA) / FIT_WIDTH)
-        p_cont = p_stop_rule * p_fit
-        cont_drawn = jax.random.uniform(k_dec, dtype=dtype) < p_cont
-        last = t == n_steps - 1
-        cont = cont_drawn & ~last
-        overflow = st.overflow | (active & last & cont_drawn)
-        lp_dec = safe_log(jnp.where(cont_drawn, p_cont, 1.0 - p_cont), floor=0.0)
-        score = lp_dec - jax.lax.stop_gradient(lp_dec) + b1.log_prob - jax.lax.stop_gradient(b1.log_prob)
-        log_weight = st.log_weight + jnp.where(active, score, 0.0)
-
-        # --- continue: truncated Lund z from the chosen end
-        r_side = jnp.where(plus, st.r_plus, st.r_minus)
-        r_oth = jnp.where(plus, st.r_minus, st.r_plus)
-        floor_t = floor1 + 0.5 * DELTA
-        disc = (l2 - mt2_h - floor_t ** 2) ** 2 - 4.0 * mt2_h * floor_t ** 2
-        valid = cont & (disc > 0) & (l2 > 0) & (mt2_h > 0)
-        l2_s = jnp.where(valid, l2, 1.0)
-        mt2_s = jnp.where(valid, mt2_h, 0.1)
-        fl2_s = jnp.where(valid, floor_t ** 2, 0.01)
-        sq = safe_sqrt(jnp.where(valid, disc, 1.0))
-        z_big = (l2_s + mt2_s - fl2_s + sq) / (2.0 * l2_s)
-        y_big = (l2_s - mt2_s + fl2_s + sq) / (2.0 * l2_s)
-        s_lo = jnp.where(valid, jnp.log(mt2_s / (l2_s * z_big)), -20.0)
-        s_hi = jnp.where(valid, jnp.log1p(-fl2_s / (l2_s * y_big)), S_MAX)
-        f_end = jnp.where(plus, st.f_pos, st.f_neg)
-        alpha = 1.0 + r_fac[f_end - 1] * fp.b * m_heavy[f_end - 1] ** 2
-        log_z = sample_log_z(jax.random.uniform(k_z, dtype=dtype), fp.a, fp.b * mt2_s, alpha, s_lo, s_hi)
-        z = jnp.exp(log_z)
-        one_minus_z = -jnp.expm1(log_z)
-        r_side_s = jnp.where(valid, r_side, 1.0)
-        p_side = z * r_side_s
-        p_oth = mt2_s / p_side
-        hp_cont = jnp.where(plus, p_side, p_oth)
-        hm_cont = jnp.where(plus, p_oth, p_side)
-        r_side_new = one_minus_z * r_side
-        r_oth_new = r_oth - p_oth
-
-        # --- stop: the final two hadrons share the remainder exactly
-        l_s = jnp.where(big_l > 0, big_l, 1.0)
-        lam = (l2 - mt2_h - mt2_c) ** 2 - 4.0 * mt2_h * mt2_c
-        e1 = (l2 + mt2_h - mt2_c) / (2.0 * l_s)
-        q = safe_sqrt(lam) / (2.0 * l_s)
-        big = jnp.where(e1 + q > 0, e1 + q, 1.0)
-        small = mt2_h / big
-        hp_stop = jnp.where(plus, big, small) * st.r_plus / l_s
-        hm_stop = jnp.where(plus, small, big) * st.r_minus / l_s
-        cp = st.r_plus - hp_stop
-        cm = st.r_minus - hm_stop
-
-        hp = jnp.where(cont, hp_cont, hp_stop)
-        hm = jnp.where(cont, hm_cont, hm_stop)
-        p4_h = _p4(strings, s, hp, hm, pt_h, b.mass_h)
-        p4_c = _p4(strings, s, cp, cm, pt_c, b.mass_c)
-        out = (jnp.stack([b.pid_h, b.pid_c]), jnp.stack([p4_h, p4_c]), jnp.stack([active, active & ~cont]))
-
-        # --- next state
-        cont_state = _State(sidx=st.sidx, r_plus=jnp.where(plus, r_side_new, r_oth_new),
-                            r_minus=jnp.where(plus, r_oth_new, r_side_new), f_pos=f_pos1, f_neg=f_neg1,
-                            k_pos=k_pos1, k_neg=k_neg1, from_positive=plus1, bundle=b1, k=k1,
-                            log_weight=log_weight, overflow=overflow)
-        next_state = _load(strings, start, st.sidx + 1, log_weight, overflow)
-        next_state = next_state._replace(sidx=st.sidx + 1)
-        new = jax.tree_util.tree_map(lambda c_, n_: jnp.where(cont, c_, n_), cont_state, next_state)
-        new = jax.tree_util.tree_map(lambda n_, o_: jnp.where(active, n_, o_), new, st)
-        return new, out
-
-    keys = jax.random.split(key, n_steps)
-    final, (pid, p4, valid) = jax.lax.scan(jax.checkpoint(step), init, (jnp.arange(n_steps), keys))
+    init = _first_state(strings, start, dtype)
+    final, (pid, p4, valid) = jax.lax.scan(jax.checkpoint(step), init, jnp.arange(n_steps))
     overflow = final.overflow | (final.sidx < n_active)
     return (pid.reshape(-1), p4.reshape(-1, 4), valid.reshape(-1), final.log_weight, overflow)
+
+
+def _fragment_scan(key_data, strings, n_active, start, fp, n_steps):
+    keys = jax.random.wrap_key_data(key_data)
+    return jax.vmap(lambda k, s_, n_, st_: fragment_event(k, s_, n_, st_, fp, n_steps))(keys, strings, n_active,
+                                                                                         start)
+
+
+def _fragment_pool(key_data, strings, n_active, start, fp, n_steps, pool):
+    keys = jax.random.wrap_key_data(key_data)
+    n_ev = keys.shape[0]
+    dtype = strings.mass.dtype
+
+    def load(idx):
+        idx = jnp.clip(idx, 0, n_ev - 1)
+        st = jax.vmap(lambda s_, st_: _first_state(s_, st_, dtype))(_row(strings, idx), _row(start, idx))
+        return st, n_active[idx] <= 0
+
+    n_s = strings.mass.shape[-1]
+
+    def one(st, t, k, ev):
+        def get(s):
+            s = jnp.clip(s, 0, n_s - 1)
+            at = (lambda x: x[ev, s])  # noqa: E731 - one string of event ev, gathered directly
+            return jax.tree_util.tree_map(at, strings), jax.tree_util.tree_map(at, start)
+
+        return _step(st, t, jax.random.fold_in(k, t), get, n_active[ev], fp, n_steps)
+
+    def step(st, out, ev, steps, busy):
+        evc = jnp.clip(ev, 0, n_ev - 1)
+        new, (pid, p4, ok) = jax.vmap(one)(st, steps, keys[evc], evc)
+        new = jax.tree_util.tree_map(lambda a, b: jnp.where(busy.reshape(busy.shape + (1,) * (a.ndim - 1)), a, b),
+                                     new, st)
+        row = jnp.where(busy, ev, n_ev)[:, None]
+        col = 2 * steps[:, None] + jnp.arange(2)[None, :]
+        out = out._replace(pid=out.pid.at[row, col].set(pid, mode="drop"),
+                           p4=out.p4.at[row, col].set(p4, mode="drop"),
+                           valid=out.valid.at[row, col].set(ok, mode="drop"))
+        return new, out, new.sidx >= n_active[evc]
+
+    def store(out, ev, write, st, steps):
+        row = jnp.where(write, ev, n_ev)
+        evc = jnp.clip(ev, 0, n_ev - 1)
+        overflow = st.overflow | (st.sidx < n_active[evc])
+        return out._replace(log_weight=out.log_weight.at[row].set(st.log_weight, mode="drop"),
+                            overflow=out.overflow.at[row].set(overflow, mode="drop"))
+
+    out0 = _Fragments(pid=jnp.zeros((n_ev, 2 * n_steps), jnp.int32), p4=jnp.zeros((n_ev, 2 * n_steps, 4), dtype),
+                      valid=jnp.zeros((n_ev, 2 * n_steps), bool), log_weight=jnp.zeros((n_ev,), dtype),
+                      overflow=jnp.zeros((n_ev,), bool))
+    out, _ = run_pool(load, step, store, out0, n_ev, pool, n_steps)
+    return tuple(out)
+
+
+class _Fragments(NamedTuple):
+    pid: jax.Array
+    p4: jax.Array
+    valid: jax.Array
+    log_weight: jax.Array
+    overflow: jax.Array
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(5, 6))
+def _fragment_batch(key_data, strings, n_active, start, fp, n_steps, pool):
+    return _fragment_pool(key_data, strings, n_active, start, fp, n_steps, pool)
+
+
+@_fragment_batch.defjvp
+def _fragment_batch_jvp(n_steps, pool, primals, tangents):
+    return jax.jvp(lambda *a: _fragment_scan(*a, n_steps), primals, tangents)
+
+
+def fragment_batch(keys, strings: Strings, n_active, start: StartChoices, fp: FragParams, n_steps: int,
+                   pool: int):
+    """Fragment a batch of events (leading axis N on every input; ``keys[N]``) with the slot scheduler.
+
+    The values come from :func:`diffgen.schedule.run_pool` (each event as many steps as it needs); the
+    derivatives (``jax.jvp``, ``jax.grad``) from the same steps as a fixed-length ``lax.scan``
+    (:func:`fragment_event`), which is what JAX can differentiate in both modes. Returns
+    ``(pid[N, 2·n_steps], p4[N, 2·n_steps, 4], valid, log_weight[N], overflow[N])``.
+    """
+    return _fragment_batch(jax.random.key_data(keys), strings, n_active, start, fp, n_steps, pool)

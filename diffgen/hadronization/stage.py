@@ -49,22 +49,24 @@ import jax.numpy as jnp
 
 from diffgen.events import Events, Status
 from diffgen.hadronization.flavour import new_flavour_probs, species_probs, vector_ratios
-from diffgen.hadronization.fragment import FragParams, fragment_event, start_choices
+from diffgen.hadronization.fragment import FragParams, fragment_batch, start_choices
 from diffgen.hadronization.string import build_pieces, collapse_light, compact_strings
 from diffgen.kinematics import match_total_momentum
 from diffgen.params import SETTINGS, out_of_range
-from diffgen.stage import Stage
+from diffgen.checks import check_int, check_optional_int
+from diffgen.stage import Stage, event_keys, uniforms
 
 __all__ = ["string_fragmentation", "SETTING_NAMES", "DEFAULT_CAPACITY"]
 
 SETTING_NAMES = ("StringZ:aLund", "StringZ:bLund", "StringPT:sigma", "StringFlav:probStoUD",
                  "StringFlav:mesonUDvector", "StringFlav:mesonSvector")
 DEFAULT_CAPACITY = 96  #: output slots (and fragmentation steps) per event
+DEFAULT_POOL = 512  #: slots of the fragmentation scheduler
 
 
-def _sample_gluon_flavours(key, pid, mask, flav_probs):
-    """Flavour (1..3) of the q q̄ pair each gluon is split into, and its log p per slot."""
-    u = jax.random.uniform(key, pid.shape)
+def _sample_gluon_flavours(keys, pid, mask, flav_probs):
+    """Flavour (1..3) of the q q̄ pair each gluon is split into, and its log p per slot (event keys ``keys[N]``)."""
+    u = uniforms(keys, pid.shape[1:])
     cdf = jnp.cumsum(jax.lax.stop_gradient(flav_probs))
     k = jnp.clip(jnp.sum(u[..., None] * cdf[-1] >= cdf, axis=-1), 0, 2)
     is_g = mask & (pid == 21)
@@ -82,7 +84,8 @@ def _compact(pid, p4, valid, capacity):
     return out_pid, out_p4, out_mask, jnp.sum(valid) > capacity
 
 
-def string_fragmentation(capacity: int = DEFAULT_CAPACITY, max_partons: int | None = None) -> Stage:
+def string_fragmentation(capacity: int = DEFAULT_CAPACITY, max_partons: int | None = None,
+                         pool: int = DEFAULT_POOL) -> Stage:
     """Lund string fragmentation of colour-connected partons into primary mesons.
 
     Args:
@@ -90,15 +93,15 @@ def string_fragmentation(capacity: int = DEFAULT_CAPACITY, max_partons: int | No
             steps per event (each step makes ≥ 1 hadron). Must be an int ≥ 2.
         max_partons: number of string-piece slots (one per quark or gluon colour end);
             default: the input capacity. More pieces than this set ``CAPACITY_OVERFLOW``.
+        pool: slots of the fragmentation scheduler (:func:`diffgen.schedule.run_pool`): events are
+            fragmented ``pool`` at a time, each for as many steps as it needs (static).
 
     Returns:
         A :class:`~diffgen.stage.Stage` (see the module docstring).
     """
-    if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 2:
-        raise ValueError(f"capacity must be an integer >= 2, got {capacity!r}")
-    if max_partons is not None and (isinstance(max_partons, bool) or not isinstance(max_partons, int)
-                                    or max_partons < 1):
-        raise ValueError(f"max_partons must be None or an integer >= 1, got {max_partons!r}")
+    capacity = check_int(capacity, "capacity", lo=2)
+    max_partons = check_optional_int(max_partons, "max_partons", lo=1)
+    pool = check_int(pool, "pool (scheduler slots)", lo=1)
 
     def init(key):
         del key
@@ -115,30 +118,36 @@ def string_fragmentation(capacity: int = DEFAULT_CAPACITY, max_partons: int | No
                         flav_probs=new_flavour_probs(theta["StringFlav:probStoUD"]))
         n_events, n_in = events.pid.shape
         n_strings = max_partons if max_partons is not None else max(n_in, 1)
-        k_glue, k_start, k_frag = jax.random.split(key, 3)
+        keys = event_keys(key, n_events)
+        k3 = jax.vmap(lambda k: jax.random.split(k, 3))(keys)
+        k_glue, k_start, k_frag = k3[:, 0], k3[:, 1], k3[:, 2]
         gluon_flavour, lp_glue = _sample_gluon_flavours(k_glue, events.pid, events.mask, fp.flav_probs)
 
-        def one_event(k_s, k_f, p4, pid, mask, colour, g_flav, lp_g):
+        def prepare(k_s, p4, pid, mask, colour, g_flav, lp_g):
             strings, bad, over_s, parton, absorbed = build_pieces(p4, pid, mask, colour, g_flav, n_strings)
             strings, c_pid, c_p4, c_valid, failed = collapse_light(strings)
             strings = compact_strings(strings)
-            n_active = jnp.sum(strings.active)
             start, lp_start = start_choices(k_s, strings, fp)
-            lp_start = jnp.sum(jnp.where(strings.active, lp_start, 0.0))
-            f_pid, f_p4, f_valid, score, over_f = fragment_event(k_f, strings, n_active, start, fp, capacity)
+            lp = jnp.sum(jnp.where(strings.active, lp_start, 0.0)) + jnp.sum(jnp.where(absorbed, 0.0, lp_g))
+            return strings, jnp.sum(strings.active), start, lp, (c_pid, c_p4, c_valid), parton, over_s, bad | failed
+
+        strings, n_active, start, lp_choice, collapsed, parton, over_s, failed = jax.vmap(prepare)(
+            k_start, events.p4, events.pid, events.mask, events.colour, gluon_flavour, lp_glue)
+        f_pid, f_p4, f_valid, score, over_f = fragment_batch(k_frag, strings, n_active, start, fp, capacity, pool)
+
+        def finish(p4, pid, mask, parton, collapsed, f_pid, f_p4, f_valid):
+            c_pid, c_p4, c_valid = collapsed
             keep = mask & ~parton
             cand_pid = jnp.concatenate([jnp.where(keep, pid, 0), c_pid, f_pid])
             cand_p4 = jnp.concatenate([p4, c_p4, f_p4])
             cand_valid = jnp.concatenate([keep, c_valid, f_valid])
-            out_pid, out_p4, out_mask, over_out = _compact(cand_pid, cand_p4, cand_valid, capacity)
-            lp_split = jnp.sum(jnp.where(absorbed, 0.0, lp_g))  # absorbed gluons are not split
-            log_w = score + (lp_start + lp_split) - jax.lax.stop_gradient(lp_start + lp_split)
-            return out_pid, out_p4, out_mask, log_w, over_s | over_f | over_out, bad | failed
+            return _compact(cand_pid, cand_p4, cand_valid, capacity)
 
-        k_s = jax.random.split(k_start, n_events)
-        k_f = jax.random.split(k_frag, n_events)
-        out_pid, out_p4, out_mask, log_w, overflow, failed = jax.vmap(one_event)(
-            k_s, k_f, events.p4, events.pid, events.mask, events.colour, gluon_flavour, lp_glue)
+        out_pid, out_p4, out_mask, over_out = jax.vmap(finish)(events.p4, events.pid, events.mask, parton, collapsed,
+                                                               f_pid, f_p4, f_valid)
+        # score of the continuous-step choices, plus log p − sg(log p) of the start and gluon-split choices
+        log_w = score + lp_choice - jax.lax.stop_gradient(lp_choice)
+        overflow = over_s | over_f | over_out
         # float32 rounding in boosted string frames can leave ~1e-4 √s of imbalance in rare events:
         # restore exact four-momentum conservation with a tiny mass-preserving correction.
         out_p4 = match_total_momentum(out_p4, out_mask, events.total_p4())

@@ -88,12 +88,16 @@ from diffgen.shower import splitting as _sp
 from diffgen.shower.dipole_kinematics import branch_dipole, precise_dot
 from diffgen.shower.me_correction import me_correction_ratio
 from diffgen.shower.veto import LN4, accept_probability, grid_up, next_trial_t, score_log_weight
-from diffgen.stage import Stage
+from diffgen.checks import check_int, check_optional_int
+from diffgen.schedule import run_pool
+from diffgen.stage import Stage, event_keys
 
 __all__ = ["final_state_shower", "SHOWER_SETTINGS", "DEFAULT_CAPACITY", "default_max_trials", "shower_mass"]
 
 SHOWER_SETTINGS = ("TimeShower:alphaSvalue", "TimeShower:pTmin")
 DEFAULT_CAPACITY = 48
+#: slots of the trial scheduler (events showered at a time)
+DEFAULT_POOL = 512
 _N_UNIFORMS = 7
 _NO_DIPOLE = -1.0e30
 
@@ -316,11 +320,12 @@ def _initial_state(events: Events, capacity: int) -> _State:
 
 
 def evolve(params, key, events: Events, *, capacity: int, max_emissions: int | None, me_correction: bool,
-           max_trials: int):
-    """Run the trial loop (internal; also used by diagnostics and tests).
+           max_trials: int, pool: int = DEFAULT_POOL):
+    """Run the trial loop of a batch of events (per-event keys ``key[N]`` or one key).
 
-    Returns ``(state, log_weight, valid, param_out_of_range, (rec_t, rec_q))``, the last being the
-    trial record of :func:`score_log_weight`.
+    Returns ``(result, log_weight, valid, param_out_of_range, stats)``: a :class:`ShowerResult`, the
+    score log-weight, which events were valid q q̄ input, the parameter-range flag and the scheduler's
+    :class:`~diffgen.schedule.PoolStats` (``None`` without trials).
     """
     if events.capacity != 2:
         raise ValueError(f"final_state_shower expects events with 2 slots (q, qbar), got {events.capacity}")
@@ -340,34 +345,70 @@ def evolve(params, key, events: Events, *, capacity: int, max_emissions: int | N
     valid = ~state.done
     if max_emissions == 0:  # pass-through: no trials at all
         empty = jnp.zeros((events.n_events, 0), dtype)
-        return state._replace(done=jnp.ones_like(state.done)), jnp.zeros_like(alpha_mz) * empty.sum(1), valid, bad, (
-            empty, empty)
+        result = ShowerResult(p4=state.p4, pid=state.pid, colour=state.colour, n=state.n,
+                              done=jnp.ones_like(state.done), overflow=state.overflow, n_trials=state.n_trials,
+                              rec_t=empty, rec_q=empty)
+        return result, jnp.zeros_like(alpha_mz) * empty.sum(1), valid, bad, None
     alpha_value = jax.lax.stop_gradient(alpha_mz)  # the loop is θ-independent except for its decisions
-    trial = jax.vmap(
-        lambda s, r: _one_trial(s, r, alpha_value, pt2min, capacity=capacity, max_emissions=max_emissions,
-                                me_correction=me_correction))
-    n_ev = events.n_events
-    rec0 = (jnp.zeros((n_ev, max_trials), dtype), jnp.zeros((n_ev, max_trials), dtype))
+    result, stats = _run_trials(state, event_keys(key, events.n_events), alpha_value, pt2min, capacity=capacity,
+                                max_emissions=max_emissions, me_correction=me_correction, max_trials=max_trials,
+                                pool=pool)
+    log_weight = score_log_weight(alpha_mz, result.rec_t, result.rec_q)
+    return result, log_weight, valid, bad, stats
 
-    def cond(carry):
-        step, s, _ = carry
-        return (step < max_trials) & ~jnp.all(s.done)
 
-    def body(carry):
-        step, s, (rec_t, rec_q) = carry
-        rnd = jax.random.uniform(jax.random.fold_in(key, step), (n_ev, _N_UNIFORMS), dtype)
-        s, (t, q) = trial(s, rnd)
-        rec_t = jax.lax.dynamic_update_slice_in_dim(rec_t, t[:, None], step, axis=1)
-        rec_q = jax.lax.dynamic_update_slice_in_dim(rec_q, q[:, None], step, axis=1)
-        return step + 1, s, (rec_t, rec_q)
+class ShowerResult(NamedTuple):
+    """Per-event output of the trial loop (leading axis N)."""
 
-    _, state, (rec_t, rec_q) = jax.lax.while_loop(cond, body, (jnp.zeros((), jnp.int32), state, rec0))
-    log_weight = score_log_weight(alpha_mz, rec_t, rec_q)
-    return state, log_weight, valid, bad, (rec_t, rec_q)
+    p4: jax.Array
+    pid: jax.Array
+    colour: jax.Array
+    n: jax.Array
+    done: jax.Array  #: False: still evolving after ``max_trials`` trials
+    overflow: jax.Array
+    n_trials: jax.Array
+    rec_t: jax.Array  #: [N, max_trials] ln p⊥² of every trial (the record of :func:`score_log_weight`)
+    rec_q: jax.Array  #: [N, max_trials] ± ratio of every decision (0: none)
+
+
+def _run_trials(state: _State, keys, alpha_value, pt2min, *, capacity, max_emissions, me_correction, max_trials,
+                pool):
+    """The trial loop on the slot pool of :func:`diffgen.schedule.run_pool`: event i's trial s uses the
+    uniforms of ``fold_in(keys[i], s)``, whatever slot or iteration it runs in."""
+    n_ev = keys.shape[0]
+    dtype = state.p4.dtype
+    trial = jax.vmap(lambda s, r: _one_trial(s, r, alpha_value, pt2min, capacity=capacity,
+                                             max_emissions=max_emissions, me_correction=me_correction))
+    draw = jax.vmap(lambda k, s: jax.random.uniform(jax.random.fold_in(k, s), (_N_UNIFORMS,), dtype))
+
+    def load(idx):
+        idx = jnp.clip(idx, 0, n_ev - 1)
+        st = jax.tree_util.tree_map(lambda a: a[idx], state)
+        return (st, keys[idx]), st.done
+
+    def step(slot, out, ev, steps, busy):
+        st, k = slot
+        st, (t, q) = trial(st, draw(k, steps))
+        row = jnp.where(busy, ev, n_ev)
+        out = out._replace(rec_t=out.rec_t.at[row, steps].set(t, mode="drop"),
+                           rec_q=out.rec_q.at[row, steps].set(q, mode="drop"))
+        return (st, k), out, st.done
+
+    def store(out, ev, write, slot, steps):
+        st, _ = slot
+        row = jnp.where(write, ev, n_ev)
+        return out._replace(**{f: getattr(out, f).at[row].set(getattr(st, f), mode="drop")
+                               for f in ("p4", "pid", "colour", "n", "done", "overflow", "n_trials")})
+
+    out0 = ShowerResult(p4=state.p4, pid=state.pid, colour=state.colour, n=state.n, done=state.done,
+                        overflow=state.overflow, n_trials=state.n_trials,
+                        rec_t=jnp.zeros((n_ev, max_trials), dtype), rec_q=jnp.zeros((n_ev, max_trials), dtype))
+    return run_pool(load, step, store, out0, n_ev, pool, max_trials)
 
 
 def final_state_shower(capacity: int = DEFAULT_CAPACITY, max_emissions: int | None = None,
-                       me_correction: bool = True, *, max_trials: int | None = None) -> Stage:
+                       me_correction: bool = True, *, max_trials: int | None = None,
+                       pool: int = DEFAULT_POOL) -> Stage:
     """Final-state p⊥-ordered dipole shower of an e+e- → q q̄ event (see module docstring).
 
     Args:
@@ -375,25 +416,21 @@ def final_state_shower(capacity: int = DEFAULT_CAPACITY, max_emissions: int | No
             1e-4 of the events overflow at √s = 91.188 GeV (mean multiplicity 12, largest seen 38).
         max_emissions: stop after this many accepted branchings (``None``: evolve to p⊥min).
         me_correction: correct the first emission to the e+e- → q q̄ g matrix element.
-        max_trials: trial steps of the fixed-length scan (default :func:`default_max_trials`).
+        max_trials: most trials of one event (default :func:`default_max_trials`).
+        pool: slots of the trial scheduler (:func:`diffgen.schedule.run_pool`): events are showered
+            ``pool`` at a time, a finished one replaced by the next (static; clipped to the batch).
 
     Params: ``TimeShower:alphaSvalue`` (α_s(m_Z), one-loop running) and ``TimeShower:pTmin`` (GeV).
 
     Input events: two slots, a quark (pid 1..5, colour [t, 0]) and its antiquark (colour [0, t]).
     Output: ``capacity`` slots of quarks and gluons with colour tags forming colour-singlet chains.
     """
-    if isinstance(capacity, bool) or not isinstance(capacity, (int, np.integer)) or capacity < 3:
-        raise ValueError(f"capacity must be an integer >= 3 (slots for q, qbar and emissions), got {capacity!r}")
-    capacity = int(capacity)
-    if max_emissions is not None:
-        if isinstance(max_emissions, bool) or not isinstance(max_emissions, (int, np.integer)) or max_emissions < 0:
-            raise ValueError(f"max_emissions must be None or an integer >= 0, got {max_emissions!r}")
-        max_emissions = int(max_emissions)
+    capacity = check_int(capacity, "capacity", lo=3, what="slots for q, qbar and emissions")
+    max_emissions = check_optional_int(max_emissions, "max_emissions", lo=0)
     if max_trials is None:
         max_trials = default_max_trials(capacity, max_emissions)
-    if isinstance(max_trials, bool) or not isinstance(max_trials, (int, np.integer)) or max_trials < 1:
-        raise ValueError(f"max_trials must be an integer >= 1, got {max_trials!r}")
-    max_trials = int(max_trials)
+    max_trials = check_int(max_trials, "max_trials", lo=1)
+    pool = check_int(pool, "pool (scheduler slots)", lo=1)
     me_correction = bool(me_correction)
 
     def init(key):
@@ -402,7 +439,7 @@ def final_state_shower(capacity: int = DEFAULT_CAPACITY, max_emissions: int | No
     def apply(params, key, events: Events) -> Events:
         state, log_weight, valid, bad, _ = evolve(params, key, events, capacity=capacity,
                                                   max_emissions=max_emissions, me_correction=me_correction,
-                                                  max_trials=max_trials)
+                                                  max_trials=max_trials, pool=pool)
         unfinished = ~state.done
         mask_in = jnp.pad(events.mask, ((0, 0), (0, capacity - 2)))
         mask = jnp.where(valid[:, None], jnp.arange(capacity)[None, :] < state.n[:, None], mask_in)
