@@ -12,7 +12,6 @@ import sys
 from collections.abc import Callable, Iterator
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from diffgen.events import Events

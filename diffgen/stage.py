@@ -47,7 +47,8 @@ from diffgen.events import Events, Status
 from diffgen.params import check_params
 
 __all__ = ["Stage", "chain", "Generator", "stable_id", "event_keys", "apply_indices", "sample", "sample_traced",
-           "block_plan", "check_key", "check_n", "uniforms", "normals", "fold_keys", "MAX_EVENTS", "DEFAULT_BLOCK"]
+           "block_plan", "diagnose", "check_key", "check_n", "uniforms", "normals", "fold_keys", "MAX_EVENTS",
+           "DEFAULT_BLOCK"]
 
 Params = Any
 
@@ -59,10 +60,17 @@ _MIN_BLOCK = 64
 
 
 class Stage(NamedTuple):
-    """A pure event-processing step: ``init(key) -> params``, ``apply(params, keys, events) -> events``."""
+    """A pure event-processing step: ``init(key) -> params``, ``apply(params, keys, events) -> events``.
+
+    ``diagnose`` (optional) is the one route for diagnostics: ``(params, keys, events) -> (events, info)``
+    with the same events as ``apply`` and a dict of device arrays (e.g. work per event and the
+    scheduler's :class:`~diffgen.schedule.PoolStats`). :func:`chain` composes it and :func:`diagnose`
+    runs it for a generator.
+    """
 
     init: Callable[[jax.Array], Params]
     apply: Callable[[Params, jax.Array, Events], Events]
+    diagnose: Callable | None = None
 
 
 def stable_id(name: str) -> int:
@@ -114,15 +122,21 @@ def chain(*named_stages: tuple[str, Stage]) -> Stage:
         return {name: st.init(None if key is None else jax.random.fold_in(key, stable_id(name)))
                 for name, st in named_stages}
 
-    def apply(params, keys, events):
+    def run(params, keys, events, with_info):
         keys = event_keys(keys, events.n_events)
+        info = {}
         for name, st in named_stages:
             if name not in params:
                 raise ValueError(f"params has no entry for stage {name!r}; it has {sorted(params)}")
-            events = st.apply(params[name], fold_keys(keys, stable_id(name)), events)
-        return events
+            k = fold_keys(keys, stable_id(name))
+            if with_info and st.diagnose is not None:
+                events, info[name] = st.diagnose(params[name], k, events)
+            else:
+                events = st.apply(params[name], k, events)
+        return (events, info) if with_info else events
 
-    return Stage(init=init, apply=apply)
+    return Stage(init=init, apply=lambda p, k, ev: run(p, k, ev, False),
+                 diagnose=lambda p, k, ev: run(p, k, ev, True))
 
 
 def check_n(n, what: str = "number of events n") -> int:
@@ -212,6 +226,24 @@ def apply_indices(gen: Generator, params, key, idx) -> Events:
     ev = gen.stage.apply(params, keys, Events.empty(idx.shape[0], 0))
     finite = jnp.isfinite(ev.log_weight) & jnp.all(jnp.isfinite(ev.p4), axis=(1, 2))
     return ev.with_status(~finite, Status.NONFINITE)
+
+
+def diagnose(gen: Generator, params, key, n: int, offset: int = 0):
+    """``(events, info)`` for events ``offset .. offset + n − 1`` (one jitted call, no blocking): the events
+    equal :func:`sample`'s and ``info`` maps stage names to their diagnostics (see :class:`Stage`)."""
+    n = check_n(n)
+    _check_offset(offset, n)
+    check_key(key)
+    check_params(params)
+    return _diagnose_jit(gen, params, key, jnp.asarray(offset, jnp.uint32) + jnp.arange(n, dtype=jnp.uint32))
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _diagnose_jit(gen, params, key, idx):
+    keys = jax.vmap(jax.random.fold_in, (None, 0))(_as_typed(key), idx)
+    if gen.stage.diagnose is None:
+        return gen.stage.apply(params, keys, Events.empty(idx.shape[0], 0)), {}
+    return gen.stage.diagnose(params, keys, Events.empty(idx.shape[0], 0))
 
 
 def block_plan(n: int, block: int) -> tuple[int, int]:

@@ -332,8 +332,8 @@ def _fragment_pool(key_data, strings, n_active, start, fp, n_steps, pool):
     out0 = _Fragments(pid=jnp.zeros((n_ev, 2 * n_steps), jnp.int32), p4=jnp.zeros((n_ev, 2 * n_steps, 4), dtype),
                       valid=jnp.zeros((n_ev, 2 * n_steps), bool), log_weight=jnp.zeros((n_ev,), dtype),
                       overflow=jnp.zeros((n_ev,), bool))
-    out, _ = run_pool(load, step, store, out0, n_ev, pool, n_steps)
-    return tuple(out)
+    out, stats = run_pool(load, step, store, out0, n_ev, pool, n_steps)
+    return tuple(out), stats
 
 
 class _Fragments(NamedTuple):
@@ -346,7 +346,7 @@ class _Fragments(NamedTuple):
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(5, 6))
 def _fragment_batch(key_data, strings, n_active, start, fp, n_steps, pool):
-    return _fragment_pool(key_data, strings, n_active, start, fp, n_steps, pool)
+    return _fragment_pool(key_data, strings, n_active, start, fp, n_steps, pool)[0]
 
 
 @_fragment_batch.defjvp
@@ -355,12 +355,15 @@ def _fragment_batch_jvp(n_steps, pool, primals, tangents):
 
 
 def fragment_batch(keys, strings: Strings, n_active, start: StartChoices, fp: FragParams, n_steps: int,
-                   pool: int):
+                   pool: int, with_stats: bool = False):
     """Fragment a batch of events (leading axis N on every input; ``keys[N]``) with the slot scheduler.
 
     The values come from :func:`diffgen.schedule.run_pool` (each event as many steps as it needs); the
     derivatives (``jax.jvp``, ``jax.grad``) from the same steps as a fixed-length ``lax.scan``
     (:func:`fragment_event`), which is what JAX can differentiate in both modes. Returns
-    ``(pid[N, 2·n_steps], p4[N, 2·n_steps, 4], valid, log_weight[N], overflow[N])``.
+    ``(pid[N, 2·n_steps], p4[N, 2·n_steps, 4], valid, log_weight[N], overflow[N])``, and with
+    ``with_stats`` (not differentiable) also the scheduler's :class:`~diffgen.schedule.PoolStats`.
     """
+    if with_stats:
+        return _fragment_pool(jax.random.key_data(keys), strings, n_active, start, fp, n_steps, pool)
     return _fragment_batch(jax.random.key_data(keys), strings, n_active, start, fp, n_steps, pool)

@@ -47,13 +47,13 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from diffgen.checks import check_int, check_optional_int
 from diffgen.events import Events, Status
 from diffgen.hadronization.flavour import new_flavour_probs, species_probs, vector_ratios
 from diffgen.hadronization.fragment import FragParams, fragment_batch, start_choices
 from diffgen.hadronization.string import build_pieces, collapse_light, compact_strings
 from diffgen.kinematics import match_total_momentum
 from diffgen.params import SETTINGS, out_of_range
-from diffgen.checks import check_int, check_optional_int
 from diffgen.stage import Stage, event_keys, uniforms
 
 __all__ = ["string_fragmentation", "SETTING_NAMES", "DEFAULT_CAPACITY"]
@@ -107,7 +107,7 @@ def string_fragmentation(capacity: int = DEFAULT_CAPACITY, max_partons: int | No
         del key
         return {name: SETTINGS[name].default for name in SETTING_NAMES}
 
-    def apply(params, key, events: Events) -> Events:
+    def run(params, key, events: Events, with_info: bool):
         missing = [n for n in SETTING_NAMES if n not in params]
         if missing:
             raise ValueError(f"hadronization params lack {missing}; they have {sorted(params)}")
@@ -133,7 +133,13 @@ def string_fragmentation(capacity: int = DEFAULT_CAPACITY, max_partons: int | No
 
         strings, n_active, start, lp_choice, collapsed, parton, over_s, failed = jax.vmap(prepare)(
             k_start, events.p4, events.pid, events.mask, events.colour, gluon_flavour, lp_glue)
-        f_pid, f_p4, f_valid, score, over_f = fragment_batch(k_frag, strings, n_active, start, fp, capacity, pool)
+        frags = fragment_batch(k_frag, strings, n_active, start, fp, capacity, pool, with_stats=with_info)
+        info = {}
+        if with_info:
+            frags, stats = frags
+            info = {"work": jnp.sum(frags[2][:, 0::2], axis=1), "strings": n_active,  # steps = hadrons at an end
+                    **stats._asdict()}
+        f_pid, f_p4, f_valid, score, over_f = frags
 
         def finish(p4, pid, mask, parton, collapsed, f_pid, f_p4, f_valid):
             c_pid, c_p4, c_valid = collapsed
@@ -161,6 +167,7 @@ def string_fragmentation(capacity: int = DEFAULT_CAPACITY, max_partons: int | No
             bad_param = bad_param | out_of_range(name, theta[name])
         out = out.with_status(bad_param, Status.PARAM_OUT_OF_RANGE)
         finite = jnp.all(jnp.isfinite(out.p4), axis=(1, 2)) & jnp.isfinite(out.log_weight)
-        return out.with_status(~finite, Status.NONFINITE)
+        return out.with_status(~finite, Status.NONFINITE), info
 
-    return Stage(init=init, apply=apply)
+    return Stage(init=init, apply=lambda p, k, ev: run(p, k, ev, False)[0],
+                 diagnose=lambda p, k, ev: run(p, k, ev, True))

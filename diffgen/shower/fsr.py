@@ -78,18 +78,17 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from diffgen import particles
+from diffgen.checks import check_int, check_optional_int
 from diffgen.events import Events, Status
 from diffgen.numerics import safe_div, safe_log
 from diffgen.params import SETTINGS, out_of_range
+from diffgen.schedule import run_pool
 from diffgen.shower import splitting as _sp
 from diffgen.shower.dipole_kinematics import branch_dipole, precise_dot
 from diffgen.shower.me_correction import me_correction_ratio
 from diffgen.shower.veto import LN4, accept_probability, grid_up, next_trial_t, score_log_weight
-from diffgen.checks import check_int, check_optional_int
-from diffgen.schedule import run_pool
 from diffgen.stage import Stage, event_keys
 
 __all__ = ["final_state_shower", "SHOWER_SETTINGS", "DEFAULT_CAPACITY", "default_max_trials", "shower_mass"]
@@ -436,8 +435,8 @@ def final_state_shower(capacity: int = DEFAULT_CAPACITY, max_emissions: int | No
     def init(key):
         return {name: jnp.asarray(SETTINGS[name].default, jnp.result_type(float)) for name in SHOWER_SETTINGS}
 
-    def apply(params, key, events: Events) -> Events:
-        state, log_weight, valid, bad, _ = evolve(params, key, events, capacity=capacity,
+    def run(params, key, events: Events):
+        state, log_weight, valid, bad, stats = evolve(params, key, events, capacity=capacity,
                                                   max_emissions=max_emissions, me_correction=me_correction,
                                                   max_trials=max_trials, pool=pool)
         unfinished = ~state.done
@@ -451,6 +450,10 @@ def final_state_shower(capacity: int = DEFAULT_CAPACITY, max_emissions: int | No
             log_weight=events.log_weight + log_weight,
         )
         out = out.with_status(state.overflow | unfinished, Status.CAPACITY_OVERFLOW)
-        return out.with_status(bad, Status.PARAM_OUT_OF_RANGE)
+        out = out.with_status(bad, Status.PARAM_OUT_OF_RANGE)
+        info = {"work": state.n_trials, "emissions": state.n - 2}
+        if stats is not None:
+            info.update(stats._asdict())
+        return out, info
 
-    return Stage(init=init, apply=apply)
+    return Stage(init=init, apply=lambda p, k, ev: run(p, k, ev)[0], diagnose=run)
