@@ -49,8 +49,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from diffgen.events import Events
+from diffgen.generate import generate
 from diffgen.params import check_params
-from diffgen.stage import MAX_EVENTS, Generator, _check_n, check_key
+from diffgen.stage import MAX_EVENTS, Generator, check_key, check_n
 
 __all__ = ["initialize", "process_range", "generate_local", "PartialSums", "local_sums", "combine",
            "allgather_sums", "expect_and_grad", "value_and_grad"]
@@ -158,7 +159,7 @@ def process_range(n: int, process_id: int | None = None, num_processes: int | No
         >>> [process_range(10, p, 3) for p in range(3)]
         [(0, 4), (4, 3), (7, 3)]
     """
-    n = _check_n(n)
+    n = check_n(n)
     p, size = _check_process(process_id, num_processes)
     if n < size:
         raise ValueError(f"number of events n must be >= num_processes = {size} (one event per process at "
@@ -195,20 +196,9 @@ def generate_local(gen: Generator, params, key, n: int, chunk: int = 100_000,
         ValueError: as :func:`process_range`, or a bad ``chunk``, key or params.
     """
     offset, count = process_range(n, process_id, num_processes)
-    chunk = min(_check_n(chunk, "chunk (events per chunk)"), count)
-    check_key(key)
-    check_params(params)
-    parts = []
-    for start, padded, size in _chunk_plan(offset, count, chunk):
-        ev = gen.sample(params, key, padded, offset=start)
-        ev = jax.tree_util.tree_map(lambda a, size=size: np.asarray(a)[:size], ev)
-        if on_chunk is not None:
-            on_chunk(ev)
-        if keep:
-            parts.append(ev)
-    if not keep:
-        return None
-    return Events.concatenate(parts)
+    chunk = min(check_n(chunk, "chunk (events per chunk)"), count)
+    return generate(gen, params, key, count, chunk=chunk, on_chunk=on_chunk, keep=keep, offset=offset,
+                    progress=False)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -268,7 +258,7 @@ def _check_inputs(gen, params, key, n, chunk, process_id, num_processes):
     if not isinstance(gen, Generator):
         raise ValueError(f"gen must be a diffgen.Generator, got {type(gen).__name__}")
     offset, count = process_range(n, process_id, num_processes)
-    chunk = min(_check_n(chunk, "chunk (events per chunk)"), count)
+    chunk = min(check_n(chunk, "chunk (events per chunk)"), count)
     check_key(key)
     check_params(params)
     return offset, count, chunk

@@ -16,7 +16,7 @@ import numpy as np
 
 from diffgen.events import Events
 from diffgen.params import check_params
-from diffgen.stage import Generator, check_key, check_n, run_blocks
+from diffgen.stage import Generator, check_key, check_n, check_offset, run_blocks
 
 __all__ = ["generate", "generate_chunks"]
 
@@ -34,15 +34,18 @@ def _progress(total: int, enabled: bool | None, desc: str):
 
 
 def generate_chunks(gen: Generator, params, key, n: int, chunk: int = 100_000, devices=None,
-                    progress: bool | None = None) -> Iterator[Events]:
+                    progress: bool | None = None, offset: int = 0) -> Iterator[Events]:
     """Yield Events in chunks of at most ``chunk`` events (host NumPy arrays), ``n`` in total.
 
-    Memory is bounded by one chunk. Each chunk runs in the generator's fixed blocks
-    (:func:`diffgen.stage.block_plan`), sharded along the event axis over ``devices`` (the first k
-    local devices; default: all local devices that divide the block). The events do not change.
+    Events ``offset .. offset + n − 1`` of the sequence of ``key`` (job arrays: task ``t`` of ``n``
+    events each uses ``offset = t · n``). Memory is bounded by one chunk. Each chunk runs in the
+    generator's fixed blocks (:func:`diffgen.stage.block_plan`), sharded along the event axis over
+    ``devices`` (the first k local devices; default: all local devices that divide the block). The
+    events do not change.
     """
     n = check_n(n)
     chunk = check_n(chunk, "chunk (events per chunk)")
+    check_offset(offset, n)
     check_key(key)
     check_params(params)
     chunk = min(chunk, n)
@@ -58,7 +61,7 @@ def generate_chunks(gen: Generator, params, key, n: int, chunk: int = 100_000, d
     try:
         for start in range(0, n, chunk):
             size = min(chunk, n - start)
-            parts = [ev for ev, _ in run_blocks(gen, params, key, start, size, n_dev, to_host=True)]
+            parts = [ev for ev, _ in run_blocks(gen, params, key, offset + start, size, n_dev, to_host=True)]
             ev = parts[0] if len(parts) == 1 else Events.concatenate(parts)
             if bar is not None:
                 bar.update(size)
@@ -70,7 +73,7 @@ def generate_chunks(gen: Generator, params, key, n: int, chunk: int = 100_000, d
 
 def generate(gen: Generator, params, key, n: int, chunk: int = 100_000, devices=None,
              progress: bool | None = None, on_chunk: Callable[[Events], None] | None = None,
-             keep: bool = True) -> Events | None:
+             keep: bool = True, offset: int = 0) -> Events | None:
     """Generate ``n`` events in chunks; returns them concatenated (host arrays) if ``keep``.
 
     ``on_chunk(events)`` is called for every chunk (e.g. to fill histograms or write a file),
@@ -84,7 +87,7 @@ def generate(gen: Generator, params, key, n: int, chunk: int = 100_000, devices=
         1000
     """
     parts = []
-    for ev in generate_chunks(gen, params, key, n, chunk=chunk, devices=devices, progress=progress):
+    for ev in generate_chunks(gen, params, key, n, chunk=chunk, devices=devices, progress=progress, offset=offset):
         if on_chunk is not None:
             on_chunk(ev)
         if keep:

@@ -47,8 +47,8 @@ from diffgen.events import Events, Status
 from diffgen.params import check_params
 
 __all__ = ["Stage", "chain", "Generator", "stable_id", "event_keys", "apply_indices", "sample", "sample_traced",
-           "block_plan", "diagnose", "check_key", "check_n", "uniforms", "normals", "fold_keys", "MAX_EVENTS",
-           "DEFAULT_BLOCK"]
+           "block_plan", "diagnose", "check_key", "check_n", "check_offset", "uniforms", "normals", "fold_keys",
+           "MAX_EVENTS", "DEFAULT_BLOCK"]
 
 Params = Any
 
@@ -146,7 +146,7 @@ def check_n(n, what: str = "number of events n") -> int:
     return check_int(n, what, lo=1, hi=MAX_EVENTS)
 
 
-def _check_offset(offset, n: int) -> None:
+def check_offset(offset, n: int) -> None:
     """``offset + i`` indexes event i as uint32: it must not wrap round (that would repeat events)."""
     if isinstance(offset, jax.core.Tracer):
         return
@@ -232,7 +232,7 @@ def diagnose(gen: Generator, params, key, n: int, offset: int = 0):
     """``(events, info)`` for events ``offset .. offset + n − 1`` (one jitted call, no blocking): the events
     equal :func:`sample`'s and ``info`` maps stage names to their diagnostics (see :class:`Stage`)."""
     n = check_n(n)
-    _check_offset(offset, n)
+    check_offset(offset, n)
     check_key(key)
     check_params(params)
     return _diagnose_jit(gen, params, key, jnp.asarray(offset, jnp.uint32) + jnp.arange(n, dtype=jnp.uint32))
@@ -266,7 +266,8 @@ def _block_runner(gen: Generator, n_dev: int):
 
     mesh = Mesh(np.asarray(jax.local_devices()[:n_dev]), ("events",))
     spec = PartitionSpec("events")
-    mapped = jax.shard_map(fn, mesh=mesh, in_specs=(PartitionSpec(), PartitionSpec(), spec), out_specs=spec)
+    mapped = jax.shard_map(fn, mesh=mesh, in_specs=(PartitionSpec(), PartitionSpec(), spec), out_specs=spec,
+                           check_vma=False)  # per-device work is independent: no collectives
     jitted = jax.jit(mapped)
     sharding = NamedSharding(mesh, spec)
 
@@ -313,7 +314,7 @@ def sample(gen: Generator, params, key, n: int, offset: int = 0, devices=None) -
     Concrete parameters are validated first (``ValueError``); traced ones are flagged in ``Events.status``.
     """
     n = check_n(n)
-    _check_offset(offset, n)
+    check_offset(offset, n)
     check_key(key)
     check_params(params)
     parts = [ev for ev, _ in run_blocks(gen, params, key, int(offset), n, devices)]

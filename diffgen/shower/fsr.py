@@ -113,8 +113,9 @@ def default_max_trials(capacity: int, max_emissions: int | None) -> int:
     return min(full, 32 + 32 * max(max_emissions, 1))
 
 
-_M_CHARM = float(particles.mass(4))
-_M_BOTTOM = float(particles.mass(5))
+# host-side lookups: importing diffgen must not start a JAX backend (jax.distributed.initialize needs that)
+_M_CHARM = next(p.mass for p in particles.TABLE if p.pid == 4)
+_M_BOTTOM = next(p.mass for p in particles.TABLE if p.pid == 5)
 
 
 def shower_mass(pid):
