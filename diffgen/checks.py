@@ -10,7 +10,7 @@ Example:
     >>> check_int(True, "capacity")
     Traceback (most recent call last):
     ...
-    ValueError: capacity must be an integer >= 1, got True
+    ValueError: capacity must be a positive integer (>= 1), got True
 """
 
 from __future__ import annotations
@@ -21,9 +21,8 @@ __all__ = ["check_int", "check_optional_int", "check_bool"]
 
 
 def _range_text(lo, hi) -> str:
-    if hi is None:
-        return f">= {lo}"
-    return f"in [{lo}, {hi}]"
+    kind = "a positive integer" if lo == 1 else "a non-negative integer" if lo == 0 else "an integer"
+    return f"{kind} ({'>= ' + str(lo) if hi is None else f'in [{lo}, {hi}]'})"
 
 
 def check_int(value, name: str, lo: int = 1, hi: int | None = None, what: str = "") -> int:
@@ -33,10 +32,10 @@ def check_int(value, name: str, lo: int = 1, hi: int | None = None, what: str = 
     """
     note = f" ({what})" if what else ""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"{name} must be an integer {_range_text(lo, hi)}{note}, got {value!r}")
+        raise ValueError(f"{name} must be {_range_text(lo, hi)}{note}, got {value!r}")
     v = int(value)
     if v < lo or (hi is not None and v > hi):
-        raise ValueError(f"{name} must be an integer {_range_text(lo, hi)}{note}, got {v}")
+        raise ValueError(f"{name} must be {_range_text(lo, hi)}{note}, got {v}")
     return v
 
 
@@ -47,7 +46,7 @@ def check_optional_int(value, name: str, lo: int = 1, hi: int | None = None, wha
     try:
         return check_int(value, name, lo, hi, what)
     except ValueError as err:
-        raise ValueError(str(err).replace(" must be an integer", " must be None or an integer", 1)) from None
+        raise ValueError(str(err).replace(" must be ", " must be None or ", 1)) from None
 
 
 def check_bool(value, name: str) -> bool:
