@@ -25,7 +25,21 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-__all__ = ["run_pool", "PoolStats"]
+__all__ = ["run_pool", "PoolStats", "default_pool"]
+
+#: default slots per backend: on a CPU small pools keep the slot state in cache (measured on the shower,
+#: 2048 events: 1740 / 2110 / 2480 / 1920 / 1320 events per CPU-second at 32 / 64 / 128 / 256 / 512 slots);
+#: accelerators want many lanes busy.
+POOL_CPU = 128
+POOL_ACCELERATOR = 4096
+
+
+def default_pool(pool: int | None) -> int:
+    """``pool`` if given, else the backend's default (decided at trace time, so that building a stage
+    does not start a JAX backend)."""
+    if pool is not None:
+        return int(pool)
+    return POOL_CPU if jax.default_backend() == "cpu" else POOL_ACCELERATOR
 
 
 class PoolStats(NamedTuple):
@@ -61,7 +75,7 @@ def run_pool(load: Callable, step: Callable, store: Callable, out: Any, n: int, 
             events' results (``write``) at rows ``ev``.
         out: the initial output pytree (rows ``0..n-1``).
         n: number of events (static).
-        pool: slots ``B`` (static; clipped to ``n``).
+        pool: slots ``B`` (static; clipped to ``n``; ``None``: :func:`default_pool`).
         max_steps: an event still busy after this many steps is stopped (its ``steps`` equals
             ``max_steps`` in ``store``; the caller flags it).
         refill: reload when at least this many slots have finished (default ``max(1, B // 8)``).
@@ -69,7 +83,7 @@ def run_pool(load: Callable, step: Callable, store: Callable, out: Any, n: int, 
     Returns:
         ``(out, PoolStats)``.
     """
-    b = max(1, min(int(pool), int(n)))
+    b = max(1, min(default_pool(pool), int(n)))
     refill = max(1, b // 8) if refill is None else max(1, min(int(refill), b))
     i32 = jnp.int32
     ev0 = jnp.arange(b, dtype=i32)

@@ -61,7 +61,6 @@ __all__ = ["string_fragmentation", "SETTING_NAMES", "DEFAULT_CAPACITY"]
 SETTING_NAMES = ("StringZ:aLund", "StringZ:bLund", "StringPT:sigma", "StringFlav:probStoUD",
                  "StringFlav:mesonUDvector", "StringFlav:mesonSvector")
 DEFAULT_CAPACITY = 96  #: output slots (and fragmentation steps) per event
-DEFAULT_POOL = 512  #: slots of the fragmentation scheduler
 
 
 def _sample_gluon_flavours(keys, pid, mask, flav_probs):
@@ -85,7 +84,7 @@ def _compact(pid, p4, valid, capacity):
 
 
 def string_fragmentation(capacity: int = DEFAULT_CAPACITY, max_partons: int | None = None,
-                         pool: int = DEFAULT_POOL) -> Stage:
+                         pool: int | None = None) -> Stage:
     """Lund string fragmentation of colour-connected partons into primary mesons.
 
     Args:
@@ -94,14 +93,15 @@ def string_fragmentation(capacity: int = DEFAULT_CAPACITY, max_partons: int | No
         max_partons: number of string-piece slots (one per quark or gluon colour end);
             default: the input capacity. More pieces than this set ``CAPACITY_OVERFLOW``.
         pool: slots of the fragmentation scheduler (:func:`diffgen.schedule.run_pool`): events are
-            fragmented ``pool`` at a time, each for as many steps as it needs (static).
+            fragmented ``pool`` at a time, each for as many steps as it needs (static; default
+            :func:`~diffgen.schedule.default_pool`: 128 on a CPU).
 
     Returns:
         A :class:`~diffgen.stage.Stage` (see the module docstring).
     """
     capacity = check_int(capacity, "capacity", lo=2)
     max_partons = check_optional_int(max_partons, "max_partons", lo=1)
-    pool = check_int(pool, "pool (scheduler slots)", lo=1)
+    pool = check_optional_int(pool, "pool (scheduler slots)", lo=1)
 
     def init(key):
         del key

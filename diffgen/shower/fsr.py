@@ -95,8 +95,6 @@ __all__ = ["final_state_shower", "SHOWER_SETTINGS", "DEFAULT_CAPACITY", "default
 
 SHOWER_SETTINGS = ("TimeShower:alphaSvalue", "TimeShower:pTmin")
 DEFAULT_CAPACITY = 48
-#: slots of the trial scheduler (events showered at a time)
-DEFAULT_POOL = 512
 _N_UNIFORMS = 7
 _NO_DIPOLE = -1.0e30
 
@@ -320,7 +318,7 @@ def _initial_state(events: Events, capacity: int) -> _State:
 
 
 def evolve(params, key, events: Events, *, capacity: int, max_emissions: int | None, me_correction: bool,
-           max_trials: int, pool: int = DEFAULT_POOL):
+           max_trials: int, pool: int | None = None):
     """Run the trial loop of a batch of events (per-event keys ``key[N]`` or one key).
 
     Returns ``(result, log_weight, valid, param_out_of_range, stats)``: a :class:`ShowerResult`, the
@@ -408,7 +406,7 @@ def _run_trials(state: _State, keys, alpha_value, pt2min, *, capacity, max_emiss
 
 def final_state_shower(capacity: int = DEFAULT_CAPACITY, max_emissions: int | None = None,
                        me_correction: bool = True, *, max_trials: int | None = None,
-                       pool: int = DEFAULT_POOL) -> Stage:
+                       pool: int | None = None) -> Stage:
     """Final-state p⊥-ordered dipole shower of an e+e- → q q̄ event (see module docstring).
 
     Args:
@@ -418,7 +416,8 @@ def final_state_shower(capacity: int = DEFAULT_CAPACITY, max_emissions: int | No
         me_correction: correct the first emission to the e+e- → q q̄ g matrix element.
         max_trials: most trials of one event (default :func:`default_max_trials`).
         pool: slots of the trial scheduler (:func:`diffgen.schedule.run_pool`): events are showered
-            ``pool`` at a time, a finished one replaced by the next (static; clipped to the batch).
+            ``pool`` at a time, a finished one replaced by the next (static; clipped to the batch;
+            default :func:`~diffgen.schedule.default_pool`: 128 on a CPU).
 
     Params: ``TimeShower:alphaSvalue`` (α_s(m_Z), one-loop running) and ``TimeShower:pTmin`` (GeV).
 
@@ -430,7 +429,7 @@ def final_state_shower(capacity: int = DEFAULT_CAPACITY, max_emissions: int | No
     if max_trials is None:
         max_trials = default_max_trials(capacity, max_emissions)
     max_trials = check_int(max_trials, "max_trials", lo=1)
-    pool = check_int(pool, "pool (scheduler slots)", lo=1)
+    pool = check_optional_int(pool, "pool (scheduler slots)", lo=1)
     me_correction = bool(me_correction)
 
     def init(key):
