@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-__all__ = ["run_pool", "PoolStats", "default_pool"]
+__all__ = ["run_pool", "PoolStats", "default_pool", "prefix_sum"]
 
 #: default slots per backend: on a CPU small pools keep the slot state in cache (measured on the shower,
 #: 2048 events: 1740 / 2110 / 2480 / 1920 / 1320 events per CPU-second at 32 / 64 / 128 / 256 / 512 slots);
@@ -40,6 +40,28 @@ def default_pool(pool: int | None) -> int:
     if pool is not None:
         return int(pool)
     return POOL_CPU if jax.default_backend() == "cpu" else POOL_ACCELERATOR
+
+
+def prefix_sum(x, axis: int = -1):
+    """Inclusive prefix sum along ``axis`` for record compaction (bool → int32).
+
+    XLA:CPU lowers ``jnp.cumsum`` to a ``reduce_window`` with an ``n``-wide window, ``n²/2`` additions
+    per row: fine for short rows, slow for particle records (n ≈ 160–250, measured 45 ms for 2048 × 242).
+    Rows of 128 or more use ⌈log₂ n⌉ shifted adds (Hillis–Steele) instead.
+    """
+    x = jnp.asarray(x)
+    if x.dtype == bool:
+        x = x.astype(jnp.int32)
+    n = x.shape[axis]
+    if n < 128:
+        return jnp.cumsum(x, axis=axis)
+    x = jnp.moveaxis(x, axis, -1)
+    lead = [(0, 0)] * (x.ndim - 1)
+    d = 1
+    while d < n:
+        x = x + jnp.pad(x[..., :-d], lead + [(d, 0)])
+        d *= 2
+    return jnp.moveaxis(x, -1, axis)
 
 
 class PoolStats(NamedTuple):
@@ -93,7 +115,7 @@ def run_pool(load: Callable, step: Callable, store: Callable, out: Any, n: int, 
         out, state, ev, steps, done, next_ev, refills = args
         finished = done & (ev < n)
         out = store(out, ev, finished, state, steps)
-        rank = jnp.cumsum(done.astype(i32)) - 1
+        rank = prefix_sum(done) - 1
         new_ev = next_ev + rank
         give = done & (new_ev < n)
         new_state, new_done = load(jnp.where(give, new_ev, 0))

@@ -59,6 +59,7 @@ from diffgen.decays.table import (
     mass_of,
 )
 from diffgen.events import Events, Status
+from diffgen.schedule import prefix_sum
 from diffgen.stage import Stage, event_keys, fold_keys
 
 __all__ = ["hadron_decays", "is_stable", "DEFAULT_CAPACITY", "DALITZ_GRID"]
@@ -125,11 +126,15 @@ def _build(stable: tuple[int, ...]) -> _Tables:
 
 
 def _species(codes: np.ndarray, pid):
-    """Index into ``codes`` of |pid| and whether it is there."""
-    c = jnp.asarray(codes)
+    """Index into ``codes`` of |pid| and whether it is there (a dense lookup table over 0..max code:
+    one gather instead of a binary search)."""
+    codes = np.asarray(codes)
+    top = int(codes.max()) + 1
+    lut = np.full(top + 1, -1, np.int32)
+    lut[codes] = np.arange(len(codes), dtype=np.int32)
     a = jnp.abs(pid)
-    idx = jnp.clip(jnp.searchsorted(c, a), 0, len(codes) - 1)
-    return idx, c[idx] == a
+    idx = jnp.asarray(lut)[jnp.clip(a, 0, top)]
+    return jnp.maximum(idx, 0), idx >= 0
 
 
 def is_stable(pid, stable=DEFAULT_STABLE):
@@ -155,7 +160,7 @@ def _compact(mask, fields, capacity: int):
     gradients flow back to the kept candidates.
     """
     n_cand = mask.shape[1]
-    cs = jnp.cumsum(mask.astype(jnp.int32), axis=1)
+    cs = prefix_sum(mask.astype(jnp.int32), axis=1)
     count = cs[:, -1]
     targets = jnp.arange(1, capacity + 1, dtype=jnp.int32)
     src = jax.vmap(lambda c: jnp.searchsorted(c, targets, side="left"))(cs)
@@ -172,19 +177,15 @@ def _append(mask, fields, new_mask, new_fields):
     """Append the occupied entries of ``new_*`` (``[N, E, ...]``) after the occupied prefix of ``mask``.
 
     Requires the occupied slots of ``mask`` (``[N, C]``) to be a prefix (as :func:`_compact` leaves
-    them). Returns (mask, fields, overflow[N]); gather-based, so gradients flow to the kept entries.
+    them). Returns (mask, fields, overflow[N]). Each new entry is scattered to slot ``n_old + rank``
+    (entries past ``C`` are dropped); scatter-set is differentiable, so gradients flow to the kept entries.
     """
     n, c = mask.shape
-    e = new_mask.shape[1]
     n_old = jnp.sum(mask, axis=1, dtype=jnp.int32)
-    cs = jnp.cumsum(new_mask.astype(jnp.int32), axis=1)
-    rank = jnp.arange(1, c + 1, dtype=jnp.int32)[None, :] - n_old[:, None]  # 1-based rank among new ones
-    src = jnp.clip(jax.vmap(lambda x, t: jnp.searchsorted(x, t, side="left"))(cs, rank), 0, e - 1)
-    take = (rank >= 1) & (rank <= cs[:, -1:])
-    out = []
-    for f, g in zip(fields, new_fields):
-        shape = src.shape + (1,) * (g.ndim - 2)
-        out.append(jnp.where(take.reshape(shape), jnp.take_along_axis(g, src.reshape(shape), axis=1), f))
+    cs = prefix_sum(new_mask)
+    pos = jnp.where(new_mask, n_old[:, None] + cs - 1, c)  # c: dropped
+    rows = jnp.broadcast_to(jnp.arange(n)[:, None], pos.shape)
+    out = [f.at[rows, pos].set(g, mode="drop") for f, g in zip(fields, new_fields)]
     total = n_old + cs[:, -1]
     return jnp.arange(c)[None, :] < total[:, None], out, total > c
 
@@ -261,7 +262,7 @@ def hadron_decays(capacity: int = DEFAULT_CAPACITY, generations: int | None = No
         sp_all, found = _species(tab.codes, pid)
         decays = mask & found
         # gather the first ``k`` decaying slots of each event; the others wait for the next generation
-        cs = jnp.cumsum(decays.astype(jnp.int32), axis=1)
+        cs = prefix_sum(decays.astype(jnp.int32), axis=1)
         targets = jnp.arange(1, k + 1, dtype=jnp.int32)
         src = jnp.minimum(jax.vmap(lambda x: jnp.searchsorted(x, targets, side="left"))(cs), c - 1)
         act = targets[None, :] <= cs[:, -1:]

@@ -59,6 +59,7 @@ R_FACTOR = np.array([0.0, 0.0, 0.0, 1.32, 0.855])
 QUARK_MASS = np.array([0.0, 0.0, 0.0, 1.5, 4.8])  #: m_Q in the Bowler power (Pythia 4:m0, 5:m0)
 DELTA = 1.0e-3  #: GeV kept free when closing a string (numerical safety margin)
 FIT_WIDTH = 0.1  #: GeV, width of the feasibility factor of the continuation probability
+_N_STEP_UNIFORMS = 6
 
 
 def smoothstep(t):
@@ -178,10 +179,13 @@ def _step(st: _State, t, key_t, get, n_active, fp: FragParams, n_steps: int):
     f_neg1 = jnp.where(plus, st.f_neg, b.q_new)
     k_pos1 = jnp.where(plus, st.k, st.k_pos)
     k_neg1 = jnp.where(plus, st.k_neg, -st.k)
-    k_side, k_b, k_pt, k_dec, k_z = jax.random.split(key_t, 5)
-    plus1 = jax.random.uniform(k_side) < 0.5
-    b1 = sample_bundle(jax.random.uniform(k_b), plus1, f_pos1, f_neg1, fp.sp_weights, fp.flav_probs)
-    k1 = fp.sigma / np.sqrt(2.0) * jax.random.normal(k_pt, (2,), dtype)
+    # all of the step's random numbers from one draw (each threefry call is a loop on the CPU):
+    # side, bundle, continue/stop, z, and two normals for the new pT (inverse error function)
+    u = jax.random.uniform(key_t, (_N_STEP_UNIFORMS,), dtype)
+    plus1 = u[0] < 0.5
+    b1 = sample_bundle(u[1], plus1, f_pos1, f_neg1, fp.sp_weights, fp.flav_probs)
+    v = jnp.clip(2.0 * u[4:6] - 1.0, -1.0 + jnp.finfo(dtype).epsneg, 1.0)
+    k1 = fp.sigma * jax.lax.erf_inv(v)  # (σ/√2)·N(0, 1) = σ·erfinv(2u − 1)
     pt_h1 = jnp.where(plus1, k_pos1 - k1, k_neg1 + k1)
     pt_c1 = jnp.where(plus1, k1 + k_neg1, k_pos1 - k1)
     floor1 = _mt(b1.mass_h, pt_h1) + _mt(b1.mass_c, pt_c1)
@@ -191,7 +195,7 @@ def _step(st: _State, t, key_t, get, n_active, fp: FragParams, n_steps: int):
     p_stop_rule = smoothstep((safe_div(w_rem, w_min) - (1.0 - STOP_SMEAR)) / (2.0 * STOP_SMEAR))
     p_fit = smoothstep((big_l - mt_h - floor1 - DELTA) / FIT_WIDTH)
     p_cont = p_stop_rule * p_fit
-    cont_drawn = jax.random.uniform(k_dec, dtype=dtype) < p_cont
+    cont_drawn = u[2] < p_cont
     last = t == n_steps - 1
     cont = cont_drawn & ~last
     overflow = st.overflow | (active & last & cont_drawn)
@@ -215,7 +219,7 @@ def _step(st: _State, t, key_t, get, n_active, fp: FragParams, n_steps: int):
     s_hi = jnp.where(valid, jnp.log1p(-fl2_s / (l2_s * y_big)), S_MAX)
     f_end = jnp.where(plus, st.f_pos, st.f_neg)
     alpha = 1.0 + r_fac[f_end - 1] * fp.b * m_heavy[f_end - 1] ** 2
-    log_z = sample_log_z(jax.random.uniform(k_z, dtype=dtype), fp.a, fp.b * mt2_s, alpha, s_lo, s_hi)
+    log_z = sample_log_z(u[3], fp.a, fp.b * mt2_s, alpha, s_lo, s_hi)
     z = jnp.exp(log_z)
     one_minus_z = -jnp.expm1(log_z)
     r_side_s = jnp.where(valid, r_side, 1.0)

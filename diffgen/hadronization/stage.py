@@ -54,6 +54,7 @@ from diffgen.hadronization.fragment import FragParams, fragment_batch, start_cho
 from diffgen.hadronization.string import build_pieces, collapse_light, compact_strings
 from diffgen.kinematics import match_total_momentum
 from diffgen.params import SETTINGS, out_of_range
+from diffgen.schedule import prefix_sum
 from diffgen.stage import Stage, event_keys, uniforms
 
 __all__ = ["string_fragmentation", "SETTING_NAMES", "DEFAULT_CAPACITY"]
@@ -75,7 +76,7 @@ def _sample_gluon_flavours(keys, pid, mask, flav_probs):
 
 def _compact(pid, p4, valid, capacity):
     """Pack the ``valid`` candidates of one event into ``capacity`` slots (in order)."""
-    pos = jnp.cumsum(valid) - 1
+    pos = prefix_sum(valid) - 1
     pos = jnp.where(valid, pos, capacity)
     out_pid = jnp.zeros((capacity,), jnp.int32).at[pos].set(pid, mode="drop")
     out_p4 = jnp.zeros((capacity, 4), p4.dtype).at[pos].set(p4, mode="drop")
