@@ -78,6 +78,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax.extend.random import threefry_2x32
 
 from diffgen import particles
 from diffgen.checks import check_int, check_optional_int
@@ -372,17 +373,25 @@ class ShowerResult(NamedTuple):
 def _run_trials(state: _State, keys, alpha_value, pt2min, *, capacity, max_emissions, me_correction, max_trials,
                 pool):
     """The trial loop on the slot pool of :func:`diffgen.schedule.run_pool`: event i's trial s uses the
-    uniforms of ``fold_in(keys[i], s)``, whatever slot or iteration it runs in."""
+    threefry words of counters 8s … 8s + 6 under ``keys[i]`` (23-bit uniforms), whatever slot or
+    iteration it runs in."""
     n_ev = keys.shape[0]
     dtype = state.p4.dtype
     trial = jax.vmap(lambda s, r: _one_trial(s, r, alpha_value, pt2min, capacity=capacity,
                                              max_emissions=max_emissions, me_correction=me_correction))
-    draw = jax.vmap(lambda k, s: jax.random.uniform(jax.random.fold_in(k, s), (_N_UNIFORMS,), dtype))
+    key_data = jax.random.key_data(keys)  # u32[N, 2] (threefry)
+    counter = jnp.arange(8, dtype=jnp.uint32)
+
+    def draw(kd, s):
+        # one threefry-2x32 evaluation per trial: the 8 words of counters 8s … 8s + 7 of the event's key
+        # (each jax.random call is a loop on the CPU; fold_in + uniform would be two)
+        bits = jax.vmap(lambda k_, s_: threefry_2x32(k_, s_.astype(jnp.uint32) * 8 + counter))(kd, s)
+        return (bits[:, :_N_UNIFORMS] >> 9).astype(dtype) * jnp.asarray(2.0**-23, dtype)
 
     def load(idx):
         idx = jnp.clip(idx, 0, n_ev - 1)
         st = jax.tree_util.tree_map(lambda a: a[idx], state)
-        return (st, keys[idx]), st.done
+        return (st, key_data[idx]), st.done
 
     def step(slot, out, ev, steps, busy):
         st, k = slot
