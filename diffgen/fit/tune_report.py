@@ -76,54 +76,49 @@ def _safe_name(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
-def write_report(result, cfg: TuneConfig, out_dir: str):
-    """Write report.md, tune.cmnd, fit.json and the PNG figures into ``out_dir`` (atomically).
-
-    Returns (report text, tuple of written paths).
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
+def _target_figure(result, cfg: TuneConfig, t):
+    """Data vs. simulation before and after the fit for target ``t``, with a ratio panel."""
     import matplotlib.pyplot as plt
 
-    files, figures = [], []
-    for t in cfg.targets:
-        edges = np.asarray(t.edges, float)
-        width = np.diff(edges)
-        centres = 0.5 * (edges[1:] + edges[:-1])
-        fig, (ax, rx) = plt.subplots(2, 1, figsize=(6.5, 5.5), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
-        ax.errorbar(centres, t.contents / width, yerr=t.errors / width, xerr=width / 2, fmt="o", color="black",
-                    ms=3, label="target")
-        for label, hists, colour in (("before", result.histograms_before, "tab:blue"),
-                                     ("after", result.histograms_after, "tab:red")):
-            c, e = hists[t.name]
-            chi, ndf = (result.chi2_before if label == "before" else result.chi2_after)[t.name]
-            ax.stairs(c / width, edges, color=colour, label=f"{label} fit (χ²/ndf = {chi:.1f}/{ndf})")
-            ok = t.contents != 0
-            ratio = np.where(ok, c / np.where(ok, t.contents, 1.0), np.nan)
-            rx.stairs(ratio, edges, color=colour)
-        rel = np.where(t.contents != 0, t.errors / np.where(t.contents != 0, np.abs(t.contents), 1.0), np.nan)
-        rx.fill_between(edges, np.append(1 - rel, 1 - rel[-1]), np.append(1 + rel, 1 + rel[-1]), step="post",
-                        color="grey", alpha=0.3, label="target error")
-        rx.axhline(1.0, color="black", lw=0.8)
-        dev = [np.nanmax(np.abs(rel))]
-        for hists in (result.histograms_before, result.histograms_after):
-            c = hists[t.name][0]
-            with np.errstate(divide="ignore", invalid="ignore"):
-                dev.append(np.nanmax(np.abs(np.where(t.contents != 0, c / t.contents - 1.0, np.nan))))
-        span = 1.3 * max(d for d in dev if np.isfinite(d)) if any(np.isfinite(d) for d in dev) else 0.5
-        rx.set_ylim(1.0 - span, 1.0 + span)
-        rx.set_ylabel("sim / target")
-        rx.set_xlabel((cfg.labels or {}).get(t.name, t.observable_name))
-        unit = {"events": "1/N dN/dx", "unit": "normalised dN/dx", "sigma": "dσ/dx [pb]"}[t.normalisation]
-        ax.set_ylabel(unit)
-        cond = ", ".join(f"{k} = {v:g}" for k, v in t.conditions.items())
-        ax.set_title(f"{t.name}" + (f" ({cond})" if cond else ""), fontsize=11)
-        ax.legend(fontsize=9)
-        fig.tight_layout()
-        fname = f"{_safe_name(t.name)}.png"
-        _save(fig, os.path.join(out_dir, fname))
-        figures.append(fname)
+    edges = np.asarray(t.edges, float)
+    width = np.diff(edges)
+    centres = 0.5 * (edges[1:] + edges[:-1])
+    fig, (ax, rx) = plt.subplots(2, 1, figsize=(6.5, 5.5), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    ax.errorbar(centres, t.contents / width, yerr=t.errors / width, xerr=width / 2, fmt="o", color="black",
+                ms=3, label="target")
+    for label, hists, colour in (("before", result.histograms_before, "tab:blue"),
+                                 ("after", result.histograms_after, "tab:red")):
+        c, e = hists[t.name]
+        chi, ndf = (result.chi2_before if label == "before" else result.chi2_after)[t.name]
+        ax.stairs(c / width, edges, color=colour, label=f"{label} fit (χ²/ndf = {chi:.1f}/{ndf})")
+        ok = t.contents != 0
+        ratio = np.where(ok, c / np.where(ok, t.contents, 1.0), np.nan)
+        rx.stairs(ratio, edges, color=colour)
+    rel = np.where(t.contents != 0, t.errors / np.where(t.contents != 0, np.abs(t.contents), 1.0), np.nan)
+    rx.fill_between(edges, np.append(1 - rel, 1 - rel[-1]), np.append(1 + rel, 1 + rel[-1]), step="post",
+                    color="grey", alpha=0.3, label="target error")
+    rx.axhline(1.0, color="black", lw=0.8)
+    dev = [np.nanmax(np.abs(rel))]
+    for hists in (result.histograms_before, result.histograms_after):
+        c = hists[t.name][0]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            dev.append(np.nanmax(np.abs(np.where(t.contents != 0, c / t.contents - 1.0, np.nan))))
+    span = 1.3 * max(d for d in dev if np.isfinite(d)) if any(np.isfinite(d) for d in dev) else 0.5
+    rx.set_ylim(1.0 - span, 1.0 + span)
+    rx.set_ylabel("sim / target")
+    rx.set_xlabel((cfg.labels or {}).get(t.name, t.observable_name))
+    unit = {"events": "1/N dN/dx", "unit": "normalised dN/dx", "sigma": "dσ/dx [pb]"}[t.normalisation]
+    ax.set_ylabel(unit)
+    cond = ", ".join(f"{k} = {v:g}" for k, v in t.conditions.items())
+    ax.set_title(f"{t.name}" + (f" ({cond})" if cond else ""), fontsize=11)
+    ax.legend(fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def _loss_figure(result):
+    """The loss history."""
+    import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.5, 4))
     ax.plot(np.arange(len(result.loss_history)), result.loss_history, color="black")
@@ -133,8 +128,12 @@ def write_report(result, cfg: TuneConfig, out_dir: str):
         ax.set_yscale("log")
     ax.set_title("loss history")
     fig.tight_layout()
-    _save(fig, os.path.join(out_dir, "loss.png"))
-    figures.append("loss.png")
+    return fig
+
+
+def _params_figure(result):
+    """The optimiser's parameter traces with the result ± error."""
+    import matplotlib.pyplot as plt
 
     k = len(result.free)
     fig, axes = plt.subplots(k, 1, figsize=(6.5, 2.2 * k + 0.6), sharex=True, squeeze=False)
@@ -148,21 +147,40 @@ def write_report(result, cfg: TuneConfig, out_dir: str):
     axes[-1, 0].set_xlabel("step")
     fig.suptitle("optimiser traces (line and band: result ± error, after any Newton steps)", fontsize=10)
     fig.tight_layout()
-    _save(fig, os.path.join(out_dir, "params.png"))
-    figures.append("params.png")
-    files += [os.path.join(out_dir, f) for f in figures]
+    return fig
 
-    report = _markdown(result, cfg, figures)
-    for fname, text in (("report.md", report),
-                        ("tune.cmnd", "".join(f"{n} = {result.settings[n]:.8g}\n" for n in result.free)),
-                        ("fit.json", json.dumps({
-                            "settings": result.settings, "errors": result.errors, "free": list(result.free),
-                            "covariance": np.asarray(result.covariance).tolist(),
-                            "correlation": np.asarray(result.correlation).tolist(),
-                            "chi2_before": result.chi2_before, "chi2_after": result.chi2_after,
-                            "converged": result.converged, "n_events_total": result.n_events_total,
-                            "covariance_method": result.covariance_method, "message": result.message,
-                        }, indent=2, default=float) + "\n")):
+
+def _text_files(result, report: str) -> tuple:
+    """(file name, text) of report.md, tune.cmnd and fit.json."""
+    return (("report.md", report),
+            ("tune.cmnd", "".join(f"{n} = {result.settings[n]:.8g}\n" for n in result.free)),
+            ("fit.json", json.dumps({
+                "settings": result.settings, "errors": result.errors, "free": list(result.free),
+                "covariance": np.asarray(result.covariance).tolist(),
+                "correlation": np.asarray(result.correlation).tolist(),
+                "chi2_before": result.chi2_before, "chi2_after": result.chi2_after,
+                "converged": result.converged, "n_events_total": result.n_events_total,
+                "covariance_method": result.covariance_method, "message": result.message,
+            }, indent=2, default=float) + "\n"))
+
+
+def write_report(result, cfg: TuneConfig, out_dir: str):
+    """Write report.md, tune.cmnd, fit.json and the PNG figures into ``out_dir`` (atomically).
+
+    Returns (report text, tuple of written paths).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    # (file name, figure factory): each figure is drawn, saved and closed in turn
+    figures = [(f"{_safe_name(t.name)}.png", lambda t=t: _target_figure(result, cfg, t)) for t in cfg.targets]
+    figures += [("loss.png", lambda: _loss_figure(result)), ("params.png", lambda: _params_figure(result))]
+    files = []
+    for fname, draw in figures:
+        _save(draw(), os.path.join(out_dir, fname))
+        files.append(os.path.join(out_dir, fname))
+    report = _markdown(result, cfg, [f for f, _ in figures])
+    for fname, text in _text_files(result, report):
         p = os.path.join(out_dir, fname)
         with atomic_write(p, "w") as fh:
             fh.write(text)
