@@ -7,6 +7,11 @@ Example::
 
 Everything is validated before any event is generated: process name, √s,
 number of events, ``--set`` syntax, setting names and ranges, output paths.
+
+``generate`` and ``tune`` keep JAX's persistent compilation cache (compiled programs, so a second
+run skips most of the compilation) in ``$DIFFGEN_CACHE_DIR``, by default
+``$XDG_CACHE_HOME/diffgen/jax`` or ``~/.cache/diffgen/jax``; ``--no-cache`` or an empty
+``DIFFGEN_CACHE_DIR`` turns it off.
 """
 
 from __future__ import annotations
@@ -16,10 +21,14 @@ import contextlib
 import math
 import os
 import sys
+from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["main", "parse_set", "text_histogram"]
+from diffgen.checks import check_int
+
+__all__ = ["main", "parse_set", "text_histogram", "cache_dir"]
 
 _OUT_SUFFIXES = (".lhe", ".npz", ".parquet", ".hepmc3", ".hepmc", ".lhe.gz", ".hepmc3.gz", ".hepmc.gz")
 _PLOT_SUFFIXES = (".png", ".pdf", ".svg")
@@ -70,14 +79,6 @@ def text_histogram(contents, errors, edges, width: int = 50, label: str = "") ->
     return "\n".join(lines)
 
 
-def _cos_theta(events):
-    p = np.asarray(events.p4)[:, 0, 1:]
-    axis = np.asarray(events.p4_in)[:, 0, 1:]
-    num = np.sum(p * axis, -1)
-    den = np.sqrt(np.sum(p * p, -1) * np.sum(axis * axis, -1))
-    return np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
-
-
 def _analytic_dsigma(gen, params, centres):
     """Σ_f dσ_f/dcos θ at the bin centres (pb), for the overlay."""
     from diffgen.amplitudes import ee_ffbar
@@ -90,26 +91,31 @@ def _analytic_dsigma(gen, params, centres):
     return total
 
 
-def _observable_specs(process: str, bins: int):
-    """(name, label, fn(events) -> per-event values, edges) of the histograms the CLI prints."""
-    if process != "ee-hadrons":
-        return [("cos_theta", "cos(theta) of the outgoing fermion vs the e- beam", _cos_theta,
-                 np.linspace(-1.0, 1.0, bins + 1))]
+#: Registry names of the histograms ``diffgen generate`` prints, by process (default: ``cos_theta``).
+_PRINTED = {"ee-hadrons": ("thrust", "c_parameter", "sphericity", "charged_multiplicity")}
+
+
+class _Histogrammed(NamedTuple):
+    """One printed histogram: its registry spec, a jitted host function of a chunk, and the edges."""
+
+    name: str
+    label: str
+    fn: Callable
+    edges: np.ndarray
+
+
+def _histogram_specs(process: str, bins: int) -> list[_Histogrammed]:
+    """The histograms the CLI prints for ``process``, from :data:`diffgen.observables.REGISTRY`."""
     import jax
 
-    from diffgen import observables as obs
+    from diffgen.observables import observable_spec
 
-    def jitted(fn):
-        f = jax.jit(fn)
-        return lambda ev: np.asarray(f(ev))
-
-    return [
-        ("thrust", "thrust T", jitted(obs.thrust), np.linspace(0.5, 1.0, bins + 1)),
-        ("c_parameter", "C-parameter", jitted(obs.c_parameter), np.linspace(0.0, 1.0, bins + 1)),
-        ("sphericity", "sphericity S", jitted(obs.sphericity), np.linspace(0.0, 1.0, bins + 1)),
-        ("charged_multiplicity", "charged multiplicity", jitted(obs.charged_multiplicity),
-         np.arange(-0.5, 60.5, 2.0)),
-    ]
+    out = []
+    for name in _PRINTED.get(process, ("cos_theta",)):
+        spec = observable_spec(name)
+        f = jax.jit(spec.fn)
+        out.append(_Histogrammed(name, spec.label, lambda ev, f=f: np.asarray(f(ev), float), spec.edges(bins)))
+    return out
 
 
 def _plot(path, hists, sigma, title, analytic=None):
@@ -147,21 +153,53 @@ def _plot(path, hists, sigma, title, analytic=None):
     plt.close(fig)
 
 
-def _cmd_generate(args) -> int:
+def cache_dir(no_cache: bool = False, environ=None) -> str | None:
+    """The persistent compilation cache directory of the CLI, or None when it is off.
+
+    ``$DIFFGEN_CACHE_DIR`` if set (empty: off), else ``$XDG_CACHE_HOME/diffgen/jax``, else
+    ``~/.cache/diffgen/jax``; None with ``no_cache`` (``--no-cache``).
+    """
+    environ = os.environ if environ is None else environ
+    if no_cache:
+        return None
+    if "DIFFGEN_CACHE_DIR" in environ:
+        return environ["DIFFGEN_CACHE_DIR"] or None
+    base = environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "diffgen", "jax")
+
+
+def _enable_compilation_cache(no_cache: bool) -> str | None:
+    """Point JAX's persistent compilation cache at :func:`cache_dir` (before anything is compiled).
+
+    Programs that took at least 1 s to compile are kept, whatever their size (JAX's own
+    ``JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS`` / ``..._MIN_ENTRY_SIZE_BYTES`` take precedence).
+    An unusable directory only turns the cache off, with a note on stderr.
+    """
+    path = cache_dir(no_cache)
+    if path is None:
+        return None
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as err:
+        print(f"diffgen: note: compilation cache off ({path!r}: {err.strerror})", file=sys.stderr)
+        return None
     import jax
 
-    import diffgen
-    from diffgen import presets
+    jax.config.update("jax_compilation_cache_dir", path)
+    if "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS" not in os.environ:
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+    if "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES" not in os.environ:
+        jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+    return path
 
-    # ---- validate everything before generating ---------------------------------------------
-    if args.events is None or args.events <= 0:
-        raise ValueError(f"--events must be a positive integer, got {args.events}")
+
+def _check_generate_args(args) -> dict[str, float]:
+    """Validate the ``generate`` arguments in place (default chunk); return the ``--set`` changes."""
+    args.events = check_int(args.events, "--events")
     if args.chunk is None:
         args.chunk = 2000 if args.process == "ee-hadrons" else 100_000
-    if args.chunk <= 0:
-        raise ValueError(f"--chunk must be a positive integer, got {args.chunk}")
-    if args.bins <= 0:
-        raise ValueError(f"--bins must be a positive integer, got {args.bins}")
+    args.chunk = check_int(args.chunk, "--chunk")
+    args.bins = check_int(args.bins, "--bins")
     if not (args.sqrt_s > 0 and math.isfinite(args.sqrt_s)):
         raise ValueError(f"--sqrt-s must be a positive number of GeV, got {args.sqrt_s}")
     changes = parse_set(args.set)
@@ -174,84 +212,122 @@ def _cmd_generate(args) -> int:
         _check_output(args.plot, _PLOT_SUFFIXES, "--plot")
     if not 0 <= args.seed < 2**63:
         raise ValueError(f"--seed must be an integer in [0, 2**63), got {args.seed}")
-    gen = presets.make(args.process, args.sqrt_s)
-    params = diffgen.with_settings(gen.default_params(), changes) if changes else gen.default_params()
-    is_ffbar = args.process != "ee-hadrons"
-    specs = _observable_specs(args.process, args.bins)
+    return changes
 
-    # ---- generate in chunks, accumulating σ, A_FB and histograms (bounded memory) -----------
-    key = jax.random.key(args.seed)
-    acc = {"sw": 0.0, "sw2": 0.0, "n": 0, "fw": 0.0, "fw2": 0.0, "bw": 0.0, "bw2": 0.0, "bad": 0,
-           "h": {s[0]: np.zeros(len(s[3]) - 1) for s in specs}, "h2": {s[0]: np.zeros(len(s[3]) - 1) for s in specs},
-           "mean": {s[0]: 0.0 for s in specs}}
 
-    def on_chunk(ev):
+class _Totals:
+    """Weighted sums over the chunks: σ, A_FB (cos θ > 0 vs < 0) and histograms, in bounded memory."""
+
+    def __init__(self, specs: list[_Histogrammed]):
+        self.specs = specs
+        self.n = self.bad = 0
+        self.sw = self.sw2 = self.fw = self.fw2 = self.bw = self.bw2 = 0.0
+        self.h = {s.name: np.zeros(len(s.edges) - 1) for s in specs}
+        self.h2 = {s.name: np.zeros(len(s.edges) - 1) for s in specs}
+        self.mean = {s.name: 0.0 for s in specs}
+
+    def add(self, ev) -> None:
         status = np.asarray(ev.status)
         w = np.where(status == 0, np.exp(np.asarray(ev.log_weight, float)), 0.0)
-        acc["n"] += w.size
-        acc["bad"] += int(np.count_nonzero(status))
-        acc["sw"] += w.sum()
-        acc["sw2"] += (w * w).sum()
-        for name, _, fn, edges in specs:
-            x = np.asarray(fn(ev), float)
-            acc["h"][name] += np.histogram(x, edges, weights=w)[0]
-            acc["h2"][name] += np.histogram(x, edges, weights=w * w)[0]
-            acc["mean"][name] += float(np.sum(w * x))
-        if is_ffbar:
-            f = _cos_theta(ev) > 0
-            acc["fw"] += w[f].sum()
-            acc["fw2"] += (w[f] ** 2).sum()
-            acc["bw"] += w[~f].sum()
-            acc["bw2"] += (w[~f] ** 2).sum()
-        if writer is not None:  # stream the chunk out; HepMC3 events carry the running σ estimate
-            writer.write(ev, *sigma_estimate())
+        self.n += w.size
+        self.bad += int(np.count_nonzero(status))
+        self.sw += w.sum()
+        self.sw2 += (w * w).sum()
+        for s in self.specs:
+            x = s.fn(ev)
+            self.h[s.name] += np.histogram(x, s.edges, weights=w)[0]
+            self.h2[s.name] += np.histogram(x, s.edges, weights=w * w)[0]
+            self.mean[s.name] += float(np.sum(w * x))
+            if s.name == "cos_theta":
+                f = x > 0
+                self.fw += w[f].sum()
+                self.fw2 += (w[f] ** 2).sum()
+                self.bw += w[~f].sum()
+                self.bw2 += (w[~f] ** 2).sum()
 
-    def sigma_estimate():  # σ ± error (pb) from the weights accumulated so far
-        n = acc["n"]
-        mean = acc["sw"] / n
-        return float(mean), float(math.sqrt(max(acc["sw2"] / n - mean**2, 0.0) / n))
+    def sigma(self) -> tuple[float, float]:
+        """σ ± error (pb) from the weights accumulated so far."""
+        mean = self.sw / self.n
+        return float(mean), float(math.sqrt(max(self.sw2 / self.n - mean**2, 0.0) / self.n))
+
+    def afb(self) -> tuple[float, float] | None:
+        """A_FB = (F − B)/(F + B) ± its delta-method error, or None without weight."""
+        tot = self.fw + self.bw
+        if not tot > 0:
+            return None
+        return (self.fw - self.bw) / tot, 2.0 * math.sqrt(self.bw ** 2 * self.fw2 + self.fw ** 2 * self.bw2) / tot**2
+
+
+def _run_chunks(args, gen, params, totals: _Totals) -> tuple[float, float, int]:
+    """Generate in chunks into ``totals``, streaming to ``--out``; (σ, error, events skipped by the writer)."""
+    import jax
+
+    import diffgen
 
     writer = None
     if args.out:
         from diffgen.io import EventWriter
 
         writer = EventWriter(args.out, process=args.process, seed=args.seed)
+
+    def on_chunk(ev):
+        totals.add(ev)
+        if writer is not None:  # stream the chunk out; HepMC3 events carry the running σ estimate
+            writer.write(ev, *totals.sigma())
+
     with writer if writer is not None else contextlib.nullcontext():
-        diffgen.generate(gen, params, key, args.events, chunk=args.chunk, progress=not args.quiet,
-                         on_chunk=on_chunk, keep=False)
-        n = acc["n"]
-        sigma, sigma_err = sigma_estimate()
+        diffgen.generate(gen, params, jax.random.key(args.seed), args.events, chunk=args.chunk,
+                         progress=not args.quiet, on_chunk=on_chunk, keep=False)
+        sigma, sigma_err = totals.sigma()
         if writer is not None:
             writer.close(sigma_pb=sigma, error_pb=sigma_err)
+    return sigma, sigma_err, writer.n_skipped if writer is not None else 0
 
+
+def _report(args, params, totals: _Totals, sigma: float, sigma_err: float) -> list:
+    """Print the run summary and the text histograms; return the histograms for the plot."""
+    import diffgen
+
+    is_ffbar = args.process != "ee-hadrons"
     e_cm = float(diffgen.settings(params)["Beams:eCM"])
+    n = totals.n
     print(f"diffgen {diffgen.__version__}: {args.process} at sqrt(s) = {e_cm:g} GeV, {n} events, seed {args.seed}")
     for name, value in diffgen.settings(params).items():
         print(f"  {name:32s} = {float(value):.6g}")
     print(f"sigma = {sigma:.6g} +- {sigma_err:.3g} pb")
     if is_ffbar:
-        tot = acc["fw"] + acc["bw"]
-        if tot > 0:
-            afb = (acc["fw"] - acc["bw"]) / tot
-            # variance of (F − B)/(F + B) by the delta method on the weighted sums
-            afb_err = 2.0 * math.sqrt(acc["bw"] ** 2 * acc["fw2"] + acc["fw"] ** 2 * acc["bw2"]) / tot**2
-            print(f"A_FB  = {afb:.5f} +- {afb_err:.5f}")
-        else:
-            print("A_FB  = undefined (no event with non-zero weight)")
-    if acc["bad"]:
-        print(f"events with status flags (zero weight): {acc['bad']}")
+        afb = totals.afb()
+        print("A_FB  = undefined (no event with non-zero weight)" if afb is None else
+              f"A_FB  = {afb[0]:.5f} +- {afb[1]:.5f}")
+    if totals.bad:
+        print(f"events with status flags (zero weight): {totals.bad}")
     hists = []
-    for name, label, _, edges in specs:
-        h = acc["h"][name] / n
-        herr = np.sqrt(acc["h2"][name]) / n
-        hists.append((name, label, h, herr, edges))
-        if not is_ffbar and acc["sw"] > 0:
-            print(f"<{name}> = {acc['mean'][name] / acc['sw']:.5g}")
-        print(text_histogram(h, herr, edges, label=f"dsigma per bin [pb] vs {label}"))
+    for s in totals.specs:
+        h = totals.h[s.name] / n
+        herr = np.sqrt(totals.h2[s.name]) / n
+        hists.append((s.name, s.label, h, herr, s.edges))
+        if not is_ffbar and totals.sw > 0:
+            print(f"<{s.name}> = {totals.mean[s.name] / totals.sw:.5g}")
+        print(text_histogram(h, herr, s.edges, label=f"dsigma per bin [pb] vs {s.label}"))
+    return hists
+
+
+def _cmd_generate(args) -> int:
+    import diffgen
+    from diffgen import presets
+
+    changes = _check_generate_args(args)
+    _enable_compilation_cache(args.no_cache)  # before the first compilation
+    gen = presets.make(args.process, args.sqrt_s)
+    params = diffgen.with_settings(gen.default_params(), changes) if changes else gen.default_params()
+    totals = _Totals(_histogram_specs(args.process, args.bins))
+    sigma, sigma_err, n_skipped = _run_chunks(args, gen, params, totals)
+    hists = _report(args, params, totals, sigma, sigma_err)
     if args.out:
-        skipped = f" ({writer.n_skipped} flagged events left out)" if writer.n_skipped else ""
-        print(f"wrote {args.out}{skipped}")
+        print(f"wrote {args.out}{f' ({n_skipped} flagged events left out)' if n_skipped else ''}")
     if args.plot:
+        e_cm = float(diffgen.settings(params)["Beams:eCM"])
+        is_ffbar = args.process != "ee-hadrons"
         _plot(args.plot, hists, sigma, f"{args.process}, √s = {e_cm:g} GeV",
               analytic=(lambda c: _analytic_dsigma(gen, params, c)) if is_ffbar else None)
         print(f"wrote {args.plot}")
@@ -273,6 +349,7 @@ def _cmd_settings(args) -> int:
 def _cmd_tune(args) -> int:
     from diffgen.fit import tune_file
 
+    _enable_compilation_cache(args.no_cache)
     out = tune_file.run(args.config, out_dir=args.out, progress=not args.quiet)
     print(out.result.summary())
     print(f"wrote {os.path.join(out.config.out_dir, 'report.md')} and {len(out.files) - 1} more files")
@@ -297,10 +374,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="events per chunk (memory bound; default 100000, 2000 for ee-hadrons)")
     g.add_argument("--bins", type=int, default=20)
     g.add_argument("--quiet", action="store_true", help="no progress bar")
+    g.add_argument("--no-cache", action="store_true",
+                   help="do not use the persistent compilation cache (default: $DIFFGEN_CACHE_DIR, "
+                        "else ~/.cache/diffgen/jax)")
     t = sub.add_parser("tune", help="fit settings to the targets of a TOML tune file and write a report")
-    t.add_argument("config", help="tune file (.toml); schema in diffgen.fit.tune_file")
+    t.add_argument("config", help="tune file (.toml); schema in diffgen.fit.tune_config")
     t.add_argument("--out", help="output directory (default: [output] dir in the file, else <file stem>-fit)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.add_argument("--no-cache", action="store_true", help="do not use the persistent compilation cache")
     s = sub.add_parser("settings", help="list a process's settings, defaults and ranges")
     s.add_argument("--process", default="ee-mumu")
     s.add_argument("--sqrt-s", type=float, default=91.188)

@@ -25,7 +25,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["Setting", "SETTINGS", "settings", "with_settings", "check_params", "out_of_range", "describe"]
+__all__ = ["Setting", "SETTINGS", "settings", "with_settings", "check_params", "out_of_range", "describe",
+           "range_text", "unknown_setting_message"]
 
 
 class Setting(NamedTuple):
@@ -73,11 +74,13 @@ SETTINGS: Mapping[str, Setting] = MappingProxyType(dict([
 def describe(name: str) -> Setting:
     """The :class:`Setting` spec of ``name`` (``ValueError`` if unknown)."""
     if name not in SETTINGS:
-        raise ValueError(_unknown_message(name, SETTINGS.keys()))
+        raise ValueError(unknown_setting_message(name, SETTINGS.keys()))
     return SETTINGS[name]
 
 
-def _unknown_message(name, known) -> str:
+def unknown_setting_message(name, known=None) -> str:
+    """The error text for an unknown setting ``name``: close matches among ``known`` (default: all)."""
+    known = SETTINGS if known is None else known
     close = difflib.get_close_matches(str(name), list(known), n=3)
     hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
     return f"unknown setting name {name!r}.{hint} Known names: {', '.join(sorted(known))}."
@@ -87,7 +90,8 @@ def _is_concrete(x) -> bool:
     return not isinstance(x, jax.core.Tracer)
 
 
-def _range_text(spec: Setting) -> str:
+def range_text(spec: Setting) -> str:
+    """The allowed range of a setting as text, e.g. ``[0, 2] GeV`` (``(`` for an open lower end)."""
     lb = "(" if spec.lo_open else "["
     return f"{lb}{spec.lo:g}, {spec.hi:g}]" + (f" {spec.unit}" if spec.unit else "")
 
@@ -105,7 +109,7 @@ def check_value(name: str, value) -> None:
     v = float(arr)
     bad = (not math.isfinite(v)) or v > spec.hi or v < spec.lo or (spec.lo_open and v == spec.lo)
     if bad:
-        raise ValueError(f"setting {name!r} = {v!r} is outside its allowed range {_range_text(spec)}")
+        raise ValueError(f"setting {name!r} = {v!r} is outside its allowed range {range_text(spec)}")
 
 
 def _leaves(tree, prefix=()):
@@ -165,7 +169,7 @@ def with_settings(params, changes: Mapping[str, Any]):
     present = set(settings(params))
     for name, value in changes.items():
         if name not in SETTINGS:
-            raise ValueError(_unknown_message(name, SETTINGS.keys()))
+            raise ValueError(unknown_setting_message(name, SETTINGS.keys()))
         if name not in present:
             raise ValueError(
                 f"setting {name!r} is not used by this generator; its settings are: {', '.join(sorted(present))}")

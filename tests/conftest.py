@@ -2,6 +2,9 @@ import os
 
 # Tests run on CPU; keep XLA from grabbing all threads on the 2-core CI machine.
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# The CLI's persistent compilation cache stays off in tests run in this process (tests that want it set
+# DIFFGEN_CACHE_DIR themselves), so no test writes to ~/.cache.
+os.environ.setdefault("DIFFGEN_CACHE_DIR", "")
 
 import jax  # noqa: E402
 

@@ -112,7 +112,7 @@ CLI_CASES = [
     (["--set", "23:mWidth=-1"], "outside its allowed range"),
     (["--set", "TimeShower:alphaSvalue=0.12"], "not used by this generator"),
     (["--process", "ee-tautau-ish"], "unknown process"),
-    (["--events", "0"], "--events must be a positive integer"),
+    (["--events", "0"], "--events must be an integer >= 1"),
     (["--sqrt-s", "-3"], "--sqrt-s must be a positive"),
     (["--sqrt-s", "0.1"], "below the threshold"),
     (["--chunk", "0"], "--chunk"),

@@ -1,5 +1,6 @@
 """The CLI end to end: σ, A_FB, text histogram, event files and plots."""
 
+import os
 import re
 
 import numpy as np
@@ -66,3 +67,38 @@ def test_closed_stdout_pipe_stops_quietly_after_writing_the_file(tmp_path):
     assert "Traceback" not in stderr and "BrokenPipe" not in stderr, stderr
     events, _ = read_events(str(out))
     assert events.p4.shape[0] == 3000
+
+
+def test_compilation_cache_dir_from_env_and_flag(tmp_path):
+    from diffgen.cli import cache_dir
+
+    assert cache_dir(environ={"DIFFGEN_CACHE_DIR": str(tmp_path)}) == str(tmp_path)
+    assert cache_dir(environ={"DIFFGEN_CACHE_DIR": ""}) is None
+    assert cache_dir(True, environ={"DIFFGEN_CACHE_DIR": str(tmp_path)}) is None
+    assert cache_dir(environ={"XDG_CACHE_HOME": str(tmp_path)}) == str(tmp_path / "diffgen" / "jax")
+    assert cache_dir(environ={}).endswith(os.path.join(".cache", "diffgen", "jax"))
+
+
+def test_generate_fills_the_persistent_compilation_cache(tmp_path):
+    """Two runs in fresh interpreters with DIFFGEN_CACHE_DIR: compiled programs land in that directory."""
+    import subprocess
+    import sys
+
+    cache = tmp_path / "cache"
+    # every compilation is cached (the CLI's default keeps only those over 1 s, too few on a small run)
+    env = dict(os.environ, DIFFGEN_CACHE_DIR=str(cache), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
+    cmd = [sys.executable, "-m", "diffgen.cli", "generate", "--events", "2000", "--quiet"]
+    counts = []
+    for _ in range(2):
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+        assert out.returncode == 0, out.stderr
+        assert "sigma = " in out.stdout
+        counts.append(sum(1 for p in cache.rglob("*") if p.is_file()))
+    assert counts[0] > 0, "no cache entries written"
+    assert counts[1] >= counts[0]
+    # --no-cache leaves a new directory alone
+    other = tmp_path / "other"
+    out = subprocess.run(cmd + ["--no-cache"], capture_output=True, text=True, timeout=300,
+                         env=dict(env, DIFFGEN_CACHE_DIR=str(other)))
+    assert out.returncode == 0, out.stderr
+    assert not other.exists()

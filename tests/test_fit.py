@@ -295,7 +295,7 @@ def test_linearized_fit_rejects_inconsistent_datasets_before_generation(gen, mon
     c = a._replace(errors=np.where(np.arange(10) == 3, 0.0, 0.01))
     with pytest.raises(ValueError, match="empty bins differ"):
         fit_linearized(gen, gen.default_params(), [[a], [c]], OBS, [MZ], key=jax.random.key(0), progress=False)
-    with pytest.raises(ValueError, match="iterations must be a positive integer"):
+    with pytest.raises(ValueError, match="iterations must be an integer >= 1"):
         fit_linearized(gen, gen.default_params(), [a], OBS, [MZ], iterations=0, key=jax.random.key(0))
     with pytest.raises(ValueError, match="not used by this generator"):
         fit_linearized(gen, gen.default_params(), [a], OBS, ["StringZ:aLund"], key=jax.random.key(0))
@@ -303,7 +303,7 @@ def test_linearized_fit_rejects_inconsistent_datasets_before_generation(gen, mon
         fit_linearized(gen, gen.default_params(), [], OBS, [MZ], key=jax.random.key(0))
     with pytest.raises(ValueError, match="needs common_random_numbers=False"):
         fit_linearized(gen, gen.default_params(), [a], OBS, [MZ], pool=3, key=jax.random.key(0))
-    with pytest.raises(ValueError, match="pool must be a positive integer"):
+    with pytest.raises(ValueError, match="pool must be an integer >= 1"):
         fit_linearized(gen, gen.default_params(), [a], OBS, [MZ], pool=0, key=jax.random.key(0))
 
 
@@ -325,7 +325,7 @@ def test_mismatched_binning_fails_before_generation(gen, monkeypatch):
         fit(gen, gen.default_params(), [good], OBS, ["StringZ:aLund"], key=jax.random.key(0))
     with pytest.raises(ValueError, match="fixes '23:m0' in its conditions"):
         fit(gen, gen.default_params(), [good._replace(conditions={MZ: 91.0})], OBS, [MZ], key=jax.random.key(0))
-    with pytest.raises(ValueError, match="steps must be a positive integer"):
+    with pytest.raises(ValueError, match="steps must be an integer >= 1"):
         fit(gen, gen.default_params(), [data], OBS, [MZ], steps=0, key=jax.random.key(0))
 
 
@@ -443,12 +443,12 @@ def _tune(tmp_path, **over):
     ({"bounds": "[0.5, 92.5]"}, "fit.bounds.'23:m0'.*outside its physical range"),
     ({"bounds": "[91.5, 92.5]"}, "not strictly inside its fit bounds"),
     ({"bins": "[-1.0, 0.0, 1.0]"}, "target\\[0\\].*bins.*mismatched binning"),
-    ({"fit_extra": "newton_steps = -1"}, "fit.newton_steps must be a non-negative integer"),
+    ({"fit_extra": "newton_steps = -1"}, "fit.newton_steps must be an integer >= 0"),
     ({"fit_extra": "learning_rat = 0.1"}, "\\[fit\\]: unknown key.*'learning_rat'"),
     ("process", "generator.process: unknown process 'ee-tautau'"),
     ("free", "fit.free: unknown setting name '23:mZero'"),
-    ("steps", "fit.steps must be a positive integer"),
-    ("events", "fit.events must be a positive integer"),
+    ("steps", "fit.steps must be an integer >= 1"),
+    ("events", "fit.events must be an integer >= 1"),
 ])
 def test_bad_tune_files_fail_before_generation(tmp_path, monkeypatch, change, key):
     def boom(*a, **k):

@@ -53,201 +53,63 @@ Example:
 from __future__ import annotations
 
 import math
-import sys
-from collections.abc import Mapping, Sequence
-from typing import Any, NamedTuple
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-from diffgen.expect import event_weights
-from diffgen.fit.losses import BinnedPrediction, binned
-from diffgen.fit.targets import BinnedTarget, as_observables, check_binning, evaluate
-from diffgen.fit.transforms import BoundedTransform, bounded_transform
-from diffgen.params import settings as flat_settings
-from diffgen.params import with_settings
+from diffgen.checks import check_int
+from diffgen.fit.problem import Problem, chi2_terms, host_chi2, make_problem, predict, start_values, whitened_residuals
+from diffgen.fit.result import FitResult
+from diffgen.fit.targets import BinnedTarget
+from diffgen.fit.util import cov_to_corr, inverse_or_nan, progress_bar
 from diffgen.stage import check_key
 
 __all__ = ["fit", "FitResult", "Problem", "make_problem"]
 
 
-class FitResult(NamedTuple):
-    """Outcome of :func:`fit`. Vectors and matrices are in the order of ``free``.
+class _Options(NamedTuple):
+    """The validated numeric options of :func:`fit`."""
 
-    Attributes:
-        settings: fitted values ``{name: θ̂}``.
-        errors: ``{name: √C_jj}``.
-        covariance: C_θ f[k, k] (see module docstring; ``covariance_method`` says which matrix).
-        correlation: C_ij/√(C_ii C_jj).
-        loss_history: total χ² at each step's parameters, f[steps_run].
-        param_history: θ at each step, f[steps_run, k] (row t belongs to loss_history[t]).
-        chi2_before, chi2_after: ``{target name: (χ², ndf)}`` on the large final sample.
-        n_events_total: events generated in all (fit steps and final samples).
-        converged: the relative-change criterion was met.
-        free: the fitted setting names.
-        fisher_covariance: F⁻¹, the Gauss–Newton covariance.
-        covariance_method: ``"hessian"`` or ``"fisher"``.
-        histograms_before, histograms_after: ``{target name: (contents, errors)}`` of the simulation.
-        start: start values ``{name: θ0}``.
-        message: why the fit stopped and anything worth knowing.
-        data_covariance: the part of ``covariance`` due to the data's errors alone (the rest is the
-            simulated sample's); set by :func:`diffgen.fit.linear.fit_linearized`, else None.
-    """
+    steps: int
+    n_events: int
+    patience: int
+    covariance_events: int
+    newton_steps: int
+    tol: float
 
-    settings: dict
-    errors: dict
-    covariance: np.ndarray
-    correlation: np.ndarray
-    loss_history: np.ndarray
-    param_history: np.ndarray
-    chi2_before: dict
-    chi2_after: dict
-    n_events_total: int
+
+class _Trace(NamedTuple):
+    """The optimiser's path: φ and total χ² at every accepted step, and why it stopped."""
+
+    phis: list
+    losses: list
     converged: bool
-    free: tuple = ()
-    fisher_covariance: np.ndarray | None = None
-    covariance_method: str = "hessian"
-    histograms_before: dict | None = None
-    histograms_after: dict | None = None
-    start: dict | None = None
-    message: str = ""
-    data_covariance: np.ndarray | None = None
-
-    @property
-    def ndf(self) -> int:
-        """Σ ndf of the targets minus the number of fitted parameters."""
-        return sum(v[1] for v in self.chi2_after.values()) - len(self.free)
-
-    def summary(self) -> str:
-        """A short text table of the fitted values and χ²."""
-        lines = [f"{'setting':32s} {'start':>12s} {'fitted':>12s} {'error':>10s}"]
-        for n in self.free:
-            s0 = (self.start or {}).get(n, float("nan"))
-            lines.append(f"{n:32s} {s0:12.6g} {self.settings[n]:12.6g} {self.errors[n]:10.3g}")
-        b = sum(v[0] for v in self.chi2_before.values())
-        a = sum(v[0] for v in self.chi2_after.values())
-        lines.append(f"chi2 before {b:.2f}, after {a:.2f}, ndf {self.ndf}; converged={self.converged}")
-        return "\n".join(lines)
+    message: str
 
 
-class Problem(NamedTuple):
-    """A validated fit problem: generator, start params, targets grouped by conditions, transform."""
+class _Estimate(NamedTuple):
+    """The point estimate φ̂ after the optimiser (and any Newton steps)."""
 
-    gen: Any
-    params: Any
-    targets: tuple
-    observables: dict
-    transform: BoundedTransform
-    groups: tuple  # tuple of (conditions dict, tuple of target indices)
-    smoothing: float | None
-    straight_through: bool
+    phi: jax.Array
+    converged: bool
+    message: str
+    n_evals: int  # loss evaluations of the Newton stage
+    curvature: object  # the Newton stage's compiled curvature function (reused when possible), or None
 
 
-def _freeze(conditions: Mapping) -> tuple:
-    return tuple(sorted((k, float(v)) for k, v in conditions.items()))
+class _Errors(NamedTuple):
+    """χ² and histograms before/after on the large sample, and the covariance at φ̂."""
 
-
-def make_problem(gen, params, targets, observables, free, bounds=None, smoothing: float | None = 0.25,
-                 straight_through: bool = True) -> Problem:
-    """Validate everything a fit needs, before any event is generated (``ValueError`` naming the problem)."""
-    if not hasattr(gen, "sample_traced"):
-        raise ValueError(f"gen must be a diffgen Generator, got {type(gen).__name__}")
-    if isinstance(targets, BinnedTarget):
-        targets = [targets]
-    targets = tuple(targets)
-    if not targets:
-        raise ValueError("at least one target is needed")
-    for t in targets:
-        if not isinstance(t, BinnedTarget):
-            raise ValueError(f"targets must be BinnedTarget objects, got {type(t).__name__}")
-    names = [t.name for t in targets]
-    dup = sorted({n for n in names if names.count(n) > 1})
-    if dup:
-        raise ValueError(f"target names must be unique; repeated: {dup}")
-    obs = as_observables(observables)
-    for t in targets:
-        if t.observable_name not in obs:
-            raise ValueError(f"target {t.name!r} refers to observable {t.observable_name!r}, which is not among "
-                             f"the observables {sorted(obs)}")
-        check_binning(t, obs[t.observable_name])
-    if smoothing is not None and not (isinstance(smoothing, (int, float)) and math.isfinite(smoothing)
-                                      and smoothing > 0):
-        raise ValueError(f"smoothing must be a positive fraction of the bin width or None, got {smoothing!r}")
-    transform = bounded_transform(free, bounds)
-    present = set(flat_settings(params))
-    for name in transform.names:
-        if name not in present:
-            raise ValueError(f"free parameter {name!r} is not used by this generator; its settings: {sorted(present)}")
-    start = {n: float(np.asarray(flat_settings(params)[n])) for n in transform.names}
-    transform.inverse(start)  # start inside the bounds
-    groups: dict[tuple, list[int]] = {}
-    for i, t in enumerate(targets):
-        for k in t.conditions:
-            if k in transform.names:
-                raise ValueError(f"target {t.name!r} fixes {k!r} in its conditions, but {k!r} is a free parameter")
-        try:
-            with_settings(params, dict(t.conditions))
-        except ValueError as err:
-            raise ValueError(f"target {t.name!r} conditions: {err}") from None
-        groups.setdefault(_freeze(t.conditions), []).append(i)
-    grouped = tuple((dict(k), tuple(v)) for k, v in groups.items())
-    return Problem(gen, params, targets, obs, transform, grouped,
-                   None if smoothing is None else float(smoothing), bool(straight_through))
-
-
-def predict(problem: Problem, theta, key, n: int) -> list[BinnedPrediction]:
-    """Simulated, normalised bin contents for every target at θ (traceable; key per condition group)."""
-    changes = {name: theta[j] for j, name in enumerate(problem.transform.names)}
-    preds: list[BinnedPrediction | None] = [None] * len(problem.targets)
-    for g, (conditions, indices) in enumerate(problem.groups):
-        p = with_settings(problem.params, {**changes, **conditions})
-        ev = problem.gen.sample_traced(p, jax.random.fold_in(key, g), n)
-        w_shape = event_weights(ev, normalise=True)
-        w_sigma = None
-        cache: dict[str, Any] = {}
-        for i in indices:
-            t = problem.targets[i]
-            o = problem.observables[t.observable_name]
-            if o.name not in cache:
-                cache[o.name] = evaluate(o, ev)
-            values, mask = cache[o.name]
-            if t.normalisation == "sigma":
-                w_sigma = event_weights(ev) if w_sigma is None else w_sigma
-            w = w_sigma if t.normalisation == "sigma" else w_shape
-            preds[i] = binned(values, w, o.bins, mask=mask, normalisation=t.normalisation,
-                              smoothing=problem.smoothing, straight_through=problem.straight_through)
-    return preds
-
-
-def whitened_residuals(problem: Problem, preds, sim_variance_scale=1.0):
-    """(sim − data)/√(σ_data² + s·σ_sim²) over all bins with σ_data > 0, concatenated over targets, and
-    the χ² per target f[T]; σ_sim² (scaled by s = ``sim_variance_scale``) carries no gradient."""
-    resid, terms = [], []
-    for t, p in zip(problem.targets, preds):
-        err = np.asarray(t.errors, float)
-        valid = np.nonzero(err > 0)[0]
-        var = jnp.asarray(err[valid] ** 2, p.contents.dtype) + sim_variance_scale * jax.lax.stop_gradient(
-            p.variances[valid])
-        r = (p.contents[valid] - jnp.asarray(t.contents[valid], p.contents.dtype)) / jnp.sqrt(var)
-        resid.append(r)
-        terms.append(jnp.sum(r * r))
-    return jnp.concatenate(resid), jnp.stack(terms)
-
-
-def chi2_terms(problem: Problem, preds, sim_variance_scale=1.0):
-    """χ² per target, f[T] (see :func:`whitened_residuals`)."""
-    return whitened_residuals(problem, preds, sim_variance_scale)[1]
-
-
-def _host_chi2(problem: Problem, contents, variances) -> dict:
-    out = {}
-    for t, c, v in zip(problem.targets, contents, variances):
-        ok = np.asarray(t.errors) > 0
-        var = t.errors[ok] ** 2 + np.asarray(v, float)[ok]
-        out[t.name] = (float(np.sum((np.asarray(c, float)[ok] - t.contents[ok]) ** 2 / var)), t.ndf)
-    return out
+    before: tuple  # (contents, variances) per target at φ0
+    after: tuple  # (contents, variances) per target at φ̂
+    covariance: np.ndarray
+    fisher_covariance: np.ndarray
+    method: str
+    message: str
 
 
 def _curvature_fn(problem: Problem, n: int):
@@ -276,19 +138,133 @@ def _curvature_fn(problem: Problem, n: int):
     return curvature
 
 
-def _progress(total: int, enabled: bool):
-    if not enabled:
-        return None
-    from tqdm.auto import tqdm
+def _check_options(steps, n_events, patience, covariance_events, newton_steps, tol) -> _Options:
+    newton_steps = check_int(newton_steps, "newton_steps", lo=0)
+    steps, n_events, patience = (check_int(v, label) for label, v in
+                                 (("steps", steps), ("n_events", n_events), ("patience", patience)))
+    covariance_events = check_int(4 * n_events if covariance_events is None else covariance_events,
+                                  "covariance_events")
+    if isinstance(tol, bool) or not (isinstance(tol, (int, float)) and tol >= 0):
+        raise ValueError(f"tol must be a number >= 0, got {tol!r}")
+    return _Options(steps, n_events, patience, covariance_events, newton_steps, tol)
 
-    return tqdm(total=total, desc="fit", unit="step", file=sys.stderr)
+
+def _optimise(problem: Problem, optimizer, phi0, key_fit, opts: _Options, common_random_numbers: bool,
+              progress: bool, start: dict) -> _Trace:
+    """Run the optax optimiser from φ0 until the relative-change rule holds or ``opts.steps`` steps."""
+
+    def loss_fn(phi, k, n):
+        terms = chi2_terms(problem, predict(problem, problem.transform.forward(phi), k, n))
+        return jnp.sum(terms), terms
+
+    @jax.jit
+    def step(phi, opt_state, index):
+        k = key_fit if common_random_numbers else jax.random.fold_in(key_fit, index)
+        (loss, terms), grad = jax.value_and_grad(loss_fn, has_aux=True)(phi, k, opts.n_events)
+        updates, opt_state = optimizer.update(grad, opt_state, phi)
+        return optax.apply_updates(phi, updates), opt_state, loss, grad
+
+    phi, opt_state = phi0, optimizer.init(phi0)
+    phis, losses = [], []
+    converged, quiet, message = False, 0, ""
+    bar = progress_bar(opts.steps, "fit", "step", progress)
+    try:
+        for t in range(opts.steps):
+            new_phi, new_state, loss, grad = step(phi, opt_state, jnp.asarray(t, jnp.uint32))
+            loss_v = float(loss)
+            if not (math.isfinite(loss_v) and bool(jnp.all(jnp.isfinite(grad)))):
+                if t == 0:
+                    raise ValueError(f"the loss or its gradient is not finite at the start values {start} "
+                                     f"(loss = {loss_v}); check that the generator produces events with "
+                                     "positive weight in every target's conditions")
+                message = f"Stopped at step {t}: non-finite loss or gradient. "
+                break
+            phis.append(np.asarray(phi))
+            losses.append(loss_v)
+            phi, opt_state = new_phi, new_state
+            if bar is not None:
+                bar.update(1)
+                if t % 10 == 0:
+                    bar.set_postfix(chi2=f"{loss_v:.4g}")
+            if t > 0:
+                rel = abs(losses[-1] - losses[-2]) / max(abs(losses[-2]), 1e-30)
+                quiet = quiet + 1 if rel < opts.tol else 0
+                if quiet >= opts.patience:
+                    converged = True
+                    message = (f"Converged after {t + 1} steps (relative loss change < {opts.tol:g} "
+                               f"for {opts.patience} steps). ")
+                    break
+    finally:
+        if bar is not None:
+            bar.close()
+    if not message:
+        message = f"Optimizer not converged within {opts.steps} steps. "
+    return _Trace(phis, losses, converged, message)
 
 
-def _cov_to_corr(cov):
-    d = np.sqrt(np.clip(np.diag(cov), 0.0, None))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        corr = cov / np.outer(d, d)
-    return np.where(np.outer(d, d) > 0, corr, np.nan)
+def _estimate(problem: Problem, trace: _Trace, key_fit, opts: _Options, common_random_numbers: bool) -> _Estimate:
+    """φ̂: the best iterate polished by Newton steps (common random numbers), else a Polyak average."""
+    converged, message = trace.converged, trace.message
+    if not common_random_numbers:
+        tail = max(1, len(trace.phis) // 4)
+        phi_hat = jnp.asarray(np.mean(trace.phis[-tail:], axis=0))
+        message += f"Result: Polyak average of the last {tail} steps (fresh random numbers). "
+        return _Estimate(phi_hat, converged, message, 0, None)
+    phi_hat = jnp.asarray(trace.phis[int(np.argmin(trace.losses))])
+    curv_fit, n_evals = None, 0
+    if opts.newton_steps:
+        curv_fit = _curvature_fn(problem, opts.n_events)
+        phi_hat, n_newton, newton_converged, n_evals = _newton_polish(
+            lambda p: curv_fit(p, key_fit, 1.0)[:3], phi_hat, opts.newton_steps)
+        converged = converged or newton_converged
+        message += f"Newton polishing: {n_newton} step(s){', converged' if newton_converged else ''}. "
+    message += "Result: minimum of the common-random-number objective. "
+    return _Estimate(phi_hat, converged, message, n_evals, curv_fit)
+
+
+def _errors(problem: Problem, phi0, est: _Estimate, key_final, opts: _Options) -> _Errors:
+    """χ² before/after on the large final sample, and the Hessian (or Fisher) covariance at φ̂.
+
+    σ_sim² in the curvature is the MC variance of the *fit* sample: the large sample's × n_cov/n.
+    """
+    scale = opts.covariance_events / opts.n_events
+    curv = est.curvature if est.curvature is not None and opts.covariance_events == opts.n_events \
+        else _curvature_fn(problem, opts.covariance_events)
+    _, _, _, _, c0, v0 = curv(phi0, key_final, 1.0)
+    _, _, h_phi, jr_phi, c1, v1 = curv(est.phi, key_final, scale)
+    h_phi = 0.5 * np.asarray(h_phi, float)  # Hessian of χ²/2
+    h_phi = 0.5 * (h_phi + h_phi.T)
+    jac = np.asarray(problem.transform.jacobian(est.phi), float)
+    jr = np.asarray(jr_phi, float) / jac[None, :]  # ∂r/∂θ
+    fisher_cov = inverse_or_nan(jr.T @ jr)
+    if np.all(np.isfinite(h_phi)) and np.all(np.linalg.eigvalsh(h_phi) > 0):
+        return _Errors((c0, v0), (c1, v1), jac[:, None] * np.linalg.inv(h_phi) * jac[None, :], fisher_cov,
+                       "hessian", "")
+    return _Errors((c0, v0), (c1, v1), fisher_cov, fisher_cov, "fisher",
+                   "Hessian of chi2/2 not positive definite at the result: covariance from the Fisher matrix. ")
+
+
+def _result(problem: Problem, trace: _Trace, est: _Estimate, err: _Errors, opts: _Options, start: dict) -> FitResult:
+    names, tg = problem.transform.names, problem.targets
+    n_groups = len(problem.groups)
+    (c0, v0), (c1, v1) = err.before, err.after
+    errors = np.sqrt(np.clip(np.diag(err.covariance), 0.0, None))
+    theta_hat = np.asarray(problem.transform.forward(est.phi), float)
+    return FitResult(
+        settings={n: float(theta_hat[j]) for j, n in enumerate(names)},
+        errors={n: float(errors[j]) for j, n in enumerate(names)},
+        covariance=err.covariance, correlation=cov_to_corr(err.covariance),
+        loss_history=np.asarray(trace.losses), param_history=problem.transform.forward_host(trace.phis),
+        chi2_before=host_chi2(problem, c0, v0),
+        chi2_after=host_chi2(problem, c1, v1),
+        n_events_total=(len(trace.losses) + est.n_evals) * n_groups * opts.n_events
+        + 2 * n_groups * opts.covariance_events,
+        converged=est.converged, free=names, fisher_covariance=err.fisher_covariance,
+        covariance_method=err.method,
+        histograms_before={t.name: (np.asarray(c0[i]), np.sqrt(np.asarray(v0[i]))) for i, t in enumerate(tg)},
+        histograms_after={t.name: (np.asarray(c1[i]), np.sqrt(np.asarray(v1[i]))) for i, t in enumerate(tg)},
+        start=start, message=(est.message + err.message).strip(),
+    )
 
 
 def fit(gen, params, targets: Sequence[BinnedTarget], observables, free: Sequence[str], *, bounds=None,
@@ -319,135 +295,19 @@ def fit(gen, params, targets: Sequence[BinnedTarget], observables, free: Sequenc
             physical range, a start value outside the bounds, mismatched binning, unknown observables,
             non-positive steps/events; after the first step if the loss is not finite.
     """
-    if isinstance(newton_steps, bool) or not isinstance(newton_steps, (int, np.integer)) or newton_steps < 0:
-        raise ValueError(f"newton_steps must be an integer >= 0, got {newton_steps!r}")
-    for label, v in (("steps", steps), ("n_events", n_events), ("patience", patience)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v <= 0:
-            raise ValueError(f"{label} must be a positive integer, got {v!r}")
-    if covariance_events is None:
-        covariance_events = 4 * int(n_events)
-    if isinstance(covariance_events, bool) or not isinstance(covariance_events, (int, np.integer)) \
-            or covariance_events <= 0:
-        raise ValueError(f"covariance_events must be a positive integer, got {covariance_events!r}")
-    if not (isinstance(tol, (int, float)) and tol >= 0):
-        raise ValueError(f"tol must be a number >= 0, got {tol!r}")
+    opts = _check_options(steps, n_events, patience, covariance_events, newton_steps, tol)
     check_key(key)
     optimizer = optax.adam(0.02) if optimizer is None else optimizer
     if not (hasattr(optimizer, "init") and hasattr(optimizer, "update")):
         raise ValueError(f"optimizer must be an optax GradientTransformation, got {optimizer!r}")
     problem = make_problem(gen, params, targets, observables, free, bounds, smoothing, straight_through)
-    names = problem.transform.names
-    steps, n_events, covariance_events = int(steps), int(n_events), int(covariance_events)
-    start = {n: float(np.asarray(flat_settings(params)[n])) for n in names}
+    start = start_values(params, problem.transform.names)
     phi0 = problem.transform.inverse(start)
     key_fit, key_final = jax.random.fold_in(key, 0), jax.random.fold_in(key, 1)
-    n_groups = len(problem.groups)
-
-    def loss_fn(phi, k, n):
-        terms = chi2_terms(problem, predict(problem, problem.transform.forward(phi), k, n))
-        return jnp.sum(terms), terms
-
-    @jax.jit
-    def step(phi, opt_state, index):
-        k = key_fit if common_random_numbers else jax.random.fold_in(key_fit, index)
-        (loss, terms), grad = jax.value_and_grad(loss_fn, has_aux=True)(phi, k, n_events)
-        updates, opt_state = optimizer.update(grad, opt_state, phi)
-        return optax.apply_updates(phi, updates), opt_state, loss, grad
-
-    phi, opt_state = phi0, optimizer.init(phi0)
-    phis, losses = [], []
-    converged, quiet, message = False, 0, ""
-    bar = _progress(steps, progress)
-    try:
-        for t in range(steps):
-            new_phi, new_state, loss, grad = step(phi, opt_state, jnp.asarray(t, jnp.uint32))
-            loss_v = float(loss)
-            if not (math.isfinite(loss_v) and bool(jnp.all(jnp.isfinite(grad)))):
-                if t == 0:
-                    raise ValueError(f"the loss or its gradient is not finite at the start values {start} "
-                                     f"(loss = {loss_v}); check that the generator produces events with "
-                                     "positive weight in every target's conditions")
-                message = f"Stopped at step {t}: non-finite loss or gradient. "
-                break
-            phis.append(np.asarray(phi))
-            losses.append(loss_v)
-            phi, opt_state = new_phi, new_state
-            if bar is not None:
-                bar.update(1)
-                if t % 10 == 0:
-                    bar.set_postfix(chi2=f"{loss_v:.4g}")
-            if t > 0:
-                rel = abs(losses[-1] - losses[-2]) / max(abs(losses[-2]), 1e-30)
-                quiet = quiet + 1 if rel < tol else 0
-                if quiet >= patience:
-                    converged = True
-                    message = f"Converged after {t + 1} steps (relative loss change < {tol:g} for {patience} steps). "
-                    break
-    finally:
-        if bar is not None:
-            bar.close()
-    if not message:
-        message = f"Optimizer not converged within {steps} steps. "
-    n_newton = n_evals = 0
-    if common_random_numbers:
-        best = int(np.argmin(losses))
-        phi_hat = jnp.asarray(phis[best])
-        if newton_steps:
-            curv_fit = _curvature_fn(problem, n_events)
-            phi_hat, n_newton, newton_converged, n_evals = _newton_polish(
-                lambda p: curv_fit(p, key_fit, 1.0)[:3], phi_hat, newton_steps)
-            converged = converged or newton_converged
-            message += f"Newton polishing: {n_newton} step(s){', converged' if newton_converged else ''}. "
-        message += "Result: minimum of the common-random-number objective. "
-    else:
-        tail = max(1, len(phis) // 4)
-        phi_hat = jnp.asarray(np.mean(phis[-tail:], axis=0))
-        message += f"Result: Polyak average of the last {tail} steps (fresh random numbers). "
-    steps_run = len(losses)
-
-    # ---- final large sample: χ² before/after, Hessian and Fisher covariance ------------------
-    # σ_sim² in the curvature is the MC variance of the *fit* sample: the large sample's × n_cov/n.
-    scale = covariance_events / n_events
-    curv = _curvature_fn(problem, covariance_events) if covariance_events != n_events or not newton_steps \
-        or not common_random_numbers else curv_fit
-    _, _, _, _, c0, v0 = curv(phi0, key_final, 1.0)
-    _, _, h_phi, jr_phi, c1, v1 = curv(phi_hat, key_final, scale)
-    h_phi = 0.5 * np.asarray(h_phi, float)  # Hessian of χ²/2
-    h_phi = 0.5 * (h_phi + h_phi.T)
-    jac = np.asarray(problem.transform.jacobian(phi_hat), float)
-    jr = np.asarray(jr_phi, float) / jac[None, :]  # ∂r/∂θ
-    fisher_cov = _inverse(jr.T @ jr)
-    method = "hessian"
-    if np.all(np.isfinite(h_phi)) and np.all(np.linalg.eigvalsh(h_phi) > 0):
-        cov = jac[:, None] * np.linalg.inv(h_phi) * jac[None, :]
-    else:
-        method = "fisher"
-        cov = fisher_cov
-        message += "Hessian of chi2/2 not positive definite at the result: covariance from the Fisher matrix. "
-    errors = np.sqrt(np.clip(np.diag(cov), 0.0, None))
-    theta_hat = np.asarray(problem.transform.forward(phi_hat), float)
-    tg = problem.targets
-    theta_hist = problem.transform.forward_host(phis)
-    return FitResult(
-        settings={n: float(theta_hat[j]) for j, n in enumerate(names)},
-        errors={n: float(errors[j]) for j, n in enumerate(names)},
-        covariance=cov, correlation=_cov_to_corr(cov),
-        loss_history=np.asarray(losses), param_history=theta_hist,
-        chi2_before=_host_chi2(problem, c0, v0),
-        chi2_after=_host_chi2(problem, c1, v1),
-        n_events_total=(steps_run + n_evals) * n_groups * n_events + 2 * n_groups * covariance_events,
-        converged=converged, free=names, fisher_covariance=fisher_cov, covariance_method=method,
-        histograms_before={t.name: (np.asarray(c0[i]), np.sqrt(np.asarray(v0[i]))) for i, t in enumerate(tg)},
-        histograms_after={t.name: (np.asarray(c1[i]), np.sqrt(np.asarray(v1[i]))) for i, t in enumerate(tg)},
-        start=start, message=message.strip(),
-    )
-
-
-def _inverse(m):
-    try:
-        return np.linalg.inv(m)
-    except np.linalg.LinAlgError:
-        return np.full_like(m, np.nan)
+    trace = _optimise(problem, optimizer, phi0, key_fit, opts, common_random_numbers, progress, start)
+    est = _estimate(problem, trace, key_fit, opts, common_random_numbers)
+    err = _errors(problem, phi0, est, key_final, opts)
+    return _result(problem, trace, est, err, opts, start)
 
 
 def _newton_polish(value_grad_hessian, phi, max_steps: int, decrement_tol: float = 1e-3):

@@ -27,15 +27,16 @@ import jax.numpy as jnp
 import numpy as np
 
 from diffgen import particles
+from diffgen.checks import check_int
 from diffgen.fit.targets import as_observables, from_events
-from diffgen.observables import OBSERVABLES, scaled_momentum
+from diffgen.observables import REGISTRY, scaled_momentum
 
 __all__ = ["LEP_OBSERVABLES", "TUNE_PARAMETERS", "TUNE_BOUNDS", "x_lead", "one_minus_thrust", "pseudo_datasets"]
 
 
 def one_minus_thrust(events):
     """1 − T, f[N]."""
-    return 1.0 - OBSERVABLES["thrust"](events)
+    return 1.0 - REGISTRY["thrust"].fn(events)
 
 
 def x_lead(events):
@@ -44,15 +45,16 @@ def x_lead(events):
     return jnp.max(jnp.where(charged, scaled_momentum(events), 0.0), axis=-1)
 
 
-#: ``(name, fn, edges)`` per-event observables at √s = 91.2 GeV (see the module docstring).
+#: ``(name, fn, edges)`` per-event observables at √s = 91.2 GeV, functions from
+#: :data:`diffgen.observables.REGISTRY` (see the module docstring).
 LEP_OBSERVABLES = (
     ("one_minus_thrust", one_minus_thrust, np.array([0, .02, .04, .06, .08, .10, .13, .17, .22, .5])),
-    ("n_charged", OBSERVABLES["charged_multiplicity"],
+    ("n_charged", REGISTRY["charged_multiplicity"].fn,
      np.array([0, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30, 33, 36, 80.])),
-    ("n_kaons", OBSERVABLES["n_kaons"], np.array([-.5, .5, 1.5, 2.5, 3.5, 4.5, 30.])),
+    ("n_kaons", REGISTRY["n_kaons"].fn, np.array([-.5, .5, 1.5, 2.5, 3.5, 4.5, 30.])),
     ("x_lead", x_lead, np.array([0, .15, .2, .25, .3, .35, .4, .5, .6, .7, 1.01])),
-    ("b_wide", OBSERVABLES["b_wide"], np.array([0, .02, .03, .04, .05, .06, .08, .1, .13, .3])),
-    ("c_parameter", OBSERVABLES["c_parameter"], np.array([0, .05, .1, .15, .2, .25, .3, .4, .5, .6, .75, 1.0])),
+    ("b_wide", REGISTRY["b_wide"].fn, np.array([0, .02, .03, .04, .05, .06, .08, .1, .13, .3])),
+    ("c_parameter", REGISTRY["c_parameter"].fn, np.array([0, .05, .1, .15, .2, .25, .3, .4, .5, .6, .75, 1.0])),
 )
 
 #: The five tune parameters of :func:`diffgen.presets.ee_hadrons`.
@@ -79,9 +81,8 @@ def pseudo_datasets(gen, params, observables, n_events: int, n_sets: int, key, *
     time (one compilation) with keys derived from ``key``.
     """
     obs = list(as_observables(observables).values())
-    for label, v in (("n_events", n_events), ("n_sets", n_sets), ("chunk", chunk)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v <= 0:
-            raise ValueError(f"{label} must be a positive integer, got {v!r}")
+    n_events, n_sets, chunk = (check_int(v, label) for label, v in
+                               (("n_events", n_events), ("n_sets", n_sets), ("chunk", chunk)))
     per = max(1, chunk // n_events)
     size = per * n_events
     streams = obs if independent else [None]

@@ -63,19 +63,44 @@ Example:
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from diffgen.fit.fitter import FitResult, _cov_to_corr, _inverse, make_problem, predict
+from diffgen.checks import check_int
+from diffgen.fit.problem import Problem, make_problem, predict, start_values
+from diffgen.fit.result import FitResult
 from diffgen.fit.targets import BinnedTarget
-from diffgen.params import settings as flat_settings
+from diffgen.fit.util import cov_to_corr, inverse_or_nan, progress_bar
 from diffgen.stage import check_key
 
 __all__ = ["fit_linearized"]
+
+
+class _Data(NamedTuple):
+    """The datasets as vectors over the bins with σ_data > 0, concatenated over targets."""
+
+    valid: list  # per target: indices of the bins with σ_data > 0 (the same for every dataset)
+    ys: np.ndarray  # f[D, M] contents
+    vd: np.ndarray  # f[D, M] σ_data²
+    splits: np.ndarray  # where one target's bins end in the concatenation
+
+
+class _Iterations(NamedTuple):
+    """The Gauss–Newton iterations: expansion points, surrogate at the last one, estimates."""
+
+    history_theta: np.ndarray  # f[I, k] expansion points
+    history_chi2: list  # per iteration: f[D] χ² of the surrogate at the expansion point
+    thetas: np.ndarray  # f[D, k] the estimates
+    h: np.ndarray  # surrogate contents at the last expansion point, f[M]
+    jac: np.ndarray  # its Jacobian f[M, k]
+    v_sim: np.ndarray  # σ_sim² of the surrogate, f[M]
+    first: tuple  # (contents, variances) per target at the first expansion point (χ² before)
+    converged: bool
+    m_pool: int
 
 
 def _signature(targets) -> tuple:
@@ -169,26 +194,32 @@ def fit_linearized(gen, params, datasets, observables, free: Sequence[str], *, b
         ``loss_history[i]`` is the simulated χ² at expansion point i, ``param_history[i]`` that point.
     """
     check_key(key)
-    for label, v in (("n_events", n_events), ("iterations", iterations)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v <= 0:
-            raise ValueError(f"{label} must be a positive integer, got {v!r}")
-    if not (isinstance(tol, (int, float)) and tol >= 0):
+    n_events, iterations, pool = _check_options(n_events, iterations, tol, pool, pool_radius, common_random_numbers)
+    sets, single = _as_datasets(datasets)
+    problem = make_problem(gen, params, sets[0], observables, free, bounds, smoothing, straight_through)
+    start = start_values(params, problem.transform.names)
+    data = _data_vectors(sets)
+    it = _iterate(problem, data, start, key, n_events, iterations, tol, common_random_numbers, pool, pool_radius,
+                  progress)
+    results = [_dataset_result(problem, data, it, d, ds, n_events, start) for d, ds in enumerate(sets)]
+    return results[0] if single else results
+
+
+def _check_options(n_events, iterations, tol, pool, pool_radius, common_random_numbers) -> tuple[int, int, int]:
+    n_events, iterations, pool = (check_int(v, label) for label, v in
+                                  (("n_events", n_events), ("iterations", iterations), ("pool", pool)))
+    if isinstance(tol, bool) or not (isinstance(tol, (int, float)) and tol >= 0):
         raise ValueError(f"tol must be a number >= 0, got {tol!r}")
-    if isinstance(pool, bool) or not isinstance(pool, (int, np.integer)) or pool <= 0:
-        raise ValueError(f"pool must be a positive integer, got {pool!r}")
     if pool > 1 and common_random_numbers:
         raise ValueError("pool > 1 averages independent samples: it needs common_random_numbers=False "
                          "(with common random numbers every expansion point reuses the same events)")
-    if not (isinstance(pool_radius, (int, float)) and pool_radius > 0):
+    if isinstance(pool_radius, bool) or not (isinstance(pool_radius, (int, float)) and pool_radius > 0):
         raise ValueError(f"pool_radius must be a number > 0, got {pool_radius!r}")
-    sets, single = _as_datasets(datasets)
-    problem = make_problem(gen, params, sets[0], observables, free, bounds, smoothing, straight_through)
-    transform, names = problem.transform, problem.transform.names
-    start = {n: float(np.asarray(flat_settings(params)[n])) for n in names}
-    phi0 = np.asarray(transform.inverse(start), float)
-    theta0 = np.asarray(transform.forward(jnp.asarray(phi0)), float)
+    return n_events, iterations, pool
 
-    # data vectors: bins with σ_data > 0, concatenated over targets (same selection for all datasets)
+
+def _data_vectors(sets) -> _Data:
+    """Bins with σ_data > 0, concatenated over targets (``ValueError`` if datasets differ in them)."""
     valid = [np.nonzero(np.asarray(t.errors, float) > 0)[0] for t in sets[0]]
     for d, ds in enumerate(sets[1:], 1):
         for t, v in zip(ds, valid):
@@ -197,31 +228,49 @@ def fit_linearized(gen, params, datasets, observables, free: Sequence[str], *, b
                                  "give every dataset the same bins with nonzero errors")
     ys = np.stack([np.concatenate([np.asarray(t.contents, float)[v] for t, v in zip(ds, valid)]) for ds in sets])
     vd = np.stack([np.concatenate([np.asarray(t.errors, float)[v] ** 2 for t, v in zip(ds, valid)]) for ds in sets])
-    sizes = [v.size for v in valid]
-    splits = np.cumsum(sizes)[:-1]
+    return _Data(valid, ys, vd, np.cumsum([v.size for v in valid])[:-1])
+
+
+def _pooled(lins, theta_e, pool: int, pool_radius: float, err):
+    """(h, J, σ_sim², m): the mean of the last local linear models within ``pool_radius`` errors, at θ_e."""
+    window = [lins[-1]]
+    if pool > 1 and err is not None:
+        window = [e for e in lins[-pool:] if np.all(np.abs(e[0] - theta_e) <= pool_radius * err)]
+    m = len(window)
+    _, h, v_sim, jac = lins[-1]
+    if m > 1:  # mean of the local linear models, at θ_e; independent samples: variance / m
+        h = np.mean([e[1] + e[3] @ (theta_e - e[0]) for e in window], axis=0)
+        jac = np.mean([e[3] for e in window], axis=0)
+        v_sim = np.mean([e[2] for e in window], axis=0) / m
+    return h, jac, v_sim, m
+
+
+def _iterate(problem: Problem, data: _Data, start, key, n_events: int, iterations: int, tol: float,
+             common_random_numbers: bool, pool: int, pool_radius: float, progress: bool) -> _Iterations:
+    """Linearise at θ_e, minimise the surrogate for every dataset, move θ_e to the mean estimate; repeat."""
+    transform, names = problem.transform, problem.transform.names
+    phi0 = np.asarray(transform.inverse(start), float)
+    theta0 = np.asarray(transform.forward(jnp.asarray(phi0)), float)
+    n_sets = data.ys.shape[0]
 
     def contents(theta, kk):
-        preds = predict(problem, theta, kk, int(n_events))
-        c = jnp.concatenate([p.contents[v] for p, v in zip(preds, valid)])
-        var = jnp.concatenate([p.variances[v] for p, v in zip(preds, valid)])
+        preds = predict(problem, theta, kk, n_events)
+        c = jnp.concatenate([p.contents[v] for p, v in zip(preds, data.valid)])
+        var = jnp.concatenate([p.variances[v] for p, v in zip(preds, data.valid)])
         return c, (c, var, [p.contents for p in preds], [p.variances for p in preds])
 
     linearise = jax.jit(jax.jacfwd(contents, has_aux=True))
 
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=int(iterations), desc="linearised fit", unit="sim", file=sys.stderr)
-    phis = np.tile(phi0, (len(sets), 1))
+    bar = progress_bar(iterations, "linearised fit", "sim", progress)
+    phis = np.tile(phi0, (n_sets, 1))
     theta_e = theta0.copy()
     history_theta, history_chi2 = [], []
-    converged, c0 = False, None
+    converged, first = False, None
     lins: list[tuple] = []  # (θ_e, h, v_sim, J) of every iteration
     err = None
     m_pool = 1
     try:
-        for it in range(int(iterations)):
+        for it in range(iterations):
             jac, (h, v_sim, full_c, full_v) = linearise(jnp.asarray(theta_e, jnp.result_type(float)),
                                                         key if common_random_numbers
                                                         else jax.random.fold_in(key, it))
@@ -230,27 +279,19 @@ def fit_linearized(gen, params, datasets, observables, free: Sequence[str], *, b
                 raise ValueError("the simulated histograms or their Jacobian are not finite at "
                                  f"{dict(zip(names, theta_e))}")
             if it == 0:
-                c0 = ([np.asarray(c) for c in full_c], [np.asarray(v) for v in full_v])
+                first = ([np.asarray(c) for c in full_c], [np.asarray(v) for v in full_v])
             lins.append((theta_e.copy(), h, v_sim, jac))
-            window = [lins[-1]]
-            if pool > 1 and err is not None:
-                window = [e for e in lins[-pool:] if np.all(np.abs(e[0] - theta_e) <= pool_radius * err)]
-            m_pool = len(window)
-            if m_pool > 1:  # mean of the local linear models, at θ_e; independent samples: variance / m
-                h = np.mean([e[1] + e[3] @ (theta_e - e[0]) for e in window], axis=0)
-                jac = np.mean([e[3] for e in window], axis=0)
-                v_sim = np.mean([e[2] for e in window], axis=0) / m_pool
-            var = vd + v_sim[None, :]
+            h, jac, v_sim, m_pool = _pooled(lins, theta_e, pool, pool_radius, err)
+            var = data.vd + v_sim[None, :]
             history_theta.append(theta_e.copy())
-            history_chi2.append(np.sum((h[None, :] - ys) ** 2 / var, axis=1))
-            chi2s = np.zeros(len(sets))
-            for d in range(len(sets)):
-                phis[d], chi2s[d] = _surrogate_minimum(h, jac, theta_e, ys[d], var[d], transform, phis[d])
+            history_chi2.append(np.sum((h[None, :] - data.ys) ** 2 / var, axis=1))
+            for d in range(n_sets):
+                phis[d], _ = _surrogate_minimum(h, jac, theta_e, data.ys[d], var[d], transform, phis[d])
             thetas = transform.forward_host(phis)
             # the scale of `tol` and `pool_radius`: the error with ONE sample's σ_sim² (the scatter of
             # expansion points between fresh samples), which is the fit's error when pool = 1
-            fisher = jac.T @ (jac / np.mean(vd + lins[-1][2][None, :], axis=0)[:, None])
-            err = np.sqrt(np.clip(np.diag(_inverse(fisher)), 1e-300, None))
+            fisher = jac.T @ (jac / np.mean(data.vd + lins[-1][2][None, :], axis=0)[:, None])
+            err = np.sqrt(np.clip(np.diag(inverse_or_nan(fisher)), 1e-300, None))
             new_e = np.mean(thetas, axis=0)
             move = np.abs(new_e - theta_e) / err
             if bar is not None:
@@ -263,46 +304,51 @@ def fit_linearized(gen, params, datasets, observables, free: Sequence[str], *, b
     finally:
         if bar is not None:
             bar.close()
-    n_it = len(history_theta)
-    results = []
-    hist_theta = np.asarray(history_theta)
-    for d, ds in enumerate(sets):
-        var = vd[d] + v_sim
-        jw = jac / var[:, None]
-        cov = _inverse(jac.T @ jw)
-        a = cov @ jw.T
-        data_cov = (a * vd[d][None, :]) @ a.T
-        errs = np.sqrt(np.clip(np.diag(cov), 0.0, None))
-        th = thetas[d]
-        pred = h + jac @ (th - hist_theta[-1])
-        r2 = (pred - ys[d]) ** 2 / var
-        before, after, hist_b, hist_a = {}, {}, {}, {}
-        for t, part, c_full, v_full in zip(ds, np.split(r2, splits), c0[0], c0[1]):
-            ok = np.asarray(t.errors, float) > 0
-            vv = np.asarray(t.errors, float)[ok] ** 2 + np.asarray(v_full, float)[ok]
-            before[t.name] = (float(np.sum((np.asarray(c_full, float)[ok] - np.asarray(t.contents, float)[ok]) ** 2
-                                           / vv)), t.ndf)
-            after[t.name] = (float(np.sum(part)), t.ndf)
-            hist_b[t.name] = (np.asarray(c_full, float), np.sqrt(np.asarray(v_full, float)))
-        for t, v, part_c, part_e in zip(ds, valid, np.split(pred, splits), np.split(np.sqrt(v_sim), splits)):
-            full, full_e = np.zeros(t.n_bins), np.zeros(t.n_bins)
-            full[v], full_e[v] = part_c, part_e
-            hist_a[t.name] = (full, full_e)
-        msg = (f"Linearised Gauss–Newton: {n_it} expansion point(s) of {n_events} events"
-               f"{' per condition group' if len(problem.groups) > 1 else ''}"
-               f"{f', surrogate pooled over the last {m_pool}' if m_pool > 1 else ''}"
-               f"{', converged' if converged else ', not converged (raise iterations)'}"
-               f"{f'; {len(sets)} datasets share the simulation' if len(sets) > 1 else ''}. "
-               "Covariance: Fisher (Gauss–Newton) matrix with σ_data² + σ_sim². chi2_after: linear prediction.")
-        results.append(FitResult(
-            settings={n: float(th[j]) for j, n in enumerate(names)},
-            errors={n: float(errs[j]) for j, n in enumerate(names)},
-            covariance=cov, correlation=_cov_to_corr(cov),
-            loss_history=np.asarray([c[d] for c in history_chi2]), param_history=hist_theta,
-            chi2_before=before, chi2_after=after,
-            n_events_total=n_it * len(problem.groups) * int(n_events),
-            converged=converged, free=names, fisher_covariance=cov, covariance_method="fisher",
-            histograms_before=hist_b, histograms_after=hist_a, start=start, message=msg,
-            data_covariance=data_cov,
-        ))
-    return results[0] if single else results
+    return _Iterations(np.asarray(history_theta), history_chi2, thetas, h, jac, v_sim, first, converged, m_pool)
+
+
+def _dataset_result(problem: Problem, data: _Data, it: _Iterations, d: int, ds, n_events: int,
+                    start: dict) -> FitResult:
+    """The :class:`FitResult` of dataset ``d``: estimate, Fisher covariance, χ² and histograms."""
+    names = problem.transform.names
+    h, jac, v_sim = it.h, it.jac, it.v_sim
+    vd = data.vd[d]
+    var = vd + v_sim
+    jw = jac / var[:, None]
+    cov = inverse_or_nan(jac.T @ jw)
+    a = cov @ jw.T
+    data_cov = (a * vd[None, :]) @ a.T
+    errs = np.sqrt(np.clip(np.diag(cov), 0.0, None))
+    th = it.thetas[d]
+    pred = h + jac @ (th - it.history_theta[-1])
+    r2 = (pred - data.ys[d]) ** 2 / var
+    before, after, hist_b, hist_a = {}, {}, {}, {}
+    for t, part, c_full, v_full in zip(ds, np.split(r2, data.splits), it.first[0], it.first[1]):
+        ok = np.asarray(t.errors, float) > 0
+        vv = np.asarray(t.errors, float)[ok] ** 2 + np.asarray(v_full, float)[ok]
+        before[t.name] = (float(np.sum((np.asarray(c_full, float)[ok] - np.asarray(t.contents, float)[ok]) ** 2
+                                       / vv)), t.ndf)
+        after[t.name] = (float(np.sum(part)), t.ndf)
+        hist_b[t.name] = (np.asarray(c_full, float), np.sqrt(np.asarray(v_full, float)))
+    for t, v, part_c, part_e in zip(ds, data.valid, np.split(pred, data.splits), np.split(np.sqrt(v_sim), data.splits)):
+        full, full_e = np.zeros(t.n_bins), np.zeros(t.n_bins)
+        full[v], full_e[v] = part_c, part_e
+        hist_a[t.name] = (full, full_e)
+    n_it, n_sets, m_pool = len(it.history_theta), data.ys.shape[0], it.m_pool
+    msg = (f"Linearised Gauss–Newton: {n_it} expansion point(s) of {n_events} events"
+           f"{' per condition group' if len(problem.groups) > 1 else ''}"
+           f"{f', surrogate pooled over the last {m_pool}' if m_pool > 1 else ''}"
+           f"{', converged' if it.converged else ', not converged (raise iterations)'}"
+           f"{f'; {n_sets} datasets share the simulation' if n_sets > 1 else ''}. "
+           "Covariance: Fisher (Gauss–Newton) matrix with σ_data² + σ_sim². chi2_after: linear prediction.")
+    return FitResult(
+        settings={n: float(th[j]) for j, n in enumerate(names)},
+        errors={n: float(errs[j]) for j, n in enumerate(names)},
+        covariance=cov, correlation=cov_to_corr(cov),
+        loss_history=np.asarray([c[d] for c in it.history_chi2]), param_history=it.history_theta,
+        chi2_before=before, chi2_after=after,
+        n_events_total=n_it * len(problem.groups) * n_events,
+        converged=it.converged, free=names, fisher_covariance=cov, covariance_method="fisher",
+        histograms_before=hist_b, histograms_after=hist_a, start=start, message=msg,
+        data_covariance=data_cov,
+    )

@@ -38,90 +38,18 @@ O(N M d): :func:`sample_distance` uses at most ``max_events`` events of each sid
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.scipy.special import ndtr
 
 from diffgen.events import Events
 from diffgen.expect import event_weights
-from diffgen.fit.targets import NORMALISATIONS, BinnedTarget, Observable, as_observables, evaluate
+from diffgen.fit.binning import BinnedPrediction, binned
+from diffgen.fit.targets import BinnedTarget, Observable, as_observables, evaluate
 from diffgen.numerics import safe_sqrt
 
 __all__ = ["BinnedPrediction", "binned", "chi2", "pulls", "energy_distance", "mmd", "median_bandwidth",
            "features", "sample_distance"]
-
-
-class BinnedPrediction(NamedTuple):
-    """Simulated bin contents (normalised like the target) and their MC variances."""
-
-    contents: jax.Array
-    variances: jax.Array
-
-
-def _edge_widths(edges, smoothing):
-    w = jnp.diff(edges)
-    mid = 0.5 * (w[:-1] + w[1:])
-    return smoothing * jnp.concatenate([w[:1], mid, w[-1:]])
-
-
-def binned(values, weights, edges, *, mask=None, normalisation: str = "events", smoothing: float | None = None,
-           straight_through: bool = True) -> BinnedPrediction:
-    """Normalised, optionally soft-binned histogram with MC variances (see module docstring).
-
-    Args:
-        values: f[N] per-event or f[N, P] per-particle observable values.
-        weights: f[N] event weights (0 for failed events); any positive scale for ``events`` and
-            ``unit``, pb for ``sigma``.
-        edges: f[B+1] bin edges.
-        mask: bool like ``values`` (padded particle slots False).
-        normalisation: ``"events"``, ``"unit"`` or ``"sigma"``.
-        smoothing: kernel width as a fraction of the bin width, or None for hard bins.
-        straight_through: value from hard bins, value-gradient from the kernel (default).
-    """
-    if normalisation not in NORMALISATIONS:
-        raise ValueError(f"unknown normalisation {normalisation!r}; allowed: {', '.join(NORMALISATIONS)}")
-    values = jnp.asarray(values)
-    if values.ndim == 1:
-        values = values[:, None]
-        mask = None if mask is None else jnp.asarray(mask)[:, None]
-    m = jnp.ones(values.shape, bool) if mask is None else jnp.broadcast_to(jnp.asarray(mask, bool), values.shape)
-    w = jnp.asarray(weights)
-    dtype = jnp.result_type(values.dtype, w.dtype, float)
-    edges = jnp.asarray(edges, dtype)
-    nb = edges.shape[0] - 1
-    x = jnp.where(m, values, edges[0] - 1.0).astype(dtype)  # padded slots far outside, masked anyway
-    idx = jnp.searchsorted(edges, x, side="right") - 1
-    idx = jnp.where(x == edges[-1], nb - 1, idx)
-    inside = m & (idx >= 0) & (idx < nb) & (x <= edges[-1])
-    hard = jnp.sum(jax.nn.one_hot(jnp.where(inside, idx, -1), nb, dtype=dtype), axis=1)  # [N, B]
-    if smoothing is None:
-        n = hard
-    else:
-        h = _edge_widths(edges, jnp.asarray(smoothing, dtype))
-        cdf = ndtr((edges - x[..., None]) / h)
-        soft = jnp.sum(jnp.where(m[..., None], cdf[..., 1:] - cdf[..., :-1], 0.0), axis=1)
-        n = hard + (soft - jax.lax.stop_gradient(soft)) if straight_through else soft
-    num = w @ n
-    wg, hg = jax.lax.stop_gradient(w), jax.lax.stop_gradient(n)
-    if normalisation == "events":
-        total = jnp.sum(w)
-        contents = num / total
-        dev = hg - jax.lax.stop_gradient(contents)
-        var = jnp.sum((wg[:, None] * dev) ** 2, 0) / jax.lax.stop_gradient(total) ** 2
-    elif normalisation == "unit":
-        total = w @ jnp.sum(n, -1)
-        contents = num / total
-        dev = hg - jax.lax.stop_gradient(contents) * jnp.sum(hg, -1, keepdims=True)
-        var = jnp.sum((wg[:, None] * dev) ** 2, 0) / jax.lax.stop_gradient(total) ** 2
-    else:
-        count = float(w.shape[0])
-        contents = num / count
-        dev = wg[:, None] * hg - jax.lax.stop_gradient(contents)
-        var = jnp.sum(dev * dev, 0) / count / count
-    return BinnedPrediction(contents, var)
 
 
 def pulls(prediction: BinnedPrediction, target: BinnedTarget):

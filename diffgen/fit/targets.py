@@ -40,10 +40,8 @@ Example:
 
 from __future__ import annotations
 
-import difflib
 import functools
 import os
-import re
 from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, NamedTuple
@@ -53,16 +51,18 @@ import jax.numpy as jnp
 import numpy as np
 
 from diffgen.events import Events
-from diffgen.numerics import safe_div, safe_sqrt
-from diffgen.params import SETTINGS, check_value
+from diffgen.expect import event_weights
+from diffgen.fit.binning import NORMALISATIONS, BinnedPrediction, binned, check_normalisation
+from diffgen.io.yoda import histo1d_text, read_histogram
+from diffgen.observables import REGISTRY, fermion_cos_theta, unknown_observable_message
+from diffgen.params import SETTINGS, check_value, unknown_setting_message
 
 __all__ = [
     "Observable", "as_observable", "as_observables", "evaluate", "cos_theta", "BUILTIN_OBSERVABLES",
     "observable_registry", "NORMALISATIONS", "BinnedTarget", "from_arrays", "from_hist", "from_yoda_text",
-    "to_yoda_text", "from_events", "check_binning",
+    "to_yoda_text", "from_events", "check_binning", "unknown_observable_message",
 ]
 
-NORMALISATIONS = ("events", "unit", "sigma")
 _EMPTY: Mapping[str, float] = MappingProxyType({})
 
 
@@ -143,40 +143,17 @@ def evaluate(observable: Observable, events: Events):
     return values, mask
 
 
-def cos_theta(events: Events):
-    """cos θ of the outgoing fermion (slot 0) relative to the incoming particle in slot 0 (the e-), f[N].
+#: cos θ of the outgoing fermion vs the e- beam, f[N] (:func:`diffgen.observables.fermion_cos_theta`).
+cos_theta = fermion_cos_theta
 
-    Gradient-safe (double-where around the norms), so usable with pathwise gradients.
-    """
-    p = events.p4[:, 0, 1:]
-    axis = events.p4_in[:, 0, 1:]
-    num = jnp.sum(p * axis, -1)
-    den = safe_sqrt(jnp.sum(p * p, -1) * jnp.sum(axis * axis, -1))
-    return safe_div(num, den)
-
-
-#: Observables defined here, by name (per-event, f[N]).
-BUILTIN_OBSERVABLES: Mapping[str, Callable] = MappingProxyType({"cos_theta": cos_theta})
+#: Observables of the hard process by name (the ``"hard"`` entries of :data:`diffgen.observables.REGISTRY`).
+BUILTIN_OBSERVABLES: Mapping[str, Callable] = MappingProxyType(
+    {n: s.fn for n, s in REGISTRY.items() if s.level == "hard"})
 
 
 def observable_registry() -> dict[str, Callable]:
-    """Observables known by name: :data:`BUILTIN_OBSERVABLES` plus ``diffgen.observables.OBSERVABLES``.
-
-    The second is imported lazily and merged in when it exists (its names win on a clash).
-    """
-    out = dict(BUILTIN_OBSERVABLES)
-    try:
-        from diffgen.observables import OBSERVABLES
-    except ImportError:
-        return out
-    out.update(OBSERVABLES)
-    return out
-
-
-def unknown_observable_message(name, known) -> str:
-    close = difflib.get_close_matches(str(name), list(known), n=3)
-    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    return f"unknown observable {name!r}.{hint} Known observables: {', '.join(sorted(known))}."
+    """``{name: fn}`` of every observable in :data:`diffgen.observables.REGISTRY` (tune-file names)."""
+    return {n: s.fn for n, s in REGISTRY.items()}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -224,9 +201,7 @@ def _check_conditions(conditions, what: str) -> Mapping[str, float]:
     out = {}
     for k, v in conditions.items():
         if k not in SETTINGS:
-            close = difflib.get_close_matches(str(k), list(SETTINGS), n=3)
-            hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-            raise ValueError(f"{what}: unknown setting {k!r} in conditions.{hint}")
+            raise ValueError(f"{what}: conditions: {unknown_setting_message(k, SETTINGS)}")
         try:
             check_value(k, v)
         except ValueError as err:
@@ -247,8 +222,7 @@ def from_arrays(name: str, contents, errors, edges, *, normalisation: str = "eve
     what = f"target {name!r}"
     if not isinstance(name, str) or not name:
         raise ValueError(f"target name must be a non-empty string, got {name!r}")
-    if normalisation not in NORMALISATIONS:
-        raise ValueError(f"{what}: unknown normalisation {normalisation!r}; allowed: {', '.join(NORMALISATIONS)}")
+    check_normalisation(normalisation, what)
     e = _check_edges(edges, what)
     try:
         c = np.asarray(contents, dtype=float)
@@ -289,113 +263,6 @@ def from_hist(h, name: str | None = None, **kwargs) -> BinnedTarget:
     return from_arrays(name, values, np.sqrt(var), np.asarray(axes[0].edges, float), **kwargs)
 
 
-_NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?:inf|nan)"
-
-
-def _floats(line: str, lineno: int, n: int | None, where: str) -> list[float]:
-    parts = line.split()
-    try:
-        vals = [float(x) for x in parts]
-    except ValueError:
-        raise ValueError(f"{where}, line {lineno}: expected numbers, got {line.strip()!r}") from None
-    if n is not None and len(vals) != n:
-        raise ValueError(f"{where}, line {lineno}: expected {n} numbers, got {len(vals)} in {line.strip()!r}")
-    return vals
-
-
-def _parse_yoda_blocks(text: str, where: str):
-    """Yield (kind, path, body lines with line numbers) for each BEGIN ... END block."""
-    lines = text.splitlines()
-    i = 0
-    while i < len(lines):
-        line = lines[i].strip()
-        if line.startswith("BEGIN "):
-            head = line.split()
-            kind = head[1] if len(head) > 1 else ""
-            path = head[2] if len(head) > 2 else ""
-            body = []
-            j = i + 1
-            while j < len(lines) and not lines[j].strip().startswith("END "):
-                if lines[j].strip().startswith("BEGIN "):
-                    raise ValueError(f"{where}, line {j + 1}: BEGIN inside the block opened on line {i + 1}")
-                body.append((j + 1, lines[j]))
-                j += 1
-            if j >= len(lines):
-                raise ValueError(f"{where}, line {i + 1}: block {kind} {path} has no END line")
-            end_kind = lines[j].split()[1] if len(lines[j].split()) > 1 else ""
-            if end_kind != kind:
-                raise ValueError(f"{where}, line {j + 1}: END {end_kind} does not close BEGIN {kind}")
-            yield kind, path, body
-            i = j + 1
-        else:
-            i += 1
-
-
-def _yoda_histo(kind: str, path: str, body, where: str):
-    """(edges, sumw, sumw2) of a HISTO1D block (V1/V2 rows with xlow xhigh, or V3 Edges + rows)."""
-    data = [(n, ln) for n, ln in body if ln.strip() and not ln.strip().startswith("#")]
-    try:
-        start = next(k for k, (_, ln) in enumerate(data) if ln.strip() == "---") + 1
-    except StopIteration:
-        start = next((k for k, (_, ln) in enumerate(data) if re.match(rf"\s*(?:{_NUM}|Edges|Total)", ln)), 0)
-    rows = data[start:]
-    where = f"{where}: {kind} {path}"
-    if kind.endswith("_V3"):
-        edge_line = next(((n, ln) for n, ln in rows if ln.strip().startswith("Edges")), None)
-        if edge_line is None:
-            raise ValueError(f"{where}: missing 'Edges(A1): [...]' line")
-        m = re.search(r"\[(.*)\]", edge_line[1])
-        if m is None:
-            raise ValueError(f"{where}, line {edge_line[0]}: malformed edges {edge_line[1].strip()!r}")
-        edges = _floats(m.group(1).replace(",", " "), edge_line[0], None, where)
-        vals = [_floats(ln, n, 5, where) for n, ln in rows if not ln.strip().startswith(("Edges", "ErrorLabels"))]
-        if len(vals) != len(edges) + 1:
-            raise ValueError(f"{where}: {len(edges) - 1} bins from the edges need {len(edges) + 1} rows "
-                             f"(with under- and overflow), got {len(vals)}")
-        vals = vals[1:-1]
-        return np.asarray(edges), np.asarray([v[0] for v in vals]), np.asarray([v[1] for v in vals])
-    lo, hi, sw, sw2 = [], [], [], []
-    for n, ln in rows:
-        head = ln.split()[0]
-        if head in ("Total", "Underflow", "Overflow"):
-            _floats(" ".join(ln.split()[2:]), n, 5, where)
-            continue
-        v = _floats(ln, n, 7, where)
-        lo.append(v[0])
-        hi.append(v[1])
-        sw.append(v[2])
-        sw2.append(v[3])
-    if not lo:
-        raise ValueError(f"{where}: no bins")
-    if not np.allclose(lo[1:], hi[:-1], rtol=1e-9, atol=1e-12):
-        raise ValueError(f"{where}: bins are not contiguous (xhigh of one bin != xlow of the next)")
-    return np.asarray(lo + [hi[-1]]), np.asarray(sw), np.asarray(sw2)
-
-
-def _yoda_scatter(kind: str, path: str, body, where: str):
-    """(edges, y, yerr) of a SCATTER2D block (rows: x, x−, x+, y, y−, y+; errors averaged)."""
-    where = f"{where}: {kind} {path}"
-    rows = []
-    started = not any(ln.strip() == "---" for _, ln in body)
-    for n, ln in body:
-        s = ln.strip()
-        if s == "---":
-            started = True
-            continue
-        if not started or not s or s.startswith("#") or re.match(r"^[A-Za-z]", s):
-            continue
-        rows.append(_floats(s, n, 6, where))
-    if not rows:
-        raise ValueError(f"{where}: no points")
-    lo = [r[0] - r[1] for r in rows]
-    hi = [r[0] + r[2] for r in rows]
-    if not np.allclose(lo[1:], hi[:-1], rtol=1e-6, atol=1e-9):
-        raise ValueError(f"{where}: points do not form contiguous bins (x + xerr+ != next x - xerr-)")
-    y = np.asarray([r[3] for r in rows])
-    err = np.asarray([0.5 * (abs(r[4]) + abs(r[5])) for r in rows])
-    return np.asarray(lo + [hi[-1]]), y, err
-
-
 def from_yoda_text(path_or_text, name: str | None = None, *, histogram: str | None = None,
                    normalisation: str = "unit", scatter_density: bool = True, **kwargs) -> BinnedTarget:
     """A target from YODA text (a file path or the text itself).
@@ -411,52 +278,15 @@ def from_yoda_text(path_or_text, name: str | None = None, *, histogram: str | No
     normalised); pass ``"events"`` or ``"sigma"`` to take the contents as given. Other keyword
     arguments as :func:`from_arrays`. ``ValueError`` (with a line number) on malformed text.
     """
-    text = os.fspath(path_or_text) if isinstance(path_or_text, os.PathLike) else path_or_text
-    if not isinstance(text, str):
-        raise ValueError(f"from_yoda_text expects a path or YODA text, got {type(path_or_text).__name__}")
-    where = "YODA text"
-    if "BEGIN " not in text:
-        if not os.path.isfile(text):
-            raise ValueError(f"YODA file {text!r} does not exist (and the argument is not YODA text)")
-        where = f"YODA file {text!r}"
-        with open(text, encoding="utf-8") as fh:
-            text = fh.read()
-    blocks = [b for b in _parse_yoda_blocks(text, where)
-              if b[0].startswith(("YODA_HISTO1D", "YODA_SCATTER2D"))]
-    if not blocks:
-        raise ValueError(f"{where}: no YODA_HISTO1D or YODA_SCATTER2D block found")
-    if histogram is not None:
-        chosen = [b for b in blocks if b[1] == histogram]
-        if not chosen:
-            raise ValueError(f"{where}: no histogram with path {histogram!r}; it has {[b[1] for b in blocks]}")
-        blocks = chosen
-    if len(blocks) > 1:
-        raise ValueError(f"{where} holds {len(blocks)} histograms {[b[1] for b in blocks]}; choose one with histogram=")
-    kind, hpath, body = blocks[0]
-    if kind.startswith("YODA_HISTO1D"):
-        edges, contents, sumw2 = _yoda_histo(kind, hpath, body, where)
-        errors = np.sqrt(np.abs(sumw2))
-        density = False
-    else:
-        edges, contents, errors = _yoda_scatter(kind, hpath, body, where)
-        density = scatter_density
-    label = name or hpath.rstrip("/").split("/")[-1] or "yoda"
-    return from_arrays(label, contents, errors, edges, normalisation=normalisation, density=density, **kwargs)
+    h = read_histogram(path_or_text, histogram, scatter_density=scatter_density)
+    label = name or h.path.rstrip("/").split("/")[-1] or "yoda"
+    return from_arrays(label, h.contents, h.errors, h.edges, normalisation=normalisation, **kwargs)
 
 
 def to_yoda_text(target: BinnedTarget, path: str | None = None) -> str:
     """YODA ``HISTO1D_V2`` text of ``target`` (sumw = contents, sumw2 = errors²; moments set to 0)."""
-    path = path or f"/DIFFGEN/{target.name}"
-    c, s, e = (np.asarray(x, float) for x in (target.contents, target.errors, target.edges))
-    lines = [f"BEGIN YODA_HISTO1D_V2 {path}", f"Path: {path}", f"Title: {target.name}", "Type: Histo1D", "---",
-             f"# Area: {c.sum():.17e}", "# ID\t ID\t sumw\t sumw2\t sumwx\t sumwx2\t numEntries",
-             f"Total\tTotal\t{c.sum():.17e}\t{(s ** 2).sum():.17e}\t0\t0\t{c.size}",
-             "Underflow\tUnderflow\t0\t0\t0\t0\t0", "Overflow\tOverflow\t0\t0\t0\t0\t0",
-             "# xlow\t xhigh\t sumw\t sumw2\t sumwx\t sumwx2\t numEntries"]
-    for lo, hi, ci, si in zip(e[:-1], e[1:], c, s):
-        lines.append(f"{lo:.17e}\t{hi:.17e}\t{ci:.17e}\t{si * si:.17e}\t0\t0\t1")
-    lines.append("END YODA_HISTO1D_V2")
-    return "\n".join(lines) + "\n"
+    return histo1d_text(target.contents, target.errors, target.edges, path or f"/DIFFGEN/{target.name}",
+                        title=target.name)
 
 
 def check_binning(target: BinnedTarget, observable: Observable) -> None:
@@ -497,14 +327,10 @@ def from_events(events, observables, *, normalisation: str = "events", condition
     the target's ``observable`` is the observable's name. ``smoothing`` is normally left ``None``
     (hard bins, what data has).
     """
-    from diffgen.expect import event_weights
-    from diffgen.fit.losses import BinnedPrediction, binned
-
     obs = list(as_observables(observables).values())
     if names is not None and len(names) != len(obs):
         raise ValueError(f"from_events: {len(obs)} observables but {len(names)} names")
-    if normalisation not in NORMALISATIONS:
-        raise ValueError(f"from_events: unknown normalisation {normalisation!r}; allowed: {', '.join(NORMALISATIONS)}")
+    check_normalisation(normalisation, "from_events")
     ev = _load_events(events)
     ev = Events(*(jnp.asarray(getattr(ev, f)) for f in ("p4", "pid", "mask", "colour", "log_weight", "status",
                                                           "p4_in", "pid_in")))
@@ -531,8 +357,6 @@ def from_events(events, observables, *, normalisation: str = "events", condition
 @functools.lru_cache(maxsize=64)
 def _jitted_binner(fn, edges: tuple, normalisation: str, smoothing):
     """A jitted (events, weights) ↦ (contents, variances) for one observable (compiled once per shape)."""
-    from diffgen.fit.losses import binned
-
     obs = Observable("_", fn, np.asarray(edges))
 
     @jax.jit

@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from diffgen.params import SETTINGS, _range_text, _unknown_message
+from diffgen.params import SETTINGS, range_text, unknown_setting_message
 
 __all__ = ["BoundedTransform", "bounded_transform", "resolve_bounds", "check_free"]
 
@@ -41,7 +41,7 @@ def check_free(free) -> tuple[str, ...]:
         raise ValueError("free must name at least one setting to fit")
     for name in names:
         if name not in SETTINGS:
-            raise ValueError(f"free parameter: {_unknown_message(name, SETTINGS.keys())}")
+            raise ValueError(f"free parameter: {unknown_setting_message(name)}")
         if SETTINGS[name].integer:
             raise ValueError(f"free parameter {name!r} is an integer setting and cannot be fitted by gradients")
     dup = sorted({n for n in names if names.count(n) > 1})
@@ -78,7 +78,7 @@ def resolve_bounds(free, bounds: Mapping[str, Sequence[float]] | None = None) ->
             raise ValueError(f"bounds for {name!r} must be finite with lo < hi, got ({lo}, {hi})")
         if lo < spec.lo or hi > spec.hi:
             raise ValueError(f"bounds ({lo:g}, {hi:g}) for {name!r} lie outside its physical range "
-                             f"{_range_text(spec)}")
+                             f"{range_text(spec)}")
         out[name] = (lo, hi)
     return out
 

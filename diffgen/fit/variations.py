@@ -40,13 +40,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from diffgen.checks import check_int
 from diffgen.expect import event_weights
-from diffgen.fit.losses import binned
-from diffgen.fit.targets import NORMALISATIONS, as_observables, evaluate
+from diffgen.fit.binning import binned, check_normalisation
+from diffgen.fit.targets import as_observables, evaluate
 from diffgen.fit.transforms import check_free
 from diffgen.params import settings as flat_settings
 from diffgen.params import with_settings
-from diffgen.stage import _check_n, check_key
+from diffgen.stage import MAX_EVENTS, check_key
 
 __all__ = ["linearized_histograms", "LinearizedHistograms", "ValidityReport"]
 
@@ -178,10 +179,9 @@ def linearized_histograms(gen, params, observables, free: Sequence[str], key, n:
     """
     names = check_free(free)
     obs = as_observables(observables)
-    n = _check_n(n)
+    n = check_int(n, "number of events n", hi=MAX_EVENTS)
     check_key(key)
-    if normalisation not in NORMALISATIONS:
-        raise ValueError(f"unknown normalisation {normalisation!r}; allowed: {', '.join(NORMALISATIONS)}")
+    check_normalisation(normalisation)
     present = flat_settings(params)
     for name in names:
         if name not in present:
