@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import ndtr
 
+from diffgen.checks import check_int
 from diffgen.events import Events
 from diffgen.kinematics import cos_theta
 from diffgen.numerics import safe_sqrt
@@ -121,9 +122,7 @@ class Histogram(NamedTuple):
 
 def _edges(bins, range_):
     if isinstance(bins, (int, np.integer)) and not isinstance(bins, bool):
-        bins = int(bins)
-        if bins < 1:
-            raise ValueError(f"number of bins must be >= 1, got {bins}")
+        bins = check_int(bins, "number of bins")
         if range_ is None:
             raise ValueError("histogram with an integer number of bins needs range=(lo, hi)")
         lo, hi = float(range_[0]), float(range_[1])
