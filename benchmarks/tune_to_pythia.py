@@ -33,7 +33,9 @@ import time
 
 import numpy as np
 
-SQRT_S = 91.188
+from diffgen.params import DEFAULT_SQRT_S
+
+SQRT_S = DEFAULT_SQRT_S
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 

@@ -39,7 +39,9 @@ from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 
-SQRT_S = 91.188
+from diffgen.params import DEFAULT_SQRT_S
+
+SQRT_S = DEFAULT_SQRT_S
 TUNE = ("TimeShower:alphaSvalue", "StringZ:aLund", "StringZ:bLund", "StringPT:sigma", "StringFlav:probStoUD")
 RESPONSE_OBS = ("n_ch", "T", "C", "n_K", "x_p")
 TARGET_REL = 0.10
