@@ -13,7 +13,16 @@ Measures, in one process (so that diffgen and its peer see the same machine load
    peak-RSS increase (``resource.getrusage``) around the first ``--events`` sample.
 4. If ``pythia8mc`` is importable: Pythia 8 hard-process-only events/s
    (``PartonLevel:all = off``, ``HadronLevel:all = off``, via
-   :func:`diffgen.peers.pythia.time_events`) and the ratio diffgen / Pythia.
+   :func:`pythia_peer.time_events`, ``benchmarks/pythia_peer.py``) and the ratio diffgen / Pythia.
+
+5. What a user compares with Pythia's *unweighted* events: diffgen's events carry weights, so
+   next to the weighted events/s the script reports the effective sample size per second,
+   ESS/s = (Σw)²/Σw² / t, and unweighted events/s after hit-or-miss unweighting (keep an event
+   if u·w_max < w, u uniform in [0, 1)) of the same sample, t = the gen.sample time plus the
+   (jitted) unweighting step. w_max is the largest weight of the sample (no event is overweight;
+   efficiency ⟨w⟩/max w); a second row uses the ``--wmax-quantile`` quantile of the weights and
+   reports the fraction of events, and of σ, above it (those events are kept with weight w/w_max
+   > 1). Each rate is divided by Pythia's unweighted events/s of the same run.
 
 Every timing is repeated ``--repeats`` times, interleaving diffgen and Pythia so both see the
 same load; the best (min time, max rate) is reported with the spread (worst) beside it.
@@ -38,7 +47,6 @@ import statistics
 import sys
 import time
 
-SQRT_S = 91.188
 TARGET_SPEEDUP = 100.0
 TARGET_GRAD_RATIO = 3.0
 
@@ -58,11 +66,15 @@ def parse_args(argv=None):
     ap.add_argument("--profile", action="store_true",
                     help="also time the pieces of gen.sample (RNG, physics, writing Events) to see what dominates")
     ap.add_argument("--no-pythia", action="store_true", help="skip Pythia even if pythia8mc is importable")
+    ap.add_argument("--wmax-quantile", type=float, default=0.999,
+                    help="quantile of the weights used as w_max in the second unweighting row (the first uses max w)")
     ap.add_argument("--json", default=None, help="write all figures to this JSON file")
     args = ap.parse_args(argv)
     for name in ("events", "chunk", "repeats", "pythia_events"):
         if getattr(args, name) < 1:
             ap.error(f"--{name.replace('_', '-')} must be >= 1")
+    if not 0.5 <= args.wmax_quantile < 1.0:
+        ap.error(f"--wmax-quantile must be in [0.5, 1), got {args.wmax_quantile}")
     if args.grad_events is None:
         args.grad_events = args.events
     elif args.grad_events < 1:
@@ -128,10 +140,11 @@ def main(argv=None):
 
     import jax
     import numpy as np
+    import pythia_peer as py8
 
     import diffgen
     from diffgen.expect import tangent_from_settings
-    from diffgen.peers import pythia as py8
+    from diffgen.params import DEFAULT_SQRT_S as SQRT_S  # imported here: JAX only after --one-core
 
     n, ng, reps = args.events, args.grad_events, args.repeats
     have_pythia = (not args.no_pythia) and py8.available()
@@ -167,7 +180,7 @@ def main(argv=None):
     ev_bytes = sum(a.nbytes for a in jax.tree_util.tree_leaves(ev))
     per_leaf = {f: int(getattr(ev, f).nbytes // n) for f in ev.__dataclass_fields__}
     dtype = str(ev.p4.dtype)
-    del ev
+    sample_for_weights = ev  # the same events every repeat (same key): their weights give ESS and unweighting
     chunked = lambda: diffgen.generate(gen, params, key, n, chunk=args.chunk, progress=False)  # noqa: E731
     first_chunk, _ = timed(lambda: diffgen.generate(gen, params, key, min(args.chunk, n), chunk=args.chunk,
                                                     progress=False))
@@ -204,6 +217,10 @@ def main(argv=None):
         res["pythia_hard"] = {"events_per_s": max(py_rates), "events_per_s_worst": min(py_rates), "all": py_rates,
                               "events_per_cpu_s": max(py_cpu_rates), "all_per_cpu_s": py_cpu_rates,
                               "init_cpu_s": py_init_cpu, "n_events": args.pythia_events}
+
+    res["unweighting"] = unweighting(sample_for_weights, jax.random.fold_in(key, 12345), reps,
+                                     args.wmax_quantile)
+    del sample_for_weights
 
     mem = {"dtype": dtype, "events_bytes_per_event": ev_bytes / n, "leaf_bytes_per_event": per_leaf,
            "peak_rss_delta_bytes": rss1 - rss0, "peak_rss_delta_per_event": (rss1 - rss0) / n,
@@ -255,6 +272,65 @@ def main(argv=None):
             json.dump(res, f, indent=2, default=lambda o: o.tolist() if isinstance(o, np.ndarray) else str(o))
         print(f"  wrote {args.json}")
     return res
+
+
+def unweighting(ev, key, reps, quantile):
+    """ESS fraction and hit-or-miss unweighting of one sample (see the module docstring, item 5).
+
+    Returns the weight summary, the ESS fraction (Σw)²/(N Σw²), and per choice of w_max ("max" and
+    "quantile") the accepted events, the overweight fractions and the best time of the jitted
+    unweighting step (uniforms + comparison + count, blocked on).
+    """
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from diffgen.expect import event_weights
+
+    w = event_weights(ev)
+    wn = np.asarray(w, np.float64)
+    n = wn.size
+    ess = wn.sum() ** 2 / np.sum(wn * wn)
+
+    @jax.jit
+    def hit_or_miss(w, key, w_max):
+        keep = jax.random.uniform(key, w.shape, w.dtype) * w_max < w
+        return jnp.sum(keep)
+
+    out = {"n_events": n, "weight_mean_pb": float(wn.mean()), "weight_max_pb": float(wn.max()),
+           "weight_min_pb": float(wn.min()), "ess": float(ess), "ess_fraction": float(ess / n), "w_max": {}}
+    for name, w_max in (("max", wn.max()), ("quantile", np.quantile(wn, quantile))):
+        wm = jnp.asarray(w_max, w.dtype)
+        timed(hit_or_miss, w, key, wm)  # compile
+        ms = [timed(hit_or_miss, w, key, wm) for _ in range(reps)]
+        kept = int(ms[0][1])
+        over = wn > w_max
+        out["w_max"][name] = {
+            "w_max_pb": float(w_max), "quantile": None if name == "max" else quantile,
+            "accepted": kept, "efficiency": kept / n, "expected_efficiency": float(np.minimum(wn / w_max, 1).mean()),
+            "overweight_event_fraction": float(over.mean()),
+            "overweight_sigma_fraction": float(np.sum(np.maximum(wn - w_max, 0.0)) / wn.sum()),
+            "time": best([m for m, _ in ms]),
+        }
+    return out
+
+
+def rates_vs_pythia(res, ph):
+    """Rows (label, events/s, per CPU-second, ratio to Pythia, ratio per CPU-second) for the ratio table."""
+    one, uw = res["throughput"]["sample"], res["unweighting"]
+    t, c = one["best_s"], one["best_cpu_s"]
+    rows = [("weighted events (gen.sample)", uw["n_events"] / t, uw["n_events"] / c),
+            ("effective sample size (Σw)²/Σw²", uw["ess"] / t, uw["ess"] / c)]
+    for name, d in uw["w_max"].items():
+        label = ("unweighted, hit-or-miss, w_max = max w" if name == "max"
+                 else f"unweighted, w_max = {d['quantile']:g} quantile of w")
+        rows.append((label, d["accepted"] / (t + d["time"]["best_s"]), d["accepted"] / (c + d["time"]["best_cpu_s"])))
+    out = []
+    for label, rate, rate_cpu in rows:
+        out.append({"label": label, "events_per_s": rate, "events_per_cpu_s": rate_cpu,
+                    "ratio_to_pythia": rate / ph["events_per_s"] if ph else None,
+                    "ratio_to_pythia_per_cpu_s": rate_cpu / ph["events_per_cpu_s"] if ph else None})
+    return out
 
 
 def report(res, args):
@@ -325,6 +401,28 @@ def report(res, args):
         print(f"  {'':66s} {'wall':>8s} {'cpu':>8s} {'faults':>8s}")
         for name, d in res["profile"].items():
             print(f"  {name:66s} {d['best_s'] * 1e3:5.1f} ms {d['best_cpu_s'] * 1e3:5.1f} ms {d['minflt_min']:8d}")
+    uw = res["unweighting"]
+    table = rates_vs_pythia(res, ph)
+    res["rates_vs_pythia"] = table
+    print(f"\n== what to compare with Pythia's unweighted events: {n:_} diffgen events, "
+          f"ESS fraction (Σw)²/(NΣw²) = {uw['ess_fraction']:.4f}")
+    for name, d in uw["w_max"].items():
+        how = "max w" if name == "max" else f"{d['quantile']:g} quantile"
+        print(f"  w_max = {d['w_max_pb']:.5g} pb ({how}; "
+              f"<w> = {uw['weight_mean_pb']:.5g} pb): efficiency {d['efficiency']:.4f} "
+              f"(expected {d['expected_efficiency']:.4f}), overweight {d['overweight_event_fraction']:.2e} of events, "
+              f"{d['overweight_sigma_fraction']:.2e} of σ; unweighting step {d['time']['best_s'] * 1e3:.1f} ms")
+    pyl = "Pythia 8 unweighted" if ph else "Pythia 8 (not measured)"
+    print(f"  {'diffgen rate':42s} {'events/s':>13s} {'per CPU-s':>13s}  {'/ ' + pyl:>26s} {'per CPU-s':>10s}")
+    for row in table:
+        r1 = f"{row['ratio_to_pythia']:8.1f} x" if ph else "       -"
+        r2 = f"{row['ratio_to_pythia_per_cpu_s']:8.1f} x" if ph else "       -"
+        print(f"  {row['label']:42s} {fmt_rate(row['events_per_s']):>13s} {fmt_rate(row['events_per_cpu_s']):>13s}  "
+              f"{r1:>26s} {r2:>10s}")
+    if ph:
+        print(f"  {'Pythia 8 hard process (unweighted events)':42s} {fmt_rate(ph['events_per_s']):>13s} "
+              f"{fmt_rate(ph['events_per_cpu_s']):>13s}  {'1.0 x':>26s} {'1.0 x':>10s}")
+
     m = res["machine"]
     print(f"\n  load average at start {tuple(round(x, 2) for x in m['loadavg_start'])}, "
           f"at end {tuple(round(x, 2) for x in m['loadavg_end'])} ({m['cores']} cores)")

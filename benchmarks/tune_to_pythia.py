@@ -33,7 +33,9 @@ import time
 
 import numpy as np
 
-SQRT_S = 91.188
+from diffgen.params import DEFAULT_SQRT_S
+
+SQRT_S = DEFAULT_SQRT_S
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -69,7 +71,7 @@ def pythia_events(args):
             return d, float("nan")
         d = dict(np.load(args.pythia_file))
         return d, float(d.get("cpu_s", np.nan))
-    from diffgen.peers import pythia as py8
+    import pythia_peer as py8
 
     if not py8.available():
         sys.exit("pythia8mc is not installed (pip install 'diffgen[peers]'); or pass --pythia-file")

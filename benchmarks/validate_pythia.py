@@ -1,7 +1,8 @@
 """Validation: diffgen's e+e- -> hadrons chain against Pythia 8 (Monash, no ISR) at sqrt(s) = 91.188 GeV.
 
 Both generators' final states are analysed with diffgen's own observable functions
-(:mod:`diffgen.observables`): Pythia's particle arrays (:func:`diffgen.peers.pythia.ee_hadrons_events`)
+(:mod:`diffgen.observables`): Pythia's particle arrays (``benchmarks/pythia_peer.py``:
+:func:`pythia_peer.ee_hadrons_events`)
 are put into :class:`diffgen.Events` (``Events.empty`` with p4 / pid / mask replaced and p4_in set to the
 beams), padded to diffgen's slot capacity, and go through the same jitted functions in the same chunks.
 
@@ -38,7 +39,9 @@ from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 
-SQRT_S = 91.188
+from diffgen.params import DEFAULT_SQRT_S
+
+SQRT_S = DEFAULT_SQRT_S
 TUNE = ("TimeShower:alphaSvalue", "StringZ:aLund", "StringZ:bLund", "StringPT:sigma", "StringFlav:probStoUD")
 RESPONSE_OBS = ("n_ch", "T", "C", "n_K", "x_p")
 TARGET_REL = 0.10
@@ -76,7 +79,7 @@ def parse_args(argv=None):
 
 def pythia_worker(n, seed, settings):
     """Pythia events as compact float32/int32 arrays plus the CPU seconds spent (runs in a spawned process)."""
-    from diffgen.peers import pythia as py8
+    import pythia_peer as py8
 
     t0 = time.process_time()
     d = py8.ee_hadrons_events(SQRT_S, n, seed=seed, settings=settings)
@@ -321,9 +324,9 @@ def main(argv=None):
     # Pythia: same seed for +/- of one parameter (paired), another for the nominal sample
     futures = {}
     import jax
+    import pythia_peer as py8
 
     import diffgen
-    from diffgen.peers import pythia as py8
 
     defaults = py8.default_settings()
     for name, sign, _ in configs:

@@ -12,7 +12,8 @@ Shapes (``N`` events, ``P`` particle slots, a static capacity per stage):
 * ``status``: u32[N] bit flags (:class:`Status`); errors inside ``jit`` are data.
 * ``p4_in``: f[N, 2, 4] and ``pid_in``: i32[N, 2] the incoming particles.
 
-Every reduction over particles must use ``mask``.
+Every reduction over particles must use ``mask``. :func:`compact_slots` (and
+:meth:`Events.compact` on it) moves occupied slots to the front of a fixed capacity.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["Events", "Status", "status_names", "status_summary"]
+from diffgen.checks import check_int
+
+__all__ = ["Events", "Status", "status_names", "status_summary", "compact_slots"]
 
 
 class Status(enum.IntFlag):
@@ -46,6 +49,54 @@ def status_summary(status) -> dict[str, int]:
     """Count events with each status flag set (host-side, for reporting)."""
     s = np.asarray(status).astype(np.uint32)
     return {f.name: int(np.count_nonzero(s & np.uint32(int(f)))) for f in Status}
+
+
+def compact_slots(mask, fields, capacity: int):
+    """Move the occupied slots of each event to the front, in order, into ``capacity`` slots.
+
+    With c_i = Σ_j mask[i, j] occupied slots in event i, output slot k < min(c_i, capacity) holds
+    the (k+1)-th occupied input slot (the order is kept); every other output slot is zero and
+    unoccupied. Events with c_i > capacity keep their first ``capacity`` occupied slots and are
+    flagged in ``overflow``. The move is a gather (``take_along_axis``), so gradients flow from each
+    output slot back to the input slot it came from, and dropped or empty slots get zero gradient.
+
+    Args:
+        mask: bool[N, L] occupied input slots.
+        fields: a pytree (tuple, list, dict, …) of arrays shaped [N, L, ...] (e.g. p4 f[N, L, 4],
+            pid i32[N, L]).
+        capacity: number of output slots (a static int ≥ 0; smaller or larger than L).
+
+    Returns:
+        ``(mask, fields, overflow)``: bool[N, capacity] (a prefix of True per event), the fields
+        shaped [N, capacity, ...] with the structure of ``fields``, and bool[N] overflow flags.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> m = jnp.array([[False, True, False, True]])
+        >>> out_mask, (pid,), over = compact_slots(m, (jnp.array([[0, 211, 0, -211]]),), 3)
+        >>> out_mask.tolist(), pid.tolist(), over.tolist()
+        ([[True, True, False]], [[211, -211, 0]], [False])
+    """
+    mask = jnp.asarray(mask, bool)
+    n, slots = mask.shape
+    cum = jnp.cumsum(mask.astype(jnp.int32), axis=1)  # [N, L]: occupied slots up to and including j
+    count = cum[:, -1] if slots else jnp.zeros((n,), jnp.int32)
+    rank = jnp.arange(1, capacity + 1, dtype=jnp.int32)  # output slot k holds the rank-(k+1) occupied slot
+    keep = rank[None, :] <= count[:, None]  # [N, capacity]
+    if slots:
+        src = jnp.minimum(jax.vmap(lambda c: jnp.searchsorted(c, rank, side="left"))(cum), slots - 1)
+    else:
+        src = jnp.zeros((n, capacity), jnp.int32)
+
+    def gather(f):
+        f = jnp.asarray(f)
+        extra = (1,) * (f.ndim - 2)
+        if not slots:
+            return jnp.zeros((n, capacity) + f.shape[2:], f.dtype)
+        g = jnp.take_along_axis(f, src.reshape(src.shape + extra), axis=1)
+        return jnp.where(keep.reshape(keep.shape + extra), g, jnp.zeros((), f.dtype))
+
+    return keep, jax.tree_util.tree_map(gather, fields), count > capacity
 
 
 @jax.tree_util.register_dataclass
@@ -123,6 +174,18 @@ class Events:
             mask=self.mask[:, :capacity], colour=self.colour[:, :capacity],
         )
         return out.with_status(lost, Status.CAPACITY_OVERFLOW)
+
+    def compact(self, capacity: int | None = None) -> Events:
+        """Occupied slots to the front, in order, in ``capacity`` slots (default: the current capacity).
+
+        Built on :func:`compact_slots` (gather-based: gradients flow to the kept momenta); events
+        with more occupied slots than ``capacity`` keep the first ones and get
+        :attr:`Status.CAPACITY_OVERFLOW`.
+        """
+        capacity = self.capacity if capacity is None else check_int(capacity, "capacity", lo=0)
+        mask, (p4, pid, colour), overflow = compact_slots(self.mask, (self.p4, self.pid, self.colour), capacity)
+        out = self.replace(p4=p4, pid=pid, mask=mask, colour=colour)
+        return out.with_status(overflow, Status.CAPACITY_OVERFLOW)
 
     def total_p4(self) -> jax.Array:
         """Σ p over occupied slots, f[N, 4]."""

@@ -12,6 +12,8 @@ Weights: an event's weight is ``w = exp(log_weight)`` for events with
 * :func:`histogram` — weighted bin contents and errors √Σw²; differentiable in
   the weights, and in the values when ``smoothing`` (a Gaussian kernel width in
   the units of the values) is given.
+* :func:`bin_one_hot` — the hard binning behind it (one-hot bin rows, last bin closed), the one
+  place every hard histogram in diffgen bins its values.
 * :func:`linearize` — f(θ0) and the forward-mode map ε ↦ J·ε for any pytree f.
 """
 
@@ -26,11 +28,13 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import ndtr
 
+from diffgen.checks import check_int
 from diffgen.events import Events
-from diffgen.numerics import safe_div, safe_sqrt
+from diffgen.kinematics import cos_theta
+from diffgen.numerics import safe_sqrt
 from diffgen.params import SETTINGS, settings
 
-__all__ = ["event_weights", "cross_section", "expect", "Histogram", "histogram", "linearize",
+__all__ = ["event_weights", "cross_section", "expect", "Histogram", "histogram", "bin_one_hot", "linearize",
            "forward_backward_asymmetry", "tangent_from_settings"]
 
 
@@ -103,10 +107,7 @@ def forward_backward_asymmetry(events: Events):
 
     A_FB = (σ_F − σ_B)/(σ_F + σ_B) with weights; error from the ratio-estimator variance.
     """
-    p = events.p4[:, 0, 1:]
-    axis = events.p4_in[:, 0, 1:]
-    cos = safe_div(jnp.sum(p * axis, -1), safe_sqrt(jnp.sum(p * p, -1) * jnp.sum(axis * axis, -1)))
-    sign = jnp.sign(cos)
+    sign = jnp.sign(cos_theta(events.p4[:, 0], events.p4_in[:, 0]))
     w = event_weights(events, normalise=True)
     return _weighted_mean(sign, w, True)
 
@@ -121,9 +122,7 @@ class Histogram(NamedTuple):
 
 def _edges(bins, range_):
     if isinstance(bins, (int, np.integer)) and not isinstance(bins, bool):
-        bins = int(bins)
-        if bins < 1:
-            raise ValueError(f"number of bins must be >= 1, got {bins}")
+        bins = check_int(bins, "number of bins")
         if range_ is None:
             raise ValueError("histogram with an integer number of bins needs range=(lo, hi)")
         lo, hi = float(range_[0]), float(range_[1])
@@ -136,6 +135,32 @@ def _edges(bins, range_):
     if not isinstance(edges, jax.core.Tracer) and not bool(jnp.all(jnp.diff(edges) > 0)):
         raise ValueError("bin edges must be strictly increasing")
     return edges
+
+
+def bin_one_hot(values, edges, mask=None, dtype=None):
+    """Hard binning: the one-hot row of the bin that holds each value, f[..., B] for B = len(edges) − 1.
+
+    Bin b is [edges[b], edges[b+1]) and the last bin is closed, [edges[B−1], edges[B]]. Values
+    outside the edges, NaN, and entries where ``mask`` is False give a row of zeros (no
+    under/overflow bins). ``edges`` must be increasing; ``values`` have any shape (``mask``
+    broadcasts to it). The result is piecewise constant in ``values`` (zero value-gradient); weight
+    it, e.g. ``w @ bin_one_hot(x, edges)`` for the contents of a histogram of f[N] values.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> bin_one_hot(jnp.array([-1.0, 0.0, 0.5, 1.0, 2.0]), jnp.array([0.0, 0.5, 1.0])).tolist()
+        [[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0], [0.0, 0.0]]
+    """
+    values = jnp.asarray(values)
+    edges = jnp.asarray(edges)
+    dtype = dtype or jnp.result_type(values.dtype, edges.dtype, float)
+    nb = edges.shape[0] - 1
+    idx = jnp.searchsorted(edges, values, side="right") - 1
+    idx = jnp.where(values == edges[-1], nb - 1, idx)  # the last bin is closed on the right
+    inside = (idx >= 0) & (idx < nb)
+    if mask is not None:
+        inside = inside & jnp.broadcast_to(jnp.asarray(mask, bool), values.shape)
+    return jax.nn.one_hot(jnp.where(inside, idx, -1), nb, dtype=dtype)
 
 
 def histogram(values, bins, weights=None, smoothing=None, range=None, mask=None) -> Histogram:  # noqa: A002
@@ -169,11 +194,7 @@ def histogram(values, bins, weights=None, smoothing=None, range=None, mask=None)
     x = values.reshape(-1)
     w = w.reshape(-1)
     if smoothing is None:
-        idx = jnp.searchsorted(edges, x, side="right") - 1
-        idx = jnp.where(x == edges[-1], edges.shape[0] - 2, idx)  # the last bin is closed on the right
-        inside = (idx >= 0) & (idx < edges.shape[0] - 1)
-        onehot = jax.nn.one_hot(jnp.where(inside, idx, -1), edges.shape[0] - 1, dtype=w.dtype)
-        frac = onehot
+        frac = bin_one_hot(x, edges, dtype=w.dtype)
     else:
         h = jnp.asarray(smoothing, w.dtype)
         cdf = ndtr((edges[None, :] - x[:, None]) / h)

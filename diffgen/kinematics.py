@@ -51,9 +51,26 @@ def pt(p):
     return safe_sqrt(p[..., 1] ** 2 + p[..., 2] ** 2)
 
 
-def cos_theta(p):
-    """cos θ = pz/|p⃗| (0 for the zero vector)."""
-    return safe_div(p[..., 3], p3_abs(p))
+def cos_theta(p, axis=None):
+    """cos θ of the three-momentum of ``p`` relative to the direction of ``axis`` (default: +z).
+
+    cos θ = p⃗·a⃗ / (|p⃗| |a⃗|) with a⃗ the spatial part of ``axis``; without ``axis`` it is pz/|p⃗|.
+    Shapes: ``p`` f[..., 4], ``axis`` f[..., 4] (any four-vector along the axis, e.g. the incoming
+    e⁻; only its direction matters), broadcast against each other. 0, with zero gradient, when
+    either three-vector is zero (padded slots); gradients are finite everywhere.
+
+    Example (the polar angle of the outgoing fermion w.r.t. the e⁻ beam):
+        >>> import jax.numpy as jnp
+        >>> from diffgen.kinematics import cos_theta
+        >>> mu = jnp.array([45.0, 0.0, 27.0, 36.0]); e_minus = jnp.array([45.0, 0.0, 0.0, -45.0])
+        >>> round(float(cos_theta(mu)), 6), round(float(cos_theta(mu, e_minus)), 6)
+        (0.8, -0.8)
+    """
+    if axis is None:
+        return safe_div(p[..., 3], p3_abs(p))
+    dot = jnp.sum(p[..., 1:] * axis[..., 1:], axis=-1)
+    norms2 = jnp.sum(p[..., 1:] ** 2, axis=-1) * jnp.sum(axis[..., 1:] ** 2, axis=-1)
+    return safe_div(dot, safe_sqrt(norms2))
 
 
 def eta(p, max_abs: float = 20.0):

@@ -2,26 +2,27 @@
 
 Example:
     >>> import jax, diffgen
-    >>> gen = diffgen.presets.ee_mumu(sqrt_s=91.188)
+    >>> gen = diffgen.presets.ee_mumu()  # √s = diffgen.params.DEFAULT_SQRT_S = 91.188 GeV
     >>> params = gen.default_params()
     >>> sigma, err = diffgen.cross_section(gen, params, jax.random.key(1), 10_000)
 """
 
 from __future__ import annotations
 
+from diffgen.params import DEFAULT_SQRT_S
 from diffgen.processes import ee_to_ffbar
 from diffgen.stage import Generator, chain
 
 __all__ = ["ee_mumu", "ee_qq", "ee_hadrons", "PROCESSES", "make"]
 
 
-def ee_mumu(sqrt_s: float = 91.188) -> Generator:
+def ee_mumu(sqrt_s: float = DEFAULT_SQRT_S) -> Generator:
     """e+e- → γ*/Z → μ+μ- at √s = ``sqrt_s`` GeV (no ISR), Pythia 8.3 electroweak conventions."""
     return Generator(chain(("hard", ee_to_ffbar((13,), sqrt_s))), name="ee-mumu",
                      info={"process": "ee-mumu", "flavours": (13,), "sqrt_s": sqrt_s})
 
 
-def ee_qq(sqrt_s: float = 91.188, flavours=(1, 2, 3, 4, 5)) -> Generator:
+def ee_qq(sqrt_s: float = DEFAULT_SQRT_S, flavours=(1, 2, 3, 4, 5)) -> Generator:
     """e+e- → γ*/Z → q q̄ summed over ``flavours`` (u, d, s massless; c, b with Pythia masses).
 
     The quark channels carry Pythia's QCD factor 3(1 + α_s/π) (``SigmaProcess:alphaSvalue``).
@@ -33,7 +34,7 @@ def ee_qq(sqrt_s: float = 91.188, flavours=(1, 2, 3, 4, 5)) -> Generator:
                      info={"process": "ee-qq", "flavours": flavours, "sqrt_s": sqrt_s})
 
 
-def ee_hadrons(sqrt_s: float = 91.188, flavours=(1, 2, 3, 4, 5), shower: bool = True, decays: bool = True,
+def ee_hadrons(sqrt_s: float = DEFAULT_SQRT_S, flavours=(1, 2, 3, 4, 5), shower: bool = True, decays: bool = True,
                me_correction: bool = True, shower_capacity: int | None = None,
                hadron_capacity: int | None = None, final_capacity: int | None = None) -> Generator:
     """e+e- → γ*/Z → q q̄ → parton shower → Lund strings → hadron decays, no ISR.
@@ -69,7 +70,7 @@ def ee_hadrons(sqrt_s: float = 91.188, flavours=(1, 2, 3, 4, 5), shower: bool = 
 PROCESSES = {"ee-mumu": ee_mumu, "ee-qq": ee_qq, "ee-hadrons": ee_hadrons}
 
 
-def make(process: str, sqrt_s: float) -> Generator:
+def make(process: str, sqrt_s: float = DEFAULT_SQRT_S) -> Generator:
     """Build a preset by its CLI name (``ValueError`` listing the known names otherwise)."""
     if process not in PROCESSES:
         raise ValueError(f"unknown process {process!r}; allowed: {', '.join(sorted(PROCESSES))}")

@@ -1,4 +1,10 @@
 import os
+import sys
+from pathlib import Path
+
+# The Pythia 8 peer (benchmarks/pythia_peer.py) is not part of the installed package; the tests import it
+# as `import pythia_peer`, as the benchmark scripts do.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 
 # Tests run on CPU; keep XLA from grabbing all threads on the 2-core CI machine.
 os.environ.setdefault("JAX_PLATFORMS", "cpu")

@@ -82,7 +82,7 @@ def test_chain_and_histogram_reject_malformed_input():
         diffgen.chain(("a", ident), ("a", ident))
     with pytest.raises(ValueError, match=r"\(name, Stage\)"):
         diffgen.chain(("a", lambda x: x))
-    with pytest.raises(ValueError, match="bins must be >= 1"):
+    with pytest.raises(ValueError, match="number of bins must be an integer >= 1, got 0"):
         diffgen.histogram(jnp.zeros(3), 0, range=(0, 1))
     with pytest.raises(ValueError, match="hi > lo"):
         diffgen.histogram(jnp.zeros(3), 4, range=(1, 0))
@@ -148,3 +148,14 @@ def test_cli_rejects_unwritable_outputs(tmp_path, capsys, path_kind, match):
     assert match in capsys.readouterr().err
     assert sorted(os.listdir(tmp_path)) == before
     assert os.listdir(tmp_path / "adir") == []
+
+
+def test_durham_orders_must_be_positive_integers():
+    from diffgen.observables import jets
+
+    ev = diffgen.Events.empty(2, 4)
+    for bad in (0, -1, 1.0, True):
+        with pytest.raises(ValueError, match=r"n must be an integer >= 1 \(jets\), got"):
+            jets.durham_yn(ev, bad)
+        with pytest.raises(ValueError, match="n_max must be an integer >= 1, got"):
+            jets.durham_merge_scales(ev, bad)

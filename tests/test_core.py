@@ -132,6 +132,78 @@ def test_events_resize_flags_overflow():
     assert ev.resize(6).capacity == 6
 
 
+def _compact_reference(mask, field, capacity):
+    out = np.zeros((mask.shape[0], capacity) + field.shape[2:], field.dtype)
+    for i in range(mask.shape[0]):
+        kept = field[i][mask[i]][:capacity]
+        out[i, : len(kept)] = kept
+    return out
+
+
+@pytest.mark.parametrize("capacity", [0, 3, 6, 9])
+def test_compact_slots_keeps_order_flags_overflow_and_pads_zeros(capacity):
+    from diffgen.events import compact_slots
+
+    rng = np.random.default_rng(5)
+    mask = rng.uniform(size=(40, 6)) < 0.5
+    mask[0] = True  # 6 occupied
+    mask[1] = False  # none
+    p4 = rng.normal(size=(40, 6, 4)).astype(np.float32)
+    pid = np.where(mask, rng.integers(1, 300, size=(40, 6)), 0).astype(np.int32)
+    out_mask, fields, over = jax.jit(compact_slots, static_argnums=2)(
+        jnp.asarray(mask), {"p4": jnp.asarray(p4), "pid": jnp.asarray(pid)}, capacity)
+    assert set(fields) == {"p4", "pid"} and fields["p4"].shape == (40, capacity, 4)
+    assert fields["pid"].dtype == jnp.int32 and out_mask.shape == (40, capacity)
+    np.testing.assert_array_equal(fields["p4"], _compact_reference(mask, p4, capacity))
+    np.testing.assert_array_equal(fields["pid"], _compact_reference(mask, pid, capacity))
+    count = mask.sum(1)
+    np.testing.assert_array_equal(out_mask, np.arange(capacity)[None, :] < np.minimum(count, capacity)[:, None])
+    np.testing.assert_array_equal(over, count > capacity)
+
+
+def test_compact_slots_gradient_goes_to_the_kept_slots():
+    from diffgen.events import compact_slots
+
+    mask = jnp.array([[False, True, True, False, True], [True, False, False, False, False]])
+    p4 = jnp.arange(40.0).reshape(2, 5, 4)
+    weights = jnp.arange(1.0, 1.0 + 2 * 2 * 4).reshape(2, 2, 4)  # capacity 2: event 0 drops slot 4
+
+    def loss(p):
+        _, (q,), _ = compact_slots(mask, (p,), 2)
+        return jnp.sum(weights * q)
+
+    g = np.asarray(jax.grad(loss)(p4))
+    want = np.zeros((2, 5, 4))
+    want[0, 1], want[0, 2], want[1, 0] = weights[0, 0], weights[0, 1], weights[1, 0]
+    np.testing.assert_array_equal(g, want)  # empty and dropped slots get exactly zero
+    _, (q,), over = compact_slots(mask, (p4,), 2)
+    np.testing.assert_array_equal(over, [True, False])
+    np.testing.assert_array_equal(q[1, 1], 0.0)
+    # no particle slots at all: everything empty, nothing overflows
+    m0, (f0,), o0 = compact_slots(jnp.zeros((3, 0), bool), (jnp.zeros((3, 0, 4)),), 2)
+    assert f0.shape == (3, 2, 4) and not np.any(m0) and not np.any(o0)
+
+
+def test_events_compact_sets_overflow_status():
+    ev = diffgen.Events.empty(2, 4)
+    mask = jnp.array([[False, True, False, True], [True, True, True, False]])
+    p4 = jnp.broadcast_to(jnp.arange(1.0, 5.0)[None, :, None], (2, 4, 4)) * mask[..., None]
+    colour = jnp.stack([mask * 501, mask * 0], -1).astype(jnp.int32)
+    ev = ev.replace(mask=mask, p4=p4, pid=mask * 22, colour=colour)
+    same = ev.compact()
+    assert same.capacity == 4 and np.all(same.status == 0)
+    np.testing.assert_array_equal(same.mask, [[True, True, False, False], [True, True, True, False]])
+    np.testing.assert_array_equal(same.p4[0, :, 0], [2.0, 4.0, 0.0, 0.0])
+    np.testing.assert_array_equal(same.colour[0, :, 0], [501, 501, 0, 0])
+    np.testing.assert_allclose(same.total_p4(), ev.total_p4())
+    cut = ev.compact(2)
+    assert cut.capacity == 2
+    np.testing.assert_array_equal(cut.status, [0, int(Status.CAPACITY_OVERFLOW)])
+    np.testing.assert_array_equal(cut.p4[0, :, 0], [2.0, 4.0])
+    with pytest.raises(ValueError, match="capacity must be an integer >= 0, got -1"):
+        ev.compact(-1)
+
+
 def test_events_concatenate_keeps_host_dtypes():
     ev = diffgen.Events.empty(3, 2)
     host = jax.tree_util.tree_map(np.asarray, ev).replace(p4=np.full((3, 2, 4), 1.0 + 1e-12))  # float64
@@ -165,6 +237,32 @@ def test_histogram_hard_and_smooth():
     # edges: left edges belong to their bin, the last bin is closed on the right
     he = diffgen.histogram(jnp.array([0.0, 0.5, 1.0, 1.0000001, -1e-7]), 2, range=(0.0, 1.0))
     np.testing.assert_allclose(he.contents, [1.0, 2.0])
+
+
+def test_bin_one_hot_matches_numpy_and_masks():
+    from diffgen.expect import bin_one_hot
+
+    rng = np.random.default_rng(7)
+    edges = np.array([-1.0, -0.3, 0.0, 0.2, 1.0])
+    x = np.concatenate([rng.uniform(-1.5, 1.5, 200), edges, [np.nan, np.inf, -np.inf]])
+    oh = np.asarray(bin_one_hot(jnp.asarray(x), jnp.asarray(edges)))
+    assert oh.shape == (x.size, 4) and set(np.unique(oh)) <= {0.0, 1.0} and np.all(oh.sum(1) <= 1)
+    want, _ = np.histogram(x[np.isfinite(x)], edges)  # numpy: [lo, hi) bins, the last closed
+    np.testing.assert_array_equal(oh.sum(0), want)
+    outside = ~((x >= edges[0]) & (x <= edges[-1]))
+    assert np.all(oh[outside] == 0) and np.all(oh[~outside].sum(1) == 1)
+    # a mask broadcast over [N, P] values; a dtype; jittable with traced edges
+    v = jnp.full((3, 2), 0.1)
+    m = jnp.array([[True, False], [True, True], [False, False]])
+    om = bin_one_hot(v, edges, mask=m, dtype=jnp.float32)
+    assert om.shape == (3, 2, 4) and om.dtype == jnp.float32
+    np.testing.assert_array_equal(np.asarray(om).sum((1, 2)), [1, 2, 0])
+    jitted = jax.jit(bin_one_hot)(jnp.asarray(x), jnp.asarray(edges))
+    np.testing.assert_array_equal(np.asarray(jitted), oh)
+    # weighted: the histogram's hard contents are w @ one-hot
+    w = rng.uniform(size=x.size)
+    h = diffgen.histogram(jnp.asarray(x), jnp.asarray(edges), weights=jnp.asarray(w))
+    np.testing.assert_allclose(h.contents, w @ oh, rtol=1e-5)
 
 
 def test_linearisation_of_a_histogram_matches_resimulation(gen):

@@ -62,6 +62,12 @@ def test_pythia_numbers_for_the_couplings():
     b0 = 11.0 - 2.0 * 5 / 3.0
     closed = 0.13 / (1.0 + 0.13 * b0 / (4 * np.pi) * np.log(10.0**2 / 91.188**2))
     assert float(couplings.alpha_s_one_loop(10.0**2, 0.13)) == pytest.approx(closed, rel=1e-6)
+    # one function for the hard process and the shower; +inf (zero gradient) past the Landau pole
+    from diffgen.shower import alpha_s as shower_alpha_s
+
+    assert shower_alpha_s is couplings.alpha_s_one_loop
+    assert np.isinf(float(couplings.alpha_s_one_loop(0.0, 0.13)))
+    assert float(jax.grad(couplings.alpha_s_one_loop, argnums=1)(0.0, 0.13)) == 0.0
 
 
 def test_quark_channels_sum_and_flavour_fractions():

@@ -523,6 +523,9 @@ def test_read_hepmc_into_events(tmp_path, sample):
     with pytest.raises(ValueError, match="more than capacity=2"):
         read_hepmc(path, capacity=2)
     assert read_hepmc(path, capacity=6)[0].p4.shape[1] == 6
+    for bad in (0, 2.5, True):
+        with pytest.raises(ValueError, match=r"capacity must be None or an integer >= 1 \(particle slots per event\)"):
+            read_hepmc(path, capacity=bad)
 
 
 def test_hepmc_gz_via_dispatch_and_as_fit_target(tmp_path, sample):

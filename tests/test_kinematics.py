@@ -105,3 +105,30 @@ def test_match_total_momentum_restores_the_sum_and_keeps_masses():
         np.testing.assert_allclose(out, p4, atol=1e-2)  # and the change is small
         g = jax.grad(lambda t: kin.match_total_momentum(p4, mask, t).sum())(target)
         assert np.all(np.isfinite(np.asarray(g)))
+
+
+def test_cos_theta_relative_to_an_axis():
+    rng = np.random.default_rng(4)
+    p = jnp.asarray(np.column_stack([np.full(30, 50.0), rng.normal(size=(30, 3)) * 10]))
+    a = jnp.asarray(np.column_stack([np.full(30, 45.0), rng.normal(size=(30, 3)) * 10]))
+    p3, a3 = np.asarray(p)[:, 1:], np.asarray(a)[:, 1:]
+    want = (p3 * a3).sum(1) / np.linalg.norm(p3, axis=1) / np.linalg.norm(a3, axis=1)
+    np.testing.assert_allclose(kin.cos_theta(p, a), want, rtol=1e-5, atol=1e-6)
+    # default axis +z; an axis along ±z (any energy, any length) gives ±cos θ; broadcasting
+    z_axis = jnp.asarray([45.0, 0.0, 0.0, 45.0])
+    np.testing.assert_allclose(kin.cos_theta(p, z_axis), kin.cos_theta(p), rtol=1e-6)
+    np.testing.assert_allclose(kin.cos_theta(p, -3.0 * z_axis), -kin.cos_theta(p), rtol=1e-6)
+    # zero vectors (padded slots): 0 with finite (zero) gradients in both arguments
+    zero = jnp.zeros(4)
+    for x, y in [(zero, z_axis), (p[0], zero), (zero, zero)]:
+        assert float(kin.cos_theta(x, y)) == 0.0
+        gx, gy = jax.grad(kin.cos_theta, argnums=(0, 1))(x, y)
+        assert np.all(np.isfinite(np.asarray(gx))) and np.all(np.isfinite(np.asarray(gy)))
+    # gradient against finite differences (float64)
+    with jax.enable_x64(True):
+        p0 = jnp.asarray([50.0, 3.0, -4.0, 12.0])
+        a0 = jnp.asarray([45.0, 1.0, 2.0, -40.0])
+        g = jax.grad(kin.cos_theta)(p0, a0)
+        h = 1e-6
+        fd = [(kin.cos_theta(p0.at[i].add(h), a0) - kin.cos_theta(p0.at[i].add(-h), a0)) / (2 * h) for i in range(4)]
+        np.testing.assert_allclose(g, fd, rtol=1e-6, atol=1e-10)

@@ -1,4 +1,4 @@
-"""The Pythia 8 peer (diffgen.peers.pythia) and diffgen's σ against it."""
+"""The Pythia 8 peer (benchmarks/pythia_peer.py) and diffgen's σ and α_s against it."""
 
 import math
 import sys
@@ -8,10 +8,11 @@ import pytest
 
 pytest.importorskip("pythia8mc")
 
+import pythia_peer as peer  # noqa: E402  (benchmarks/, on sys.path via conftest.py)
+
 import diffgen  # noqa: E402
-from diffgen.amplitudes import ee_ffbar  # noqa: E402
+from diffgen.amplitudes import couplings, ee_ffbar  # noqa: E402
 from diffgen.params import SETTINGS  # noqa: E402
-from diffgen.peers import pythia as peer  # noqa: E402
 from diffgen.processes import fermion_mass  # noqa: E402
 
 pytestmark = pytest.mark.peers
@@ -83,6 +84,22 @@ def test_pythia_couplings_and_width():
     assert heavier["23:mWidth"] > pset["23:mWidth"] * 1.008
 
 
+def test_diffgen_alpha_s_is_pythias():
+    """The one one-loop α_s (hard process and shower) against Pythia's AlphaStrong, thresholds incl. m_t."""
+    import jax
+    import jax.numpy as jnp
+    import pythia8mc
+
+    mus = np.array([0.6, 1.2, 1.4999, 1.5, 3.0, 4.8, 10.0, 45.0, 91.188, 170.9, 171.0, 200.0, 1000.0])
+    with jax.enable_x64(True):
+        hard = np.asarray(couplings.alpha_s_one_loop(jnp.asarray(mus**2), 0.13))
+        shower = np.asarray(diffgen.shower.alpha_s(jnp.asarray(mus**2), 0.1365))
+    np.testing.assert_allclose(hard, peer.alpha_s(mus**2), rtol=1e-12)  # SigmaProcess:alphaSvalue = 0.13
+    ref = pythia8mc.AlphaStrong()
+    ref.init(0.1365, 1, 6, False)  # TimeShower: order 1, StandardModel:alphaSnfmax = 6, no CMW
+    np.testing.assert_allclose(shower, [ref.alphaS(m * m) for m in mus], rtol=1e-12)
+
+
 def test_ffbar_events_kinematics_and_afb():
     ev = peer.ee_ffbar_events(130.0, 20000, seed=5)
     n = 20000
@@ -127,8 +144,12 @@ def test_timing_and_argument_checks():
         peer.ee_ffbar_sigma(91.188, n_events=10, settings={"NoSuch:setting": 1})
     with pytest.raises(ValueError, match="flavours"):
         peer.ee_ffbar_sigma(91.188, flavours=(6,), n_events=10)
-    with pytest.raises(ValueError, match="seed"):
+    with pytest.raises(ValueError, match=r"seed must be an integer in \[1, 900000000\] \(Pythia's Random:seed\)"):
         peer.ee_ffbar_sigma(91.188, n_events=10, seed=0)
+    with pytest.raises(ValueError, match="n_events must be an integer >= 1, got 0"):
+        peer.ee_ffbar_sigma(91.188, n_events=0)
+    with pytest.raises(ValueError, match="max_multiplicity must be None or an integer >= 1, got 2.5"):
+        peer.ee_hadrons_events(91.188, 5, max_multiplicity=2.5)
     assert peer.pt_hat_acceptance(60.0) == pytest.approx(1 - 8.33e-4, abs=1e-6)
 
 

@@ -192,19 +192,22 @@ def test_capacity_overflow_is_flagged_and_consistent(small_shower):
 
 
 def _alpha_s_reference(mu, a_mz):
-    """One-loop α_s = 12π/((33 − 2n_f) ln(μ²/Λ²_{n_f})) with Λ matched at m_c = 1.5, m_b = 4.8 GeV."""
+    """One-loop α_s = 12π/((33 − 2n_f) ln(μ²/Λ²_{n_f})) with Λ matched at m_c = 1.5, m_b = 4.8, m_t = 171 GeV."""
     lam5 = 91.188**2 * math.exp(-12 * math.pi / (23 * a_mz))
     a_b = 12 * math.pi / (23 * math.log(4.8**2 / lam5))
     lam4 = 4.8**2 * math.exp(-12 * math.pi / (25 * a_b))
     a_c = 12 * math.pi / (25 * math.log(1.5**2 / lam4))
     lam3 = 1.5**2 * math.exp(-12 * math.pi / (27 * a_c))
-    nf, lam = (5, lam5) if mu >= 4.8 else (4, lam4) if mu >= 1.5 else (3, lam3)
+    a_t = 12 * math.pi / (23 * math.log(171.0**2 / lam5))
+    lam6 = 171.0**2 * math.exp(-12 * math.pi / (21 * a_t))
+    nf, lam = ((6, lam6) if mu >= 171.0 else (5, lam5) if mu >= 4.8 else (4, lam4) if mu >= 1.5
+               else (3, lam3))
     return 12 * math.pi / ((33 - 2 * nf) * math.log(mu * mu / lam))
 
 
 @pytest.mark.parametrize("a_mz", [0.118, 0.1365, 0.14])
 def test_alpha_s_one_loop(a_mz):
-    mus = [0.55, 0.8, 1.2, 1.4999, 1.5, 3.0, 4.7999, 4.8, 10.0, 45.0, 91.188, 200.0]
+    mus = [0.55, 0.8, 1.2, 1.4999, 1.5, 3.0, 4.7999, 4.8, 10.0, 45.0, 91.188, 170.99, 171.0, 200.0, 1000.0]
     got = np.asarray(alpha_s(jnp.asarray(mus, jnp.float32) ** 2, a_mz))
     want = np.array([_alpha_s_reference(m, a_mz) for m in mus])
     np.testing.assert_allclose(got, want, rtol=2e-5)
@@ -212,6 +215,7 @@ def test_alpha_s_one_loop(a_mz):
     # continuity at the thresholds, monotonic decrease
     np.testing.assert_allclose(got[3], got[4], rtol=1e-4)
     np.testing.assert_allclose(got[6], got[7], rtol=1e-4)
+    np.testing.assert_allclose(got[11], got[12], rtol=1e-4)
     assert np.all(np.diff(got) < 0)
 
 

@@ -2,11 +2,13 @@
 
 * α_EM runs at first order (Pythia ``AlphaEM``, order 1). Above the b-quark
   threshold (Q² > 90 GeV²) ``1/α(Q²) = 1/α(m_Z²) − b log(Q²/M_Z²)`` with
-  ``b = 0.725`` and the fixed reference ``M_Z = 91.188`` GeV used inside Pythia's
+  ``b = 0.725`` and the fixed reference :data:`M_Z_REF` (91.188 GeV) used inside Pythia's
   ``AlphaEM`` (independent of the ``23:m0`` setting). Below, the same form holds
   piecewise with Pythia's thresholds and coefficients.
 * α_s runs at one loop from ``α_s(m_Z)`` with n_f thresholds at m_c = 1.5,
-  m_b = 4.8 and m_t = 171 GeV (Λ matched), as Pythia's ``AlphaStrong`` (order 1).
+  m_b = 4.8 and m_t = 171 GeV (Λ matched), as Pythia's ``AlphaStrong`` (order 1):
+  :func:`alpha_s_one_loop`, the one α_s of diffgen (the shower's :func:`diffgen.shower.alpha_s`
+  is the same function).
 * Fermion couplings (Pythia ``CoupSM``): ``a_f = 2 T3_f = ±1``,
   ``v_f = a_f − 4 sin²θ̄_W e_f`` with the *effective* ``sin²θ̄_W``
   (``StandardModel:sin2thetaWbar``), while the Z normalisation uses
@@ -15,15 +17,23 @@
 
 from __future__ import annotations
 
+import math
+
 import jax.numpy as jnp
 
-__all__ = ["alpha_em", "alpha_s_one_loop", "fermion_charge", "axial_coupling", "vector_coupling",
-           "MZ_ALPHA_EM", "GEV2_TO_PB"]
+from diffgen.numerics import safe_div
+
+__all__ = ["alpha_em", "alpha_s_one_loop", "inverse_alpha_s", "fermion_charge", "axial_coupling",
+           "vector_coupling", "M_Z_REF", "M_C", "M_B", "M_T", "GEV2_TO_PB"]
 
 #: ħ²c² in GeV² pb: converts GeV⁻² to pb.
 GEV2_TO_PB = 0.3893793721e9
-#: reference mass inside Pythia's AlphaEM (hard-coded there, not ``23:m0``).
-MZ_ALPHA_EM = 91.188
+#: GeV: the m_Z that Pythia hard-codes as the reference scale of ``AlphaEM`` and ``AlphaStrong``
+#: (α_EM(m_Z²) = ``StandardModel:alphaEMmZ``, α_s(m_Z²) = ``*:alphaSvalue``); not ``23:m0``.
+M_Z_REF = 91.188
+M_C = 1.5  #: GeV, charm threshold of α_s (Pythia's ``AlphaStrong``; also ``4:m0``)
+M_B = 4.8  #: GeV, bottom threshold of α_s (Pythia's ``AlphaStrong``; also ``5:m0``)
+M_T = 171.0  #: GeV, top threshold of α_s (Pythia's ``AlphaStrong``)
 
 # Pythia 8.3 AlphaEM thresholds (GeV²) and first-order coefficients b_i: 1/α
 # decreases by b_i per unit of log Q² above Q2STEP[i].
@@ -38,9 +48,9 @@ def alpha_em(q2, alpha_em_mz):
     threshold Q²_i the coefficient changes to b_i (continuous in Q²).
     """
     q2 = jnp.asarray(q2)
-    inv = 1.0 / alpha_em_mz - _BRUN[4] * jnp.log(jnp.maximum(q2, _Q2STEP[0]) / MZ_ALPHA_EM**2)
+    inv = 1.0 / alpha_em_mz - _BRUN[4] * jnp.log(jnp.maximum(q2, _Q2STEP[0]) / M_Z_REF**2)
     # piecewise continuation below 90 GeV²
-    inv_at = 1.0 / alpha_em_mz - _BRUN[4] * jnp.log(_Q2STEP[4] / MZ_ALPHA_EM**2)
+    inv_at = 1.0 / alpha_em_mz - _BRUN[4] * jnp.log(_Q2STEP[4] / M_Z_REF**2)
     out = inv
     for i in range(3, -1, -1):
         lo, hi = _Q2STEP[i], _Q2STEP[i + 1]
@@ -50,28 +60,49 @@ def alpha_em(q2, alpha_em_mz):
     return 1.0 / out
 
 
-def alpha_s_one_loop(q2, alpha_s_mz, mz: float = 91.188, mc: float = 1.5, mb: float = 4.8, mt: float = 171.0):
-    """One-loop α_s(Q²) with flavour thresholds, ``1/α(Q²) = 1/α(m²_ref) + b0(n_f)/(4π) log(Q²/m²_ref)``.
+def _b0(nf: int) -> float:
+    """One-loop β₀ in the normalisation 1/α_s(μ²) = 1/α_s(μ₀²) + β₀/(2π) ln(μ²/μ₀²): (33 − 2n_f)/6."""
+    return (33.0 - 2.0 * nf) / 6.0
 
-    b0 = 11 − 2n_f/3; the n_f = 5 region is anchored at m_Z and the others are
-    matched continuously at the quark masses (equivalent to matching Λ).
+
+# ln m² of the reference scale and the thresholds, and 1/α_s − 1/α_s(m_Z²) at each threshold
+_LN_MZ2, _LN_MC2, _LN_MB2, _LN_MT2 = (2.0 * math.log(m) for m in (M_Z_REF, M_C, M_B, M_T))
+_SHIFT_MB = _b0(5) / (2.0 * math.pi) * (_LN_MB2 - _LN_MZ2)
+_SHIFT_MC = _SHIFT_MB + _b0(4) / (2.0 * math.pi) * (_LN_MC2 - _LN_MB2)
+_SHIFT_MT = _b0(5) / (2.0 * math.pi) * (_LN_MT2 - _LN_MZ2)
+_Q2_FLOOR = 1e-6  # GeV²; far below the Landau pole, keeps ln finite at Q² = 0
+
+
+def inverse_alpha_s(q2, alpha_s_mz, xp=jnp):
+    """1/α_s(Q²) at one loop (Q² in GeV²), linear in ln Q² on each n_f piece; ≤ 0 at and past the Landau pole.
+
+    1/α_s(Q²) = 1/α_s(m²) + β₀(n_f)/(2π) ln(Q²/m²) with β₀ = (33 − 2n_f)/6, n_f = 5 anchored at
+    m = :data:`M_Z_REF` and n_f = 3, 4, 6 matched continuously at :data:`M_C`, :data:`M_B`,
+    :data:`M_T` (Pythia's ``AlphaStrong`` at order 1, ``StandardModel:alphaSnfmax = 6``).
+    ``xp`` is ``jax.numpy`` (default) or ``numpy`` for host-side constants.
     """
-    q2 = jnp.asarray(q2)
-
-    def b(nf):
-        return (33.0 - 2.0 * nf) / (12.0 * jnp.pi)
-
+    ln = xp.log(xp.maximum(q2, _Q2_FLOOR))
     inv_mz = 1.0 / alpha_s_mz
-    inv_mb = inv_mz + b(5) * jnp.log(mb**2 / mz**2)
-    inv_mc = inv_mb + b(4) * jnp.log(mc**2 / mb**2)
-    inv_mt = inv_mz + b(5) * jnp.log(mt**2 / mz**2)
-    lq = jnp.log(jnp.maximum(q2, 1e-6))
-    inv = jnp.where(
-        q2 > mt**2, inv_mt + b(6) * (lq - jnp.log(mt**2)),
-        jnp.where(q2 > mb**2, inv_mz + b(5) * (lq - jnp.log(mz**2)),
-                  jnp.where(q2 > mc**2, inv_mb + b(4) * (lq - jnp.log(mb**2)),
-                            inv_mc + b(3) * (lq - jnp.log(mc**2)))))
-    return 1.0 / inv
+    inv6 = inv_mz + _SHIFT_MT + _b0(6) / (2.0 * math.pi) * (ln - _LN_MT2)
+    inv5 = inv_mz + _b0(5) / (2.0 * math.pi) * (ln - _LN_MZ2)
+    inv4 = inv_mz + _SHIFT_MB + _b0(4) / (2.0 * math.pi) * (ln - _LN_MB2)
+    inv3 = inv_mz + _SHIFT_MC + _b0(3) / (2.0 * math.pi) * (ln - _LN_MC2)
+    return xp.where(ln >= _LN_MT2, inv6, xp.where(ln >= _LN_MB2, inv5, xp.where(ln >= _LN_MC2, inv4, inv3)))
+
+
+def alpha_s_one_loop(q2, alpha_s_mz):
+    """One-loop α_s(Q²) (Q² in GeV²) for α_s(m_Z) = ``alpha_s_mz``, with the thresholds of :func:`inverse_alpha_s`.
+
+    The one running α_s of diffgen: the hard process (``SigmaProcess:alphaSvalue``) and the shower
+    (``TimeShower:alphaSvalue``, as :func:`diffgen.shower.alpha_s`) both use it. +inf at and below
+    the Landau pole; differentiable in both arguments (finite gradients, zero past the pole).
+
+    Example:
+        >>> round(float(alpha_s_one_loop(M_Z_REF**2, 0.13)), 6)
+        0.13
+    """
+    inv = inverse_alpha_s(jnp.asarray(q2), jnp.asarray(alpha_s_mz))
+    return jnp.where(inv > 0, safe_div(1.0, jnp.where(inv > 0, inv, 1.0)), jnp.inf)
 
 
 def fermion_charge(pid: int) -> float:

@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 
 from diffgen._version import __version__
+from diffgen.checks import check_optional_int
 from diffgen.events import Events
 from diffgen.io.atomic import atomic_write
 from diffgen.io.lhe import check_finite, generated_mass
@@ -206,9 +207,11 @@ def read_hepmc(path: str | os.PathLike, capacity: int | None = None) -> tuple[Ev
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        ValueError: not a HepMC ASCII file, no events, or an event larger than ``capacity``.
+        ValueError: ``capacity`` not None or an integer >= 1, not a HepMC ASCII file, no events, or an
+            event larger than ``capacity``.
     """
     name = os.fspath(path)
+    capacity = check_optional_int(capacity, "capacity", what="particle slots per event")
     if not os.path.isfile(name):
         raise FileNotFoundError(f"HepMC file {name!r} does not exist")
     pyhepmc = _pyhepmc(name)
@@ -239,7 +242,7 @@ def read_hepmc(path: str | os.PathLike, capacity: int | None = None) -> tuple[Ev
         raise ValueError(f"HepMC file {name!r} has no events")
     n = len(p4s)
     largest = max(p.size for p in pids)
-    cap = max(1, largest) if capacity is None else int(capacity)
+    cap = max(1, largest) if capacity is None else capacity
     if cap < largest:
         raise ValueError(f"HepMC file {name!r}: an event has {largest} final-state particles, more than "
                          f"capacity={cap}")

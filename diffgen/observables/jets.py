@@ -20,7 +20,9 @@ uses safe norms and divisions, so collinear pairs, particles at rest and padded 
 
 Example:
     >>> import jax.numpy as jnp
-    >>> from diffgen.events import Events
+    >>> from diffgen.checks import check_int
+from diffgen.checks import check_int
+from diffgen.events import Events
     >>> from diffgen.observables import durham_y23
     >>> p4 = jnp.array([[[3., 3., 0., 0.], [4., 0., 4., 0.], [5., -3., -4., 0.]]])  # E_vis = 12
     >>> ev = Events.empty(1, 3).replace(p4=p4, mask=jnp.ones((1, 3), bool))
@@ -33,6 +35,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from diffgen.checks import check_int
 from diffgen.events import Events
 from diffgen.numerics import safe_div, safe_norm
 from diffgen.observables.event_shapes import _einsum
@@ -119,8 +122,7 @@ def durham_merge_scales(events: Events, n_max: int = 4):
 
     One clustering pass (P − 1 merges) serves all n. E_vis = Σ E over occupied slots; 0 for empty events.
     """
-    if n_max < 1:
-        raise ValueError(f"n_max must be >= 1, got {n_max}")
+    n_max = check_int(n_max, "n_max")
     return _merge_scales(events, tuple(range(1, n_max + 1)))
 
 
@@ -129,8 +131,7 @@ def durham_yn(events: Events, n: int):
 
     Clusters down to n + 1 pseudojets only (P − n loop iterations).
     """
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
+    n = check_int(n, "n", what="jets")
     return _merge_scales(events, (n,))[:, 0]
 
 

@@ -1,5 +1,9 @@
 """Pythia 8 (the ``pythia8mc`` wheel) as the reference peer for validation and benchmarks.
 
+This module is not part of the installed ``diffgen`` package: it lives next to the benchmarks
+(``benchmarks/pythia_peer.py``), which import it as ``import pythia_peer`` (a script's own folder
+is on ``sys.path``); ``tests/conftest.py`` puts ``benchmarks/`` on ``sys.path`` for the tests.
+
 Everything runs e⁺e⁻ collisions at a fixed √s with point-like beams
 (``PDF:lepton = off``: no ISR, no beamstrahlung, no beam spread), electron
 (``Beams:idA = 11``) along +z. ``pythia8mc`` is imported lazily, so importing
@@ -51,6 +55,9 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
+
+from diffgen.checks import check_int, check_optional_int
+from diffgen.params import DEFAULT_SQRT_S
 
 __all__ = [
     "MIRRORED_SETTINGS", "available", "ee_ffbar_sigma", "ee_ffbar_events", "ee_hadrons_events",
@@ -123,9 +130,7 @@ def _lines(settings: Settings) -> list[str]:
 
 
 def _seed(seed: int) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 1 <= seed <= _MAX_SEED:
-        raise ValueError(f"seed must be an integer in [1, {_MAX_SEED}] (Pythia's Random:seed), got {seed!r}")
-    return int(seed)
+    return check_int(seed, "seed", lo=1, hi=_MAX_SEED, what="Pythia's Random:seed")
 
 
 def _beams(sqrt_s: float) -> list[str]:
@@ -189,9 +194,7 @@ def _sigma(py) -> tuple[float, float]:
 
 
 def _count(n_events) -> int:
-    if isinstance(n_events, bool) or not isinstance(n_events, numbers.Integral) or n_events < 1:
-        raise ValueError(f"n_events must be a positive integer, got {n_events!r}")
-    return int(n_events)
+    return check_int(n_events, "n_events", lo=1)
 
 
 def _p4(p) -> tuple[float, float, float, float]:
@@ -283,6 +286,7 @@ def ee_hadrons_events(sqrt_s: float, n_events: int, seed: int = 1, settings: Set
     * ``weight``: f[N]; ``sigma_pb``, ``error_pb``: Pythia's σ (exact for this 2 → 1 process).
     """
     n = _count(n_events)
+    max_multiplicity = check_optional_int(max_multiplicity, "max_multiplicity", lo=1)
     py = _pythia(_hadrons_lines(sqrt_s), seed, settings)
     info = py.infoPython()
     rows: list[list[tuple[float, float, float, float, int]]] = []
@@ -295,7 +299,7 @@ def ee_hadrons_events(sqrt_s: float, n_events: int, seed: int = 1, settings: Set
         quark[i] = _hard_pair(py.process)[0].idAbs()
         weight[i] = info.weight()
     mult = np.array([len(r) for r in rows], dtype=np.int32)
-    width = int(mult.max()) if max_multiplicity is None else int(max_multiplicity)
+    width = int(mult.max()) if max_multiplicity is None else max_multiplicity
     if mult.max() > width:
         raise ValueError(f"an event has {int(mult.max())} final-state particles > max_multiplicity={width}")
     p4 = np.zeros((n, width, 4))
@@ -310,7 +314,7 @@ def ee_hadrons_events(sqrt_s: float, n_events: int, seed: int = 1, settings: Set
             "sigma_pb": sigma, "error_pb": error}
 
 
-def time_events(config_kind: str, sqrt_s: float = 91.188, n_events: int = 2000, seed: int = 1,
+def time_events(config_kind: str, sqrt_s: float = DEFAULT_SQRT_S, n_events: int = 2000, seed: int = 1,
                 settings: Settings = None) -> float:
     """Pythia's generation rate in events per second (initialisation not timed).
 
@@ -335,7 +339,7 @@ def time_events(config_kind: str, sqrt_s: float = 91.188, n_events: int = 2000, 
 
 @functools.lru_cache(maxsize=8)
 def _default_settings(lines: tuple[str, ...]) -> tuple[tuple[str, float], ...]:
-    py = _pythia(_hadrons_lines(91.188), 1, list(lines))
+    py = _pythia(_hadrons_lines(DEFAULT_SQRT_S), 1, list(lines))
     out = {"23:m0": py.particleData.m0(23), "23:mWidth": py.particleData.mWidth(23)}
     out.update({k: py.settings.parm(k) for k in MIRRORED_SETTINGS if k not in out})
     return tuple(out.items())
@@ -355,7 +359,7 @@ def default_settings(settings: Settings = None) -> dict[str, float]:
 
 
 def _couplings(settings: Settings):
-    return _pythia(_ffbar_lines(91.188, (13,), "ffbar2gmZ"), 1, settings).coupSM
+    return _pythia(_ffbar_lines(DEFAULT_SQRT_S, (13,), "ffbar2gmZ"), 1, settings).coupSM
 
 
 def alpha_em(q2, settings: Settings = None) -> np.ndarray:
