@@ -194,7 +194,7 @@ def main(argv=None):
     from diffgen.events import status_summary
     from diffgen.expect import expect_of
     from diffgen.observables import charged_multiplicity, thrust
-    from diffgen.peers import pythia as py8
+    import pythia_peer as py8
 
     n, ng, reps = args.events, args.grad_events, args.repeats
     have_pythia = (not args.no_pythia) and py8.available()

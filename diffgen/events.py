@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from diffgen.checks import check_int
+from diffgen.schedule import prefix_sum
 
 __all__ = ["Events", "Status", "status_names", "status_summary", "compact_slots"]
 
@@ -79,7 +80,7 @@ def compact_slots(mask, fields, capacity: int):
     """
     mask = jnp.asarray(mask, bool)
     n, slots = mask.shape
-    cum = jnp.cumsum(mask.astype(jnp.int32), axis=1)  # [N, L]: occupied slots up to and including j
+    cum = prefix_sum(mask, axis=1)  # [N, L]: occupied slots up to and including j
     count = cum[:, -1] if slots else jnp.zeros((n,), jnp.int32)
     rank = jnp.arange(1, capacity + 1, dtype=jnp.int32)  # output slot k holds the rank-(k+1) occupied slot
     keep = rank[None, :] <= count[:, None]  # [N, capacity]

@@ -90,7 +90,7 @@ def unknown_setting_message(name, known=None) -> str:
     return f"unknown setting name {name!r}.{hint} Known names: {', '.join(sorted(known))}."
 
 
-def _is_concrete(x) -> bool:
+def is_concrete(x) -> bool:
     return not isinstance(x, jax.core.Tracer)
 
 
@@ -103,7 +103,7 @@ def range_text(spec: Setting) -> str:
 def check_value(name: str, value) -> None:
     """Raise ``ValueError`` if a concrete ``value`` is outside the range of ``name``."""
     spec = describe(name)
-    if not _is_concrete(value):
+    if not is_concrete(value):
         return
     arr = np.asarray(value)
     if arr.dtype.kind not in "fiu" and arr.dtype.kind != "b":

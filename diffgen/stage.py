@@ -328,7 +328,6 @@ def sample_traced(gen: Generator, params, key, n: int, offset=0) -> Events:
     idx = jnp.asarray(offset, jnp.uint32) + jnp.arange(n, dtype=jnp.uint32)
     return apply_indices(gen, params, key, idx)
 
-_check_n = check_n  # deprecated private alias (fit/variations.py); use check_n
 
 
 def uniforms(keys, shape=(), dtype=None):

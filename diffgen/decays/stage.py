@@ -58,7 +58,7 @@ from diffgen.decays.table import (
     decaying_codes,
     mass_of,
 )
-from diffgen.events import Events, Status
+from diffgen.events import Events, Status, compact_slots
 from diffgen.schedule import prefix_sum
 from diffgen.stage import Stage, event_keys, fold_keys
 
@@ -153,30 +153,10 @@ def is_stable(pid, stable=DEFAULT_STABLE):
     return ~_species(codes, jnp.asarray(pid))[1]
 
 
-def _compact(mask, fields, capacity: int):
-    """Move occupied candidates (``mask[N, L]``) to the front, in order, keeping ``capacity`` slots.
-
-    ``fields`` are arrays ``[N, L, ...]``; returns (mask, fields, overflow[N]). Gather-based, so
-    gradients flow back to the kept candidates.
-    """
-    n_cand = mask.shape[1]
-    cs = prefix_sum(mask.astype(jnp.int32), axis=1)
-    count = cs[:, -1]
-    targets = jnp.arange(1, capacity + 1, dtype=jnp.int32)
-    src = jax.vmap(lambda c: jnp.searchsorted(c, targets, side="left"))(cs)
-    src = jnp.minimum(src, n_cand - 1)
-    keep = targets[None, :] <= count[:, None]
-    out = []
-    for f in fields:
-        g = jnp.take_along_axis(f, src.reshape(src.shape + (1,) * (f.ndim - 2)), axis=1)
-        out.append(jnp.where(keep.reshape(keep.shape + (1,) * (f.ndim - 2)), g, jnp.zeros((), f.dtype)))
-    return keep, out, count > capacity
-
-
 def _append(mask, fields, new_mask, new_fields):
     """Append the occupied entries of ``new_*`` (``[N, E, ...]``) after the occupied prefix of ``mask``.
 
-    Requires the occupied slots of ``mask`` (``[N, C]``) to be a prefix (as :func:`_compact` leaves
+    Requires the occupied slots of ``mask`` (``[N, C]``) to be a prefix (as :func:`~diffgen.events.compact_slots` leaves
     them). Returns (mask, fields, overflow[N]). Each new entry is scattered to slot ``n_old + rank``
     (entries past ``C`` are dropped); scatter-set is differentiable, so gradients flow to the kept entries.
     """
@@ -315,8 +295,8 @@ def hadron_decays(capacity: int = DEFAULT_CAPACITY, generations: int | None = No
 
     def apply(params, key, events: Events) -> Events:
         key = event_keys(key, events.n_events)
-        mask0, (p4, pid, colour), overflow = _compact(
-            events.mask, [events.p4, jnp.where(events.mask, events.pid, 0), events.colour], capacity)
+        mask0, (p4, pid, colour), overflow = compact_slots(
+            events.mask, (events.p4, jnp.where(events.mask, events.pid, 0), events.colour), capacity)
 
         def body(g, carry):
             p4, pid, mask, colour, overflow, deferred = carry

@@ -195,9 +195,19 @@ def sample_bundle(u, from_positive, f_pos, f_neg, sp_weights, flav_probs, w_max=
         joint = jnp.where(fits, joint, 0.0)
         joint = safe_div(joint, jnp.sum(joint))
     flat = joint.reshape(-1)
-    cdf = jnp.cumsum(jax.lax.stop_gradient(flat))
-    k = jnp.clip(jnp.sum(cdf <= u * cdf[-1]), 0, flat.shape[0] - 1)
-    # never land on a zero-probability outcome (u at a CDF plateau)
+    # inverse CDF of the 108 outcomes in the order (q_new, h, c), in two short stages: the block
+    # (q_new, h) from its 18 marginals, then c from the 6 in the block with the rescaled remainder of
+    # u — the same outcome as one cumulative sum over all 108, at a fraction of the cost
+    sg = jax.lax.stop_gradient(joint).reshape(18, 6)
+    block = jnp.sum(sg, axis=-1)
+    cdf_b = jnp.cumsum(block)
+    target = u * cdf_b[-1]
+    ib = jnp.clip(jnp.sum(cdf_b <= target), 0, 17)
+    rest = target - (cdf_b[ib] - block[ib])
+    cdf_c = jnp.cumsum(sg[ib])
+    ic = jnp.clip(jnp.sum(cdf_c <= rest), 0, 5)
+    k = ib * 6 + ic
+    # never land on a zero-probability outcome (u at a CDF plateau or rounding at a block edge)
     k = jnp.where(flat[k] > 0, k, jnp.argmax(jax.lax.stop_gradient(flat) > 0))
     iq, ih, ic = k // 36, (k // 6) % 6, k % 6
     pid_h = jnp.asarray(_PID)[qh[iq], qbh[iq], ih]

@@ -48,13 +48,12 @@ import jax
 import jax.numpy as jnp
 
 from diffgen.checks import check_int, check_optional_int
-from diffgen.events import Events, Status
+from diffgen.events import Events, Status, compact_slots
 from diffgen.hadronization.flavour import new_flavour_probs, species_probs, vector_ratios
 from diffgen.hadronization.fragment import FragParams, fragment_batch, start_choices
 from diffgen.hadronization.string import build_pieces, collapse_light, compact_strings
 from diffgen.kinematics import match_total_momentum
 from diffgen.params import SETTINGS, out_of_range
-from diffgen.schedule import prefix_sum
 from diffgen.stage import Stage, event_keys, uniforms
 
 __all__ = ["string_fragmentation", "SETTING_NAMES", "DEFAULT_CAPACITY"]
@@ -72,16 +71,6 @@ def _sample_gluon_flavours(keys, pid, mask, flav_probs):
     is_g = mask & (pid == 21)
     log_p = jnp.where(is_g, jnp.log(flav_probs[k]), 0.0)
     return (k + 1).astype(jnp.int32), log_p
-
-
-def _compact(pid, p4, valid, capacity):
-    """Pack the ``valid`` candidates of one event into ``capacity`` slots (in order)."""
-    pos = prefix_sum(valid) - 1
-    pos = jnp.where(valid, pos, capacity)
-    out_pid = jnp.zeros((capacity,), jnp.int32).at[pos].set(pid, mode="drop")
-    out_p4 = jnp.zeros((capacity, 4), p4.dtype).at[pos].set(p4, mode="drop")
-    out_mask = jnp.zeros((capacity,), bool).at[pos].set(valid, mode="drop")
-    return out_pid, out_p4, out_mask, jnp.sum(valid) > capacity
 
 
 def string_fragmentation(capacity: int = DEFAULT_CAPACITY, max_partons: int | None = None,
@@ -142,16 +131,12 @@ def string_fragmentation(capacity: int = DEFAULT_CAPACITY, max_partons: int | No
                     **stats._asdict()}
         f_pid, f_p4, f_valid, score, over_f = frags
 
-        def finish(p4, pid, mask, parton, collapsed, f_pid, f_p4, f_valid):
-            c_pid, c_p4, c_valid = collapsed
-            keep = mask & ~parton
-            cand_pid = jnp.concatenate([jnp.where(keep, pid, 0), c_pid, f_pid])
-            cand_p4 = jnp.concatenate([p4, c_p4, f_p4])
-            cand_valid = jnp.concatenate([keep, c_valid, f_valid])
-            return _compact(cand_pid, cand_p4, cand_valid, capacity)
-
-        out_pid, out_p4, out_mask, over_out = jax.vmap(finish)(events.p4, events.pid, events.mask, parton, collapsed,
-                                                               f_pid, f_p4, f_valid)
+        c_pid, c_p4, c_valid = collapsed
+        keep = events.mask & ~parton  # non-parton inputs pass through, then collapsed pieces, then hadrons
+        cand_valid = jnp.concatenate([keep, c_valid, f_valid], axis=1)
+        cand = (jnp.concatenate([jnp.where(keep, events.pid, 0), c_pid, f_pid], axis=1),
+                jnp.concatenate([events.p4, c_p4, f_p4], axis=1))
+        out_mask, (out_pid, out_p4), over_out = compact_slots(cand_valid, cand, capacity)
         # score of the continuous-step choices, plus log p − sg(log p) of the start and gluon-split choices
         log_w = score + lp_choice - jax.lax.stop_gradient(lp_choice)
         overflow = over_s | over_f | over_out

@@ -39,7 +39,7 @@ from diffgen.io import hepmc, lhe, npz, parquet
 __all__ = ["write_events", "read_events", "SUFFIXES", "format_of"]
 
 SUFFIXES = (".npz", ".parquet", ".lhe", ".lhe.gz") + hepmc.SUFFIXES
-_LHE_KEYWORDS = ("sigma_pb", "error_pb", "beam_pids", "beam_energies", "process_id", "scale", "alpha_em",
+LHE_KEYWORDS = ("sigma_pb", "error_pb", "beam_pids", "beam_energies", "process_id", "scale", "alpha_em",
                  "alpha_s", "weighted")
 
 
@@ -76,7 +76,7 @@ def write_events(path: str | os.PathLike, events: Events, **metadata: Any) -> in
     if missing:
         raise ValueError(f"LHE output {os.fspath(path)!r} needs metadata {', '.join(missing)} "
                          "(cross-section and its error in pb)")
-    kwargs = {k: metadata.pop(k) for k in _LHE_KEYWORDS if k in metadata}
+    kwargs = {k: metadata.pop(k) for k in LHE_KEYWORDS if k in metadata}
     return lhe.write_lhe(path, events, metadata=metadata, **kwargs)
 
 

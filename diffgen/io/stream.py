@@ -46,7 +46,7 @@ import numpy as np
 from diffgen.events import Events
 from diffgen.io import hepmc, lhe
 from diffgen.io.atomic import check_writable
-from diffgen.io.dispatch import _LHE_KEYWORDS, format_of, write_events
+from diffgen.io.dispatch import LHE_KEYWORDS, format_of, write_events
 from diffgen.io.npz import encode_metadata, host_arrays
 
 __all__ = ["EventWriter"]
@@ -85,7 +85,7 @@ class EventWriter:
             self._metadata = metadata
             self._hepmc = hepmc.HepMCStream(self.path, **metadata)
         elif self.suffix.startswith(".lhe"):
-            self._lhe = {k: metadata.pop(k) for k in _LHE_KEYWORDS if k in metadata}
+            self._lhe = {k: metadata.pop(k) for k in LHE_KEYWORDS if k in metadata}
             self._metadata = metadata
             encode_metadata(metadata)
             lhe.check_options(sigma_pb=0.0, error_pb=0.0, beam_pids=self._lhe.get("beam_pids", (11, -11)),

@@ -61,7 +61,7 @@ __all__ = [
 _sg = jax.lax.stop_gradient
 
 
-def _einsum(spec, *operands):
+def einsum_highest(spec, *operands):
     """einsum at full float32 precision (GPUs default to TF32 for float32 contractions)."""
     return jnp.einsum(spec, *operands, precision=jax.lax.Precision.HIGHEST)
 
@@ -102,7 +102,7 @@ def _hardest_combinations(v, k: int):
         return jnp.zeros((v.shape[0], 0, 3), v.dtype)
     _, idx = jax.lax.top_k(jnp.sum(v * v, -1), k)
     hard = jnp.take_along_axis(v, idx[..., None], axis=1)  # [N, k, 3]
-    return _einsum("sk,nki->nsi", jnp.asarray(_combinations(k), v.dtype), hard)
+    return einsum_highest("sk,nki->nsi", jnp.asarray(_combinations(k), v.dtype), hard)
 
 
 def _max_projection_axis(v, seeds, n_iter: int):
@@ -117,11 +117,11 @@ def _max_projection_axis(v, seeds, n_iter: int):
     n = _unit(_sg(seeds))
 
     def step(_, n):
-        s = jnp.where(_einsum("npi,nsi->nsp", v, n) >= 0, 1.0, -1.0).astype(v.dtype)
-        return _unit(_einsum("nsp,npi->nsi", s, v))
+        s = jnp.where(einsum_highest("npi,nsi->nsp", v, n) >= 0, 1.0, -1.0).astype(v.dtype)
+        return _unit(einsum_highest("nsp,npi->nsi", s, v))
 
     n = jax.lax.fori_loop(0, n_iter, step, n)
-    score = jnp.sum(jnp.abs(_einsum("npi,nsi->nsp", v, n)), -1)  # [N, S]
+    score = jnp.sum(jnp.abs(einsum_highest("npi,nsi->nsp", v, n)), -1)  # [N, S]
     best = jnp.argmax(score, axis=-1)
     return jnp.take_along_axis(n, best[:, None, None], axis=1)[:, 0]
 
@@ -132,7 +132,7 @@ def _signed_sum_axis(v, n_star):
     Oriented so that W_z ≥ 0 (the thrust axis is a line). |W| = Σ|v·n*| at convergence.
     """
     s = jnp.where(_dot(v, _sg(n_star)[:, None, :]) >= 0, 1.0, -1.0).astype(v.dtype)
-    w = _einsum("np,npi->ni", s, v)
+    w = einsum_highest("np,npi->ni", s, v)
     return w * jnp.where(_sg(w[:, 2]) < 0, -1.0, 1.0).astype(v.dtype)[:, None]
 
 
@@ -245,7 +245,7 @@ def thrust_rapidity(events: Events, max_abs: float = 20.0):
 # --------------------------------------------------------------------------------------------- tensors
 def _quadratic_tensor(p3, pabs):
     den = jnp.sum(pabs * pabs, -1)
-    return safe_div(_einsum("npi,npj->nij", p3, p3), den[:, None, None])
+    return safe_div(einsum_highest("npi,npj->nij", p3, p3), den[:, None, None])
 
 
 def sphericity_tensor(events: Events, power: float = 2.0):
@@ -261,7 +261,7 @@ def sphericity_tensor(events: Events, power: float = 2.0):
     safe = jnp.where(ok, pabs, 1.0)
     w = jnp.where(ok, safe ** (power - 2.0), 0.0)
     den = jnp.sum(jnp.where(ok, safe**power, 0.0), -1)
-    return safe_div(_einsum("np,npi,npj->nij", w, p3, p3), den[:, None, None])
+    return safe_div(einsum_highest("np,npi,npj->nij", w, p3, p3), den[:, None, None])
 
 
 def linearized_tensor(events: Events):
@@ -278,8 +278,8 @@ def sphericity_eigenvalues(events: Events, power: float = 2.0):
     t = sphericity_tensor(events, power)
     _, vecs = jnp.linalg.eigh(_sg(t))
     v1, v3 = vecs[..., 2], vecs[..., 0]
-    l1 = _einsum("ni,nij,nj->n", v1, t, v1)
-    l3 = _einsum("ni,nij,nj->n", v3, t, v3)
+    l1 = einsum_highest("ni,nij,nj->n", v1, t, v1)
+    l3 = einsum_highest("ni,nij,nj->n", v3, t, v3)
     l2 = jnp.trace(t, axis1=-2, axis2=-1) - l1 - l3
     return jnp.stack([l1, l2, l3], axis=-1)
 

@@ -38,7 +38,7 @@ import jax.numpy as jnp
 from diffgen.checks import check_int
 from diffgen.events import Events
 from diffgen.numerics import safe_div, safe_norm
-from diffgen.observables.event_shapes import _einsum
+from diffgen.observables.event_shapes import einsum_highest
 
 __all__ = ["durham_distance", "durham_merge_scales", "durham_yn", "durham_y23"]
 
@@ -109,8 +109,8 @@ def _merge_scales(events: Events, ns: tuple[int, ...]):
     pair, label = _history(p4, events.mask, ns)  # [N, K, 2], [N, K, P]
     member_i = ((label == pair[..., :1]) & events.mask[:, None, :]).astype(p4.dtype)
     member_j = ((label == pair[..., 1:]) & events.mask[:, None, :]).astype(p4.dtype)
-    p_i = _einsum("nkp,npc->nkc", member_i, p4)
-    p_j = _einsum("nkp,npc->nkc", member_j, p4)
+    p_i = einsum_highest("nkp,npc->nkc", member_i, p4)
+    p_j = einsum_highest("nkp,npc->nkc", member_j, p4)
     evis = jnp.sum(p4[..., 0], -1)
     y = safe_div(durham_distance(p_i, p_j), (evis * evis)[:, None])
     enough = jnp.sum(events.mask, -1)[:, None] >= jnp.asarray(ns)[None, :] + 1

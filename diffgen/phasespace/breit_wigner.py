@@ -26,18 +26,18 @@ import jax.numpy as jnp
 import numpy as np
 
 from diffgen.numerics import safe_div, safe_log
-from diffgen.phasespace.volume import _as_float_array, _is_concrete
+from diffgen.phasespace.volume import as_float_array, is_concrete
 
 __all__ = ["sample_mass2", "line_shape"]
 
 
 def _check(m, width, s_min, s_max, what):
     for name, v in (("m", m), ("width", width)):
-        if _is_concrete(v):
+        if is_concrete(v):
             a = np.asarray(v, dtype=np.float64)
             if np.any(~np.isfinite(a)) or np.any(a <= 0):
                 raise ValueError(f"{what}: {name} = {a.tolist()} GeV outside allowed range (0, inf)")
-    if _is_concrete(s_min) and _is_concrete(s_max):
+    if is_concrete(s_min) and is_concrete(s_max):
         lo = np.asarray(s_min, dtype=np.float64)
         hi = np.asarray(s_max, dtype=np.float64)
         if np.any(~np.isfinite(lo)) or np.any(~np.isfinite(hi)) or np.any(lo < 0) or np.any(lo >= hi):
@@ -68,7 +68,7 @@ def sample_mass2(u, m, width, s_min, s_max):
         (log GeV²), so that exp(log_jacobian) · line_shape(s) = 1.
     """
     _check(m, width, s_min, s_max, "breit_wigner.sample_mass2")
-    u = _as_float_array(u)
+    u = as_float_array(u)
     m, width, s_min, s_max = (jnp.asarray(x, dtype=u.dtype) for x in (m, width, s_min, s_max))
     m2, m_gamma, rho_min, rho_max = _rho_limits(m, width, s_min, s_max)
     d_rho = rho_max - rho_min
@@ -85,7 +85,7 @@ def line_shape(s, m, width, s_min, s_max):
     so that ∫_{s_min}^{s_max} f(s) ds = 1.
     """
     _check(m, width, s_min, s_max, "breit_wigner.line_shape")
-    s = _as_float_array(s)
+    s = as_float_array(s)
     m, width, s_min, s_max = (jnp.asarray(x, dtype=s.dtype) for x in (m, width, s_min, s_max))
     m2, m_gamma, rho_min, rho_max = _rho_limits(m, width, s_min, s_max)
     den = ((s - m2) ** 2 + m_gamma**2) * (rho_max - rho_min)

@@ -39,11 +39,11 @@ import jax.numpy as jnp
 
 from diffgen.numerics import safe_div, safe_log, safe_norm, safe_sqrt
 from diffgen.phasespace.volume import (
-    _as_float_array,
-    _check_last_dim,
-    _check_masses,
-    _check_n,
-    _clip_unit,
+    as_float_array,
+    check_last_dim,
+    check_masses,
+    check_n_particles,
+    clip_unit,
     log_massless,
 )
 
@@ -55,7 +55,7 @@ NEWTON_ITERATIONS = 30
 
 def n_random(n: int) -> int:
     """Number of uniforms per event for ``n`` particles: 4n."""
-    _check_n(n)
+    check_n_particles(n)
     return 4 * n
 
 
@@ -75,7 +75,7 @@ def _massless_energies_directions(u, sqrt_s, n):
     double-``where`` trick, by a fixed regular configuration, so that values and gradients stay finite.
     """
     batch = u.shape[:-1]
-    u = _clip_unit(u).reshape(batch + (n, 4))
+    u = clip_unit(u).reshape(batch + (n, 4))
     cos_t = 2.0 * u[..., 0] - 1.0
     phi = 2.0 * jnp.pi * u[..., 1]
     sin_t = safe_sqrt((1.0 - cos_t) * (1.0 + cos_t))
@@ -104,8 +104,8 @@ def _massless_energies_directions(u, sqrt_s, n):
 
 
 def _prepare(u, sqrt_s, n, what):
-    u = _as_float_array(u)
-    _check_last_dim(u, 4 * n, f"{what} with n = {n}")
+    u = as_float_array(u)
+    check_last_dim(u, 4 * n, f"{what} with n = {n}")
     sqrt_s = jnp.broadcast_to(jnp.asarray(sqrt_s, dtype=u.dtype), u.shape[:-1])
     return u, sqrt_s
 
@@ -122,8 +122,8 @@ def massless(u, sqrt_s, n: int):
         ``(p4, log_weight)``: f[..., n, 4] momenta (GeV) and f[...] log Φ_n(s), the same for every event
         (units log GeV^(2n−4)).
     """
-    _check_n(n)
-    _check_masses(sqrt_s, [0.0] * n)
+    check_n_particles(n)
+    check_masses(sqrt_s, [0.0] * n)
     u, sqrt_s = _prepare(u, sqrt_s, n, "rambo.massless")
     energy, direction = _massless_energies_directions(u, sqrt_s, n)
     p4 = jnp.concatenate([energy[..., None], energy[..., None] * direction], axis=-1)
@@ -148,8 +148,8 @@ def massive(u, sqrt_s, masses):
     if masses.ndim != 1:
         raise ValueError(f"rambo.massive: masses must be a 1-d sequence of n values, got shape {masses.shape}")
     n = int(masses.shape[0])
-    _check_n(n)
-    _check_masses(sqrt_s, masses)
+    check_n_particles(n)
+    check_masses(sqrt_s, masses)
     u, sqrt_s = _prepare(u, sqrt_s, n, "rambo.massive")
     masses = masses.astype(u.dtype)
     energy, direction = _massless_energies_directions(u, sqrt_s, n)

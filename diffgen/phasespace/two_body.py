@@ -30,13 +30,13 @@ import numpy as np
 from diffgen import kinematics
 from diffgen.numerics import safe_div, safe_log, safe_sqrt
 from diffgen.phasespace.volume import (
-    _as_float_array,
-    _check_last_dim,
-    _check_masses,
-    _check_n,
-    _clip_unit,
-    _is_concrete,
-    _p_star_gap,
+    as_float_array,
+    check_last_dim,
+    check_masses,
+    check_n_particles,
+    clip_unit,
+    is_concrete,
+    p_star_gap,
 )
 
 __all__ = ["decay", "sequential", "n_random"]
@@ -44,7 +44,7 @@ __all__ = ["decay", "sequential", "n_random"]
 
 def n_random(n: int) -> int:
     """Number of uniforms per event that :func:`sequential` takes for ``n`` particles: 3n − 4."""
-    _check_n(n)
+    check_n_particles(n)
     return 3 * n - 4
 
 
@@ -71,7 +71,7 @@ def _decay(u2, parent_p4, parent_mass, m1, m2, gap):
     cos_t = 2.0 * u2[..., 0] - 1.0
     phi = 2.0 * jnp.pi * u2[..., 1]
     sin_t = safe_sqrt((1.0 - cos_t) * (1.0 + cos_t))
-    ps = _p_star_gap(parent_mass, m1, m2, gap)
+    ps = p_star_gap(parent_mass, m1, m2, gap)
     p_vec = ps[..., None] * jnp.stack([sin_t * jnp.cos(phi), sin_t * jnp.sin(phi), cos_t], axis=-1)
     e1 = safe_sqrt(m1 * m1 + ps * ps)
     e2 = safe_sqrt(m2 * m2 + ps * ps)
@@ -99,13 +99,13 @@ def decay(u2, parent_p4, m1, m2):
         meaningless (both at rest in the parent frame): mask them with ``valid`` (e.g. set
         ``Status.BELOW_THRESHOLD``) rather than reading them.
     """
-    u2 = _as_float_array(u2)
+    u2 = as_float_array(u2)
     parent_p4 = jnp.asarray(parent_p4, dtype=u2.dtype)
-    _check_last_dim(u2, 2, "two_body.decay")
+    check_last_dim(u2, 2, "two_body.decay")
     if parent_p4.shape[-1] != 4:
         raise ValueError(f"two_body.decay: parent_p4 must have shape [..., 4], got {tuple(parent_p4.shape)}")
     for name, m in (("m1", m1), ("m2", m2)):
-        if _is_concrete(m) and (not np.all(np.isfinite(np.asarray(m))) or np.any(np.asarray(m) < 0)):
+        if is_concrete(m) and (not np.all(np.isfinite(np.asarray(m))) or np.any(np.asarray(m) < 0)):
             raise ValueError(f"two_body.decay: {name} = {np.asarray(m).tolist()} GeV outside allowed range [0, M)")
     m1 = jnp.asarray(m1, dtype=u2.dtype)
     m2 = jnp.asarray(m2, dtype=u2.dtype)
@@ -140,18 +140,18 @@ def sequential(u, sqrt_s, masses):
         ``(p4, log_weight)``: f[..., n, 4] momenta in the √s rest frame (particle i has mass m_i) and f[...]
         log w. For traced inputs below threshold log_weight is −inf (weight 0, zero gradient).
     """
-    u = _as_float_array(u)
+    u = as_float_array(u)
     masses = jnp.asarray(masses, dtype=u.dtype)
     if masses.ndim != 1:
         raise ValueError(f"two_body.sequential: masses must be a 1-d sequence of n values, got shape {masses.shape}")
     n = int(masses.shape[0])
-    _check_n(n)
-    _check_last_dim(u, 3 * n - 4, f"two_body.sequential with n = {n}")
-    _check_masses(sqrt_s, masses)
+    check_n_particles(n)
+    check_last_dim(u, 3 * n - 4, f"two_body.sequential with n = {n}")
+    check_masses(sqrt_s, masses)
     batch = u.shape[:-1]
     sqrt_s = jnp.broadcast_to(jnp.asarray(sqrt_s, dtype=u.dtype), batch)
 
-    u_mass = _clip_unit(u[..., : n - 2])
+    u_mass = clip_unit(u[..., : n - 2])
     u_ang = u[..., n - 2 :].reshape(batch + (n - 1, 2))
     cum = jnp.cumsum(masses)  # cum[k-1] = m_1 + ... + m_k
 

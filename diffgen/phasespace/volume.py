@@ -45,10 +45,10 @@ def p_star(m, m1, m2):
     (m − m1 − m2)(m + m1 + m2)(m − m1 + m2)(m + m1 − m2) to avoid cancellation near threshold.
     Zero (with a zero gradient) below threshold or for m = 0.
     """
-    return _p_star_gap(m, m1, m2, m - m1 - m2)
+    return p_star_gap(m, m1, m2, m - m1 - m2)
 
 
-def _p_star_gap(m, m1, m2, gap):
+def p_star_gap(m, m1, m2, gap):
     """|p*| given the (separately and accurately computed) gap = m − m1 − m2 ≥ 0.
 
     λ = gap (gap + 2 m1)(gap + 2 m2)(m + m1 + m2): every factor is a sum of non-negative terms, so |p*| has full
@@ -61,7 +61,7 @@ def _p_star_gap(m, m1, m2, gap):
 
 def log_massless(n: int, sqrt_s):
     """log Φ_n for n massless particles at total energy ``sqrt_s`` (GeV); see the module docstring."""
-    _check_n(n)
+    check_n_particles(n)
     const = (4 - 3 * n) * math.log(2 * math.pi) + (n - 1) * math.log(math.pi / 2)
     const -= math.lgamma(n) + math.lgamma(n - 1)
     return const + (2 * n - 4) * safe_log(jnp.asarray(sqrt_s))
@@ -90,27 +90,27 @@ def two_body(sqrt_s, m1, m2):
 # Input checks (concrete values only; traced values pass through and are handled as data by the samplers).
 
 
-def _is_concrete(x) -> bool:
+def is_concrete(x) -> bool:
     return not isinstance(x, jax.core.Tracer)
 
 
-def _check_n(n) -> None:
+def check_n_particles(n) -> None:
     if not isinstance(n, (int, np.integer)) or isinstance(n, bool):
         raise ValueError(f"number of particles n must be a Python int in [2, {N_MAX}], got {n!r}")
     if n < 2 or n > N_MAX:
         raise ValueError(f"number of particles n = {n} is outside the allowed range [2, {N_MAX}]")
 
 
-def _check_masses(sqrt_s, masses) -> None:
+def check_masses(sqrt_s, masses) -> None:
     """Raise ``ValueError`` for concrete negative masses, non-positive √s or Σm ≥ √s."""
-    if _is_concrete(masses):
+    if is_concrete(masses):
         m = np.asarray(masses, dtype=np.float64)
         if np.any(~np.isfinite(m)) or np.any(m < 0):
             raise ValueError(f"masses = {m.tolist()} must be finite and >= 0 GeV (allowed range [0, sqrt_s))")
         total = float(np.sum(m))
     else:
         total = None
-    if _is_concrete(sqrt_s):
+    if is_concrete(sqrt_s):
         rs = np.asarray(sqrt_s, dtype=np.float64)
         if np.any(~np.isfinite(rs)) or np.any(rs <= 0):
             raise ValueError(f"sqrt_s = {rs.tolist()} GeV must be finite and > 0 (allowed range (sum(masses), inf))")
@@ -121,18 +121,18 @@ def _check_masses(sqrt_s, masses) -> None:
             )
 
 
-def _check_last_dim(u, want: int, what: str) -> None:
+def check_last_dim(u, want: int, what: str) -> None:
     if u.ndim < 1 or u.shape[-1] != want:
         raise ValueError(f"{what}: uniforms u must have shape [..., {want}], got {tuple(u.shape)}")
 
 
-def _clip_unit(u):
+def clip_unit(u):
     """Clip uniforms into [ε, 1 − ε] (ε = machine epsilon of their dtype) so that logs stay finite."""
     eps = jnp.finfo(u.dtype).eps
     return jnp.clip(u, eps, 1.0 - eps)
 
 
-def _as_float_array(x):
+def as_float_array(x):
     """``x`` as a JAX array of the default float dtype (or its own float dtype)."""
     x = jnp.asarray(x)
     return x if jnp.issubdtype(x.dtype, jnp.floating) else x.astype(jnp.result_type(float))
