@@ -189,12 +189,12 @@ def main(argv=None):
     import jax
     import jax.numpy as jnp
     import numpy as np
+    import pythia_peer as py8
 
     import diffgen
     from diffgen.events import status_summary
     from diffgen.expect import expect_of
     from diffgen.observables import charged_multiplicity, thrust
-    import pythia_peer as py8
 
     n, ng, reps = args.events, args.grad_events, args.repeats
     have_pythia = (not args.no_pythia) and py8.available()

@@ -226,10 +226,16 @@ def main(argv=None):
            "peak_rss_delta_bytes": rss1 - rss0, "peak_rss_delta_per_event": (rss1 - rss0) / n,
            "minor_page_faults_per_sample_call": one["minflt_min"]}
     try:
-        ma = gen._sample.lower(params, key, n, 0).compile().memory_analysis()
+        import functools
+
+        from diffgen.stage import apply_indices
+
+        nb = gen.block  # one compiled block of gen.sample, on one device
+        ma = (jax.jit(functools.partial(apply_indices, gen)).lower(params, key, jnp.arange(nb, dtype=jnp.uint32))
+              .compile().memory_analysis())
         if ma is not None:
-            mem["xla_output_bytes_per_event"] = ma.output_size_in_bytes / n
-            mem["xla_temp_bytes_per_event"] = ma.temp_size_in_bytes / n
+            mem["xla_output_bytes_per_event"] = ma.output_size_in_bytes / nb
+            mem["xla_temp_bytes_per_event"] = ma.temp_size_in_bytes / nb
     except Exception as exc:  # memory_analysis is backend-dependent; the figure is optional
         mem["xla_memory_analysis_error"] = repr(exc)
     res["memory"] = mem

@@ -10,7 +10,7 @@ Example:
     >>> check_int(True, "capacity")
     Traceback (most recent call last):
     ...
-    ValueError: capacity must be a positive integer (>= 1), got True
+    ValueError: capacity must be an integer >= 1, got True
 """
 
 from __future__ import annotations
@@ -21,8 +21,7 @@ __all__ = ["check_int", "check_optional_int", "check_bool"]
 
 
 def _range_text(lo, hi) -> str:
-    kind = "a positive integer" if lo == 1 else "a non-negative integer" if lo == 0 else "an integer"
-    return f"{kind} ({'>= ' + str(lo) if hi is None else f'in [{lo}, {hi}]'})"
+    return f"an integer >= {lo}" if hi is None else f"an integer in [{lo}, {hi}]"
 
 
 def check_int(value, name: str, lo: int = 1, hi: int | None = None, what: str = "") -> int:

@@ -210,6 +210,9 @@ def _check_generate_args(args) -> dict[str, float]:
         _check_output(args.out, _OUT_SUFFIXES, "--out")
     if args.plot:
         _check_output(args.plot, _PLOT_SUFFIXES, "--plot")
+    if not 0 <= args.offset <= 2**32 - args.events:
+        raise ValueError(f"--offset must be in [0, 2**32 - --events] = [0, {2**32 - args.events}] "
+                         f"(event indices are uint32), got {args.offset}")
     if not 0 <= args.seed < 2**63:
         raise ValueError(f"--seed must be an integer in [0, 2**63), got {args.seed}")
     return changes
@@ -268,7 +271,9 @@ def _run_chunks(args, gen, params, totals: _Totals) -> tuple[float, float, int]:
     if args.out:
         from diffgen.io import EventWriter
 
-        writer = EventWriter(args.out, process=args.process, seed=args.seed)
+        writer = EventWriter(args.out, process=args.process, seed=args.seed, event_offset=args.offset,
+                             n_generated=args.events, sqrt_s=args.sqrt_s,
+                             settings={k: float(v) for k, v in diffgen.settings(params).items()})
 
     def on_chunk(ev):
         totals.add(ev)
@@ -277,7 +282,7 @@ def _run_chunks(args, gen, params, totals: _Totals) -> tuple[float, float, int]:
 
     with writer if writer is not None else contextlib.nullcontext():
         diffgen.generate(gen, params, jax.random.key(args.seed), args.events, chunk=args.chunk,
-                         progress=not args.quiet, on_chunk=on_chunk, keep=False)
+                         progress=not args.quiet, on_chunk=on_chunk, keep=False, offset=args.offset)
         sigma, sigma_err = totals.sigma()
         if writer is not None:
             writer.close(sigma_pb=sigma, error_pb=sigma_err)
@@ -366,6 +371,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--sqrt-s", type=float, default=91.188, help="centre-of-mass energy in GeV")
     g.add_argument("--events", type=int, default=100_000, help="number of events")
     g.add_argument("--seed", type=int, default=1)
+    g.add_argument("--offset", type=int, default=0,
+                   help="global index of the first event: job-array task t of --events N each uses t*N "
+                        "(the tasks' files then merge with `diffgen merge` into the one-run sample)")
     g.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                    help='change a setting, e.g. --set "23:m0=91.2" (repeatable)')
     g.add_argument("--out", help="event file (.lhe, .npz, .parquet or .hepmc3; .lhe.gz/.hepmc3.gz compressed)")
@@ -382,16 +390,47 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", help="output directory (default: [output] dir in the file, else <file stem>-fit)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.add_argument("--no-cache", action="store_true", help="do not use the persistent compilation cache")
+    from diffgen.io.merge import add_merge_subcommand
+
+    add_merge_subcommand(sub)
     s = sub.add_parser("settings", help="list a process's settings, defaults and ranges")
     s.add_argument("--process", default="ee-mumu")
     s.add_argument("--sqrt-s", type=float, default=91.188)
     return parser
 
 
+def use_host_cores(environ=None) -> int:
+    """Expose every CPU core to XLA as a host device (``--xla_force_host_platform_device_count``), so
+    that generation shards the event axis over them. Only before JAX has started a backend and when
+    ``XLA_FLAGS`` does not already set it; ``DIFFGEN_HOST_DEVICES=1`` turns it off. Returns the count set (0: none)."""
+    env = os.environ if environ is None else environ
+    if "xla_force_host_platform_device_count" in env.get("XLA_FLAGS", ""):
+        return 0
+    try:
+        n = int(env.get("DIFFGEN_HOST_DEVICES", os.cpu_count() or 1))
+    except ValueError:
+        raise ValueError("DIFFGEN_HOST_DEVICES must be a positive integer, "
+                         f"got {env['DIFFGEN_HOST_DEVICES']!r}") from None
+    if n <= 1:
+        return 0
+    try:  # a started backend ignores new XLA_FLAGS (JAX has no public query for this)
+        from jax._src import xla_bridge
+
+        if xla_bridge.backends_are_initialized():
+            return 0
+    except (ImportError, AttributeError):  # pragma: no cover - other JAX versions: set it anyway
+        pass
+    env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={n}").strip()
+    return n
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    commands = {"generate": _cmd_generate, "tune": _cmd_tune, "settings": _cmd_settings}
+    from diffgen.io.merge import cmd_merge
+
+    commands = {"generate": _cmd_generate, "tune": _cmd_tune, "settings": _cmd_settings, "merge": cmd_merge}
+    use_host_cores()
     try:
         rc = commands[args.command](args)
         sys.stdout.flush()  # a closed pipe shows up here, inside the try, not at interpreter exit

@@ -82,7 +82,7 @@ def test_process_range_partitions_contiguously():
     ({"n": 10, "process_id": 3, "num_processes": 3}, r"process_id must be in \[0, num_processes - 1\] = \[0, 2\]"),
     ({"n": 10, "process_id": -1, "num_processes": 3}, r"process_id must be in"),
     ({"n": 10, "process_id": 0, "num_processes": 0}, r"num_processes must be >= 1, got 0"),
-    ({"n": 0, "process_id": 0, "num_processes": 1}, r"n must be a positive integer"),
+    ({"n": 0, "process_id": 0, "num_processes": 1}, r"n must be an integer in \[1, 4294967296\]"),
     ({"n": 10, "process_id": 1.5, "num_processes": 3}, r"process_id must be an integer"),
 ])
 def test_process_range_rejects_bad_input(kwargs, match):

@@ -456,7 +456,7 @@ def test_bad_tune_files_fail_before_generation(tmp_path, monkeypatch, change, ke
 
     monkeypatch.setattr(diffgen.Generator, "sample_traced", boom)
     monkeypatch.setattr(diffgen.Generator, "sample", boom)
-    monkeypatch.setattr(diffgen.Generator, "_sample_impl", boom)
+    monkeypatch.setattr(diffgen.stage, "apply_indices", boom)
     if isinstance(change, dict):
         path = _tune(tmp_path, **change)
         text = path.read_text()
