@@ -231,7 +231,7 @@ def main(argv=None):
         from diffgen.stage import apply_indices
 
         nb = gen.block  # one compiled block of gen.sample, on one device
-        ma = (jax.jit(functools.partial(apply_indices, gen)).lower(params, key, jnp.arange(nb, dtype=jnp.uint32))
+        ma = (jax.jit(functools.partial(apply_indices, gen)).lower(params, key, np.arange(nb, dtype=np.uint32))
               .compile().memory_analysis())
         if ma is not None:
             mem["xla_output_bytes_per_event"] = ma.output_size_in_bytes / nb
