@@ -318,9 +318,10 @@ def sample(gen: Generator, params, key, n: int, offset: int = 0, devices=None) -
     check_key(key)
     check_params(params)
     parts = [ev for ev, _ in run_blocks(gen, params, key, int(offset), n, devices)]
-    if len(parts) == 1:
-        return parts[0]
-    return jax.tree_util.tree_map(lambda *a: jnp.concatenate(a, axis=0), *parts)
+    ev = parts[0] if len(parts) == 1 else jax.tree_util.tree_map(lambda *a: jnp.concatenate(a, axis=0), *parts)
+    # the blocks ran sharded over the local devices; hand back ordinary single-device arrays, so that
+    # what users compute from the events is not silently an SPMD program with cross-device collectives
+    return jax.device_put(ev, jax.local_devices()[0])
 
 
 def sample_traced(gen: Generator, params, key, n: int, offset=0) -> Events:
