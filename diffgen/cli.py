@@ -27,6 +27,7 @@ from typing import NamedTuple
 import numpy as np
 
 from diffgen.checks import check_int
+from diffgen.params import DEFAULT_SQRT_S
 
 __all__ = ["main", "parse_set", "text_histogram", "cache_dir"]
 
@@ -368,7 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     g = sub.add_parser("generate", help="generate events, print sigma, A_FB and a histogram")
     g.add_argument("--process", default="ee-mumu", help=f"one of {', '.join(sorted(presets.PROCESSES))}")
-    g.add_argument("--sqrt-s", type=float, default=91.188, help="centre-of-mass energy in GeV")
+    g.add_argument("--sqrt-s", type=float, default=DEFAULT_SQRT_S, help="centre-of-mass energy in GeV")
     g.add_argument("--events", type=int, default=100_000, help="number of events")
     g.add_argument("--seed", type=int, default=1)
     g.add_argument("--offset", type=int, default=0,
@@ -395,7 +396,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_merge_subcommand(sub)
     s = sub.add_parser("settings", help="list a process's settings, defaults and ranges")
     s.add_argument("--process", default="ee-mumu")
-    s.add_argument("--sqrt-s", type=float, default=91.188)
+    s.add_argument("--sqrt-s", type=float, default=DEFAULT_SQRT_S)
     return parser
 
 

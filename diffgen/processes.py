@@ -22,7 +22,7 @@ from diffgen import particles
 from diffgen.amplitudes import ee_ffbar
 from diffgen.events import Events, Status
 from diffgen.numerics import safe_log, safe_sqrt
-from diffgen.params import SETTINGS, check_value, out_of_range
+from diffgen.params import DEFAULT_SQRT_S, SETTINGS, check_value, out_of_range
 from diffgen.stage import Stage, event_keys, uniforms
 
 __all__ = ["ee_to_ffbar", "fermion_mass", "EW_SETTINGS"]
@@ -40,7 +40,7 @@ def fermion_mass(pid: int) -> float:
     return float(particles.mass(a))
 
 
-def ee_to_ffbar(flavours=(13,), sqrt_s: float = 91.188) -> Stage:
+def ee_to_ffbar(flavours=(13,), sqrt_s: float = DEFAULT_SQRT_S) -> Stage:
     """Stage generating e+e- → γ*/Z → f f̄ for ``flavours`` (PDG codes, e.g. (13,) or (1,2,3,4,5)).
 
     Params: ``Beams:eCM`` (default ``sqrt_s``), ``23:m0``, ``23:mWidth``,

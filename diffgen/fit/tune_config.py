@@ -100,7 +100,7 @@ from diffgen.fit.targets import (
 )
 from diffgen.fit.transforms import resolve_bounds
 from diffgen.observables import REGISTRY, unknown_observable_message
-from diffgen.params import SETTINGS, unknown_setting_message
+from diffgen.params import DEFAULT_SQRT_S, SETTINGS, unknown_setting_message
 from diffgen.params import settings as flat_settings
 
 __all__ = ["TuneConfig", "load"]
@@ -294,7 +294,7 @@ def _load_generator(g) -> _Generator:
     if process not in presets.PROCESSES:
         allowed = ", ".join(sorted(presets.PROCESSES))
         raise ValueError(f"generator.process: unknown process {process!r}; allowed: {allowed}")
-    sqrt_s = _positive_float(g.get("sqrt_s", 91.188), "generator.sqrt_s")
+    sqrt_s = _positive_float(g.get("sqrt_s", DEFAULT_SQRT_S), "generator.sqrt_s")
     try:
         gen = presets.make(process, sqrt_s)
     except ValueError as err:
