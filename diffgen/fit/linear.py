@@ -35,6 +35,19 @@ expansion points lie within ``pool_radius`` errors of the current one: the sampl
 iterations, near convergence, are reused instead of discarded, so the Jacobian noise falls as
 1/√m at no extra cost per iteration.
 
+**Jacobian noise** (``jacobian_noise="correct"``, the default). A Jacobian estimated from a finite
+sample is J + δJ, and E[(J + δJ)ᵀ W (J + δJ)] = Jᵀ W J + Σ_b w_b Cov(δJ_b): the noise *adds* Fisher
+information. Where it is comparable with the signal (the a–b valley) the Gauss–Newton steps are
+diluted — each moves only a fraction S/(S + N) of the way, so the iteration stops short of the
+valley's minimum — and the Fisher errors along the valley are too small (errors-in-variables
+regression dilution). Each sample is therefore also histogrammed in ``NOISE_BATCHES`` batches
+(from the same events: no extra simulation); the batches' scatter estimates Cov(δJ_b) and
+Cov(δJ_b, δh_b), which are subtracted from the Gauss–Newton matrix and the surrogate χ² (the
+corrected χ² is the true local model's χ² in expectation). Signal fractions below ``NOISE_FLOOR`` are
+kept at it, so the correction never enlarges an error by more than 1/√NOISE_FLOOR.
+``FitResult.jacobian_noise`` reports ‖δJ_j‖/‖J_j‖ (in units of the bin errors) for one sample of
+``n_events``; it falls as 1/√n, so ``n_events · (noise/target)²`` events reach a target ratio.
+
 **Errors** (``covariance_method = "fisher"``): C = (J̃ᵀ V⁻¹ J̃)⁻¹ with J̃ the Jacobian at the last
 expansion point and V = σ_data² + σ_sim² — the Gauss–Newton (Fisher) matrix of the χ², which
 includes the simulated sample's statistical error. For several datasets the simulation is common:
@@ -77,7 +90,14 @@ from diffgen.fit.targets import BinnedTarget
 from diffgen.fit.util import cov_to_corr, inverse_or_nan, progress_bar
 from diffgen.stage import check_key
 
-__all__ = ["fit_linearized"]
+__all__ = ["fit_linearized", "NOISE_FLOOR"]
+
+#: Smallest signal fraction kept when the Jacobian noise is subtracted from the Gauss–Newton matrix
+#: (see :func:`_fisher`): along directions that the noise dominates further the correction stops.
+NOISE_FLOOR = 0.1
+
+#: Events are split into this many batches to estimate the Jacobian's noise (``jacobian_noise``).
+NOISE_BATCHES = 10
 
 
 class _Data(NamedTuple):
@@ -98,6 +118,9 @@ class _Iterations(NamedTuple):
     h: np.ndarray  # surrogate contents at the last expansion point, f[M]
     jac: np.ndarray  # its Jacobian f[M, k]
     v_sim: np.ndarray  # σ_sim² of the surrogate, f[M]
+    jcov: np.ndarray | None  # noise covariance of the surrogate's Jacobian per bin, f[M, k, k]
+    jhcov: np.ndarray | None  # noise covariance of its Jacobian with its contents per bin, f[M, k]
+    noise: np.ndarray | None  # ‖δJ_j‖/‖J_j‖ of one sample, f[k]
     first: tuple  # (contents, variances) per target at the first expansion point (χ² before)
     converged: bool
     m_pool: int
@@ -130,6 +153,61 @@ def _as_datasets(datasets) -> tuple[list[list[BinnedTarget]], bool]:
             raise ValueError(f"dataset {i} has different targets, binning or conditions from dataset 0; all "
                              "datasets of one linearised fit must share them (they share the simulation)")
     return out, False
+
+
+def _noise_moments(jac_b, c_b):
+    """Noise covariances of a Jacobian and contents that are means over B batches.
+
+    ``jac_b`` f[B, M, k] and ``c_b`` f[B, M] are the per-batch Jacobians and contents; returns
+    (Cov(J_m), f[M, k, k]; Cov(J_m, h_m), f[M, k]) of their batch means, i.e. the batch scatter / B.
+    """
+    b = jac_b.shape[0]
+    dj = jac_b - jac_b.mean(0)
+    dh = c_b - c_b.mean(0)
+    jcov = np.einsum("bmj,bmk->mjk", dj, dj) / (b - 1) / b
+    jhcov = np.einsum("bmj,bm->mj", dj, dh) / (b - 1) / b
+    return jcov, jhcov
+
+
+def _fisher(jac, jcov, wts, floor: float = NOISE_FLOOR):
+    """Σ_m w_m J_m J_mᵀ, less the Jacobian noise Σ_m w_m Cov(J_m) when ``jcov`` is given.
+
+    J's statistical noise adds Σ_m w_m Cov(J_m) to E[Jᵀ W J] (regression dilution): subtracting it
+    gives an unbiased Gauss–Newton matrix. In the basis where the uncorrected matrix is the identity the
+    corrected one's eigenvalues (the signal fractions of those directions) are kept within
+    [``floor``, 1], so the correction enlarges errors and steps by at most 1/√floor and 1/floor.
+    """
+    f = jac.T @ (jac * wts[:, None])
+    if jcov is None:
+        return f
+    lam, u = np.linalg.eigh(f)
+    ok = lam > 1e-12 * max(float(lam.max()), 1e-300)
+    if not np.any(ok):
+        return f
+    half = u[:, ok] * np.sqrt(lam[ok])[None, :]  # f = half halfᵀ on its support
+    whiten = u[:, ok] / np.sqrt(lam[ok])[None, :]
+    noise = np.einsum("m,mjk->jk", wts, jcov)
+    mu, v = np.linalg.eigh(np.eye(int(ok.sum())) - whiten.T @ noise @ whiten)
+    mu = np.clip(mu, floor, 1.0)
+    inner = (v * mu[None, :]) @ v.T
+    return half @ inner @ half.T
+
+
+def _corrected_problem(h, jac, jcov, jhcov, y, var):
+    """(h′, J′): the least-squares form |h′ + J′(θ − θ_e)|² of the noise-corrected surrogate χ².
+
+    χ²_c(Δ) = |(h + JΔ − y)/σ|² − Δᵀ Σ_m Cov(J_m)/σ_m² Δ − 2 Δᵀ Σ_m Cov(J_m, h_m)/σ_m² is the χ² of the true
+    local model in expectation over the simulation's noise; with F_c = L Lᵀ (:func:`_fisher`) and
+    g = Jᵀ(h − y)/σ² − Σ_m Cov(J_m, h_m)/σ_m², χ²_c = |LᵀΔ + L⁻¹g|² + const.
+    """
+    f_c = _fisher(jac, jcov, 1.0 / var)
+    g = jac.T @ ((h - y) / var) - np.einsum("mj,m->j", jhcov, 1.0 / var)
+    k = jac.shape[1]
+    lam, u = np.linalg.eigh(f_c)
+    lam = np.clip(lam, 1e-300 + 1e-12 * max(float(lam.max()), 1e-300), None)
+    l_t = np.sqrt(lam)[:, None] * u.T  # f_c = l_tᵀ l_t
+    h_c = (u.T @ g) / np.sqrt(lam)  # l_t⁻ᵀ g
+    return h_c, l_t, np.zeros(k), np.ones(k)
 
 
 def _surrogate_minimum(h_e, jac, theta_e, y, var, transform, phi_start, max_iter: int = 100):
@@ -166,7 +244,7 @@ def _surrogate_minimum(h_e, jac, theta_e, y, var, transform, phi_start, max_iter
 def fit_linearized(gen, params, datasets, observables, free: Sequence[str], *, bounds=None, n_events: int = 20000,
                    key, iterations: int = 5, tol: float = 0.1, common_random_numbers: bool = True,
                    pool: int = 1, pool_radius: float = 1.0, smoothing: float | None = 0.25,
-                   straight_through: bool = True, progress: bool = True):
+                   straight_through: bool = True, progress: bool = True, jacobian_noise: str = "correct"):
     """Fit ``free`` to one dataset or to many datasets at once on the forward-mode linearisation.
 
     Args:
@@ -188,6 +266,10 @@ def fit_linearized(gen, params, datasets, observables, free: Sequence[str], *, b
             only once the window is full.
         smoothing, straight_through: soft binning as in :func:`diffgen.fit.fit`.
         progress: a tqdm bar over iterations on stderr.
+        jacobian_noise: ``"correct"`` (default) subtracts the Jacobian's statistical noise, estimated
+            from ``NOISE_BATCHES`` batches of each sample, from the Gauss–Newton matrix and the
+            surrogate χ² (module docstring, *Jacobian noise*); ``"ignore"`` uses the noisy J as it is.
+            Either way ``FitResult.jacobian_noise`` reports ‖δJ_j‖/‖J_j‖ of one sample.
 
     Returns:
         a :class:`~diffgen.fit.FitResult` for one dataset, a list of them for several.
@@ -199,8 +281,10 @@ def fit_linearized(gen, params, datasets, observables, free: Sequence[str], *, b
     problem = make_problem(gen, params, sets[0], observables, free, bounds, smoothing, straight_through)
     start = start_values(params, problem.transform.names)
     data = _data_vectors(sets)
+    if jacobian_noise not in ("correct", "ignore"):
+        raise ValueError(f"jacobian_noise must be 'correct' or 'ignore', got {jacobian_noise!r}")
     it = _iterate(problem, data, start, key, n_events, iterations, tol, common_random_numbers, pool, pool_radius,
-                  progress)
+                  progress, jacobian_noise == "correct")
     results = [_dataset_result(problem, data, it, d, ds, n_events, start) for d, ds in enumerate(sets)]
     return results[0] if single else results
 
@@ -232,32 +316,44 @@ def _data_vectors(sets) -> _Data:
 
 
 def _pooled(lins, theta_e, pool: int, pool_radius: float, err):
-    """(h, J, σ_sim², m): the mean of the last local linear models within ``pool_radius`` errors, at θ_e."""
+    """(h, J, σ_sim², Cov(J), Cov(J, h), m): the mean of the last local linear models within
+    ``pool_radius`` errors, at θ_e (entries of ``lins``: θ_e, h, σ_sim², J, Cov(J), Cov(J, h))."""
     window = [lins[-1]]
     if pool > 1 and err is not None:
         window = [e for e in lins[-pool:] if np.all(np.abs(e[0] - theta_e) <= pool_radius * err)]
     m = len(window)
-    _, h, v_sim, jac = lins[-1]
+    _, h, v_sim, jac, jcov, jhcov = lins[-1]
     if m > 1:  # mean of the local linear models, at θ_e; independent samples: variance / m
         h = np.mean([e[1] + e[3] @ (theta_e - e[0]) for e in window], axis=0)
         jac = np.mean([e[3] for e in window], axis=0)
         v_sim = np.mean([e[2] for e in window], axis=0) / m
-    return h, jac, v_sim, m
+        if jcov is not None:
+            jcov = np.mean([e[4] for e in window], axis=0) / m
+            jhcov = np.mean([e[5] for e in window], axis=0) / m
+    return h, jac, v_sim, jcov, jhcov, m
 
 
 def _iterate(problem: Problem, data: _Data, start, key, n_events: int, iterations: int, tol: float,
-             common_random_numbers: bool, pool: int, pool_radius: float, progress: bool) -> _Iterations:
+             common_random_numbers: bool, pool: int, pool_radius: float, progress: bool,
+             correct_noise: bool = True) -> _Iterations:
     """Linearise at θ_e, minimise the surrogate for every dataset, move θ_e to the mean estimate; repeat."""
     transform, names = problem.transform, problem.transform.names
     phi0 = np.asarray(transform.inverse(start), float)
     theta0 = np.asarray(transform.forward(jnp.asarray(phi0)), float)
     n_sets = data.ys.shape[0]
 
+    batches = NOISE_BATCHES if n_events >= 2 * NOISE_BATCHES else 0
+
     def contents(theta, kk):
-        preds = predict(problem, theta, kk, n_events)
+        out = predict(problem, theta, kk, n_events, batches)
+        preds, per_batch = out if batches else (out, None)
         c = jnp.concatenate([p.contents[v] for p, v in zip(preds, data.valid)])
         var = jnp.concatenate([p.variances[v] for p, v in zip(preds, data.valid)])
-        return c, (c, var, [p.contents for p in preds], [p.variances for p in preds])
+        aux = (c, var, [p.contents for p in preds], [p.variances for p in preds])
+        if not batches:
+            return (c, None), aux + (None,)
+        cb = jnp.concatenate([p.contents[:, v] for p, v in zip(per_batch, data.valid)], axis=1)
+        return (c, cb), aux + (cb,)
 
     linearise = jax.jit(jax.jacfwd(contents, has_aux=True))
 
@@ -271,26 +367,36 @@ def _iterate(problem: Problem, data: _Data, start, key, n_events: int, iteration
     m_pool = 1
     try:
         for it in range(iterations):
-            jac, (h, v_sim, full_c, full_v) = linearise(jnp.asarray(theta_e, jnp.result_type(float)),
-                                                        key if common_random_numbers
-                                                        else jax.random.fold_in(key, it))
+            (jac, jac_b), (h, v_sim, full_c, full_v, c_b) = linearise(
+                jnp.asarray(theta_e, jnp.result_type(float)),
+                key if common_random_numbers else jax.random.fold_in(key, it))
             h, v_sim, jac = np.asarray(h, float), np.asarray(v_sim, float), np.asarray(jac, float)
             if not (np.all(np.isfinite(h)) and np.all(np.isfinite(jac))):
                 raise ValueError("the simulated histograms or their Jacobian are not finite at "
                                  f"{dict(zip(names, theta_e))}")
             if it == 0:
                 first = ([np.asarray(c) for c in full_c], [np.asarray(v) for v in full_v])
-            lins.append((theta_e.copy(), h, v_sim, jac))
-            h, jac, v_sim, m_pool = _pooled(lins, theta_e, pool, pool_radius, err)
+            jcov = jhcov = None
+            if jac_b is not None:
+                jcov, jhcov = _noise_moments(np.asarray(jac_b, float), np.asarray(c_b, float))
+            lins.append((theta_e.copy(), h, v_sim, jac, jcov, jhcov))
+            h, jac, v_sim, jcov, jhcov, m_pool = _pooled(lins, theta_e, pool, pool_radius, err)
             var = data.vd + v_sim[None, :]
             history_theta.append(theta_e.copy())
             history_chi2.append(np.sum((h[None, :] - data.ys) ** 2 / var, axis=1))
             for d in range(n_sets):
-                phis[d], _ = _surrogate_minimum(h, jac, theta_e, data.ys[d], var[d], transform, phis[d])
+                if correct_noise and jcov is not None:
+                    prob = _corrected_problem(h, jac, jcov, jhcov, data.ys[d], var[d])
+                    phis[d], _ = _surrogate_minimum(prob[0], prob[1], theta_e, prob[2], prob[3], transform,
+                                                    phis[d])
+                else:
+                    phis[d], _ = _surrogate_minimum(h, jac, theta_e, data.ys[d], var[d], transform, phis[d])
             thetas = transform.forward_host(phis)
             # the scale of `tol` and `pool_radius`: the error with ONE sample's σ_sim² (the scatter of
             # expansion points between fresh samples), which is the fit's error when pool = 1
-            fisher = jac.T @ (jac / np.mean(data.vd + lins[-1][2][None, :], axis=0)[:, None])
+            one = lins[-1]
+            fisher = _fisher(one[3], one[4] if correct_noise else None,
+                             1.0 / np.mean(data.vd + one[2][None, :], axis=0))
             err = np.sqrt(np.clip(np.diag(inverse_or_nan(fisher)), 1e-300, None))
             new_e = np.mean(thetas, axis=0)
             move = np.abs(new_e - theta_e) / err
@@ -304,7 +410,14 @@ def _iterate(problem: Problem, data: _Data, start, key, n_events: int, iteration
     finally:
         if bar is not None:
             bar.close()
-    return _Iterations(np.asarray(history_theta), history_chi2, thetas, h, jac, v_sim, first, converged, m_pool)
+    noise = None
+    if lins and lins[-1][4] is not None:  # ‖δJ_j‖/‖J_j‖ of one sample, in units of the bin errors
+        one = lins[-1]
+        w = 1.0 / np.mean(data.vd + one[2][None, :], axis=0)
+        signal = np.sqrt(np.einsum("m,mj->j", w, one[3] ** 2))
+        noise = np.sqrt(np.einsum("m,mjj->j", w, one[4])) / np.where(signal > 0, signal, np.inf)
+    return _Iterations(np.asarray(history_theta), history_chi2, thetas, h, jac, v_sim,
+                       jcov if correct_noise else None, jhcov, noise, first, converged, m_pool)
 
 
 def _dataset_result(problem: Problem, data: _Data, it: _Iterations, d: int, ds, n_events: int,
@@ -314,10 +427,10 @@ def _dataset_result(problem: Problem, data: _Data, it: _Iterations, d: int, ds, 
     h, jac, v_sim = it.h, it.jac, it.v_sim
     vd = data.vd[d]
     var = vd + v_sim
-    jw = jac / var[:, None]
-    cov = inverse_or_nan(jac.T @ jw)
-    a = cov @ jw.T
-    data_cov = (a * vd[None, :]) @ a.T
+    # Fisher matrix split into its data and simulation parts, each less the Jacobian's noise
+    f_data, f_sim = _fisher(jac, it.jcov, vd / var ** 2), _fisher(jac, it.jcov, v_sim / var ** 2)
+    cov = inverse_or_nan(f_data + f_sim)
+    data_cov = cov @ f_data @ cov
     errs = np.sqrt(np.clip(np.diag(cov), 0.0, None))
     th = it.thetas[d]
     pred = h + jac @ (th - it.history_theta[-1])
@@ -340,7 +453,8 @@ def _dataset_result(problem: Problem, data: _Data, it: _Iterations, d: int, ds, 
            f"{f', surrogate pooled over the last {m_pool}' if m_pool > 1 else ''}"
            f"{', converged' if it.converged else ', not converged (raise iterations)'}"
            f"{f'; {n_sets} datasets share the simulation' if n_sets > 1 else ''}. "
-           "Covariance: Fisher (Gauss–Newton) matrix with σ_data² + σ_sim². chi2_after: linear prediction.")
+           "Covariance: Fisher (Gauss–Newton) matrix with σ_data² + σ_sim²"
+           f"{', less the Jacobian noise' if it.jcov is not None else ''}. chi2_after: linear prediction.")
     return FitResult(
         settings={n: float(th[j]) for j, n in enumerate(names)},
         errors={n: float(errs[j]) for j, n in enumerate(names)},
@@ -351,4 +465,5 @@ def _dataset_result(problem: Problem, data: _Data, it: _Iterations, d: int, ds, 
         converged=it.converged, free=names, fisher_covariance=cov, covariance_method="fisher",
         histograms_before=hist_b, histograms_after=hist_a, start=start, message=msg,
         data_covariance=data_cov,
+        jacobian_noise=None if it.noise is None else {n: float(it.noise[j]) for j, n in enumerate(names)},
     )

@@ -92,10 +92,18 @@ def make_problem(gen, params, targets, observables, free, bounds=None, smoothing
                    None if smoothing is None else float(smoothing), bool(straight_through))
 
 
-def predict(problem: Problem, theta, key, n: int) -> list[BinnedPrediction]:
-    """Simulated, normalised bin contents for every target at θ (traceable; key per condition group)."""
+def predict(problem: Problem, theta, key, n: int, batches: int = 0):
+    """Simulated, normalised bin contents for every target at θ (traceable; key per condition group).
+
+    With ``batches = B > 1`` also returns, from the same events, the contents of every target in each
+    of ``B`` disjoint batches of ``n // B`` events (normalised per batch): ``(preds, per_batch)`` with
+    ``per_batch[i].contents`` of shape ``[B, bins]``. Their scatter estimates the statistical noise of
+    the contents and of their derivatives (see :mod:`diffgen.fit.linear`).
+    """
     changes = {name: theta[j] for j, name in enumerate(problem.transform.names)}
     preds: list[BinnedPrediction | None] = [None] * len(problem.targets)
+    per_batch: list[BinnedPrediction | None] = [None] * len(problem.targets)
+    size = n // batches if batches > 1 else 0
     for g, (conditions, indices) in enumerate(problem.groups):
         p = with_settings(problem.params, {**changes, **conditions})
         ev = problem.gen.sample_traced(p, jax.random.fold_in(key, g), n)
@@ -111,9 +119,18 @@ def predict(problem: Problem, theta, key, n: int) -> list[BinnedPrediction]:
             if t.normalisation == "sigma":
                 w_sigma = event_weights(ev) if w_sigma is None else w_sigma
             w = w_sigma if t.normalisation == "sigma" else w_shape
-            preds[i] = binned(values, w, o.bins, mask=mask, normalisation=t.normalisation,
+
+            def one(v, ww, m, _o=o, _t=t):
+                return binned(v, ww, _o.bins, mask=m, normalisation=_t.normalisation,
                               smoothing=problem.smoothing, straight_through=problem.straight_through)
-    return preds
+
+            preds[i] = one(values, w, mask)
+            if size:
+                def split(x):
+                    return None if x is None else x[:batches * size].reshape((batches, size) + x.shape[1:])
+                per_batch[i] = jax.vmap(one)(split(values), split(w), split(mask)) if mask is not None else \
+                    jax.vmap(lambda v, ww: one(v, ww, None))(split(values), split(w))
+    return (preds, per_batch) if size else preds
 
 
 def whitened_residuals(problem: Problem, preds, sim_variance_scale=1.0):

@@ -30,6 +30,9 @@ class FitResult(NamedTuple):
         message: why the fit stopped and anything worth knowing.
         data_covariance: the part of ``covariance`` due to the data's errors alone (the rest is the
             simulated sample's); set by :func:`diffgen.fit.linear.fit_linearized`, else None.
+        jacobian_noise: ``{name: ‖δJ‖/‖J‖}``, the statistical noise of one sample's Jacobian column
+            relative to its size, in units of the bin errors (falls as 1/√n_events); set by
+            :func:`diffgen.fit.linear.fit_linearized`, else None.
     """
 
     settings: dict
@@ -50,6 +53,7 @@ class FitResult(NamedTuple):
     start: dict | None = None
     message: str = ""
     data_covariance: np.ndarray | None = None
+    jacobian_noise: dict | None = None
 
     @property
     def ndf(self) -> int:
