@@ -310,6 +310,20 @@ def test_truth_pairing_survives_compact_resize_and_selection():
     assert int(np.asarray(c.truth.mask).sum()) == int(np.asarray(ev.mask).sum())  # no truth particle lost
 
 
+def test_npz_files_keep_the_truth_record(tmp_path):
+    from diffgen.io import read_events, write_events
+
+    ev = _particles(jax.random.key(18), 211, 0.1, 0.4)
+    reco = APPLY(_defaults(), jax.random.key(19), ev)[:64]
+    write_events(tmp_path / "reco.npz", reco, detector="aleph")
+    back, meta = read_events(tmp_path / "reco.npz")
+    assert meta["detector"] == "aleph" and back.truth is not None
+    for a, b in zip(jax.tree_util.tree_leaves(reco), jax.tree_util.tree_leaves(back)):
+        assert np.array_equal(np.asarray(a), np.asarray(b))
+    write_events(tmp_path / "plain.npz", ev[:4])
+    assert read_events(tmp_path / "plain.npz")[0].truth is None
+
+
 def test_values_and_gradients_finite_at_edge_inputs():
     """Padded slots, zero momentum, pT = 0 along the beam, massless and massive particles, zero
     resolutions, efficiencies 0 and 1: values and gradients in every setting stay finite."""
