@@ -103,7 +103,7 @@ def test_mkdocs_build_strict(tmp_path):
 
 
 # Pages whose Python examples are meant to run top to bottom in one session.
-_PAGES = ["quickstart.md", "design.md", "gradients.md", "physics/ee_ffbar.md"]
+_PAGES = ["quickstart.md", "design.md", "gradients.md", "physics/ee_ffbar.md", "detector.md"]
 
 
 @pytest.mark.parametrize("page", _PAGES)
