@@ -232,12 +232,12 @@ def test_efficiencies_match_their_settings_within_binomial_errors():
         assert n > 9_000 and abs(frac - p) < 3 * err, (t, frac, p, err)
         # the plausible wrong answer (efficiency applied twice, p²) is excluded by far
         assert abs(frac - p * p) > 20 * err
-    # the default efficiencies: 0.98 for tracks, 1 for clusters
+    # the default efficiencies: 0.98 for tracks and photons, 0.95 for neutral hadrons
     reco = APPLY(_defaults(), jax.random.key(10), ev)
     kept = np.asarray(reco.mask)
-    sel = eligible & (kind == TRACK)
-    assert abs(kept[sel].mean() - 0.98) < 3 * np.sqrt(0.98 * 0.02 / sel.sum())
-    assert kept[eligible & (kind != TRACK)].all()
+    for t, p in {TRACK: 0.98, PHOTON: 0.98, NEUTRAL_HADRON: 0.95}.items():
+        sel = eligible & (kind == t)
+        assert abs(kept[sel].mean() - p) < 3 * np.sqrt(p * (1 - p) / sel.sum()), (t, kept[sel].mean())
 
 
 def test_acceptance_edges_are_exact():
@@ -261,7 +261,7 @@ def test_acceptance_edges_are_exact():
     e = jnp.sqrt(mom**2 + m**2)
     p4 = jnp.stack([e, mom * sin * jnp.cos(phi), mom * sin * jnp.sin(phi), mom * cos], axis=-1)
     ev = Events.empty(n, p).replace(p4=p4, pid=pid, mask=jnp.ones((n, p), bool))
-    reco = APPLY(_defaults(trackEfficiency=1.0), jax.random.key(12), ev)
+    reco = APPLY(_defaults(trackEfficiency=1.0, ecalEfficiency=1.0, hcalEfficiency=1.0), jax.random.key(12), ev)
     t = np.asarray(p4, np.float64)
     pt = np.hypot(t[..., 1], t[..., 2])
     p_abs = np.linalg.norm(t[..., 1:], axis=-1)

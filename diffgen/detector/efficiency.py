@@ -7,8 +7,10 @@ function (DESIGN §2): the event's ``log_weight`` gets
     Σ_eligible [k log p + (1 − k) log(1 − p)] − stop_gradient(same),
 
 which is 0 in value, and whose gradient is the score Σ (k/p − (1 − k)/(1 − p)) ∂p/∂θ. With the
-self-normalised means of :func:`diffgen.expect` this gives unbiased ∂⟨O⟩/∂θ; e.g. for O = the
-number of kept particles, ∂⟨O⟩/∂p = ⟨number eligible⟩.
+self-normalised means of :func:`diffgen.expect` this gives unbiased ∂⟨O⟩/∂θ for 0 < p < 1; e.g. for
+O = the number of kept particles, ∂⟨O⟩/∂p = ⟨number eligible⟩. At p = 1 (or 0) one outcome never
+occurs and its term is missing from the estimate: values and gradients are finite but the derivative
+with respect to p is then biased (the detector's default efficiencies are inside (0, 1) for this reason).
 
 Example:
     >>> import jax.numpy as jnp
