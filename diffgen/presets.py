@@ -55,10 +55,9 @@ def ee_hadrons(sqrt_s: float = DEFAULT_SQRT_S, flavours=(1, 2, 3, 4, 5), shower:
     reconstructed particles with the particle-level record paired in ``events.truth``.
     """
     from diffgen.decays import hadron_decays
+    from diffgen.detector import parametric
     from diffgen.hadronization import string_fragmentation
     from diffgen.shower import final_state_shower
-
-    from diffgen.detector import parametric
 
     flavours = tuple(flavours)
     if any(abs(int(f)) > 5 or int(f) <= 0 for f in flavours):

@@ -19,7 +19,6 @@ from diffgen.detector import (
     PHOTON,
     SETTING_NAMES,
     TRACK,
-    DetectorConfig,
     acceptance,
     n_tracks,
     parametric,
@@ -257,7 +256,8 @@ def test_acceptance_edges_are_exact():
     sin = jnp.sqrt(1 - cos**2)
     m = particles.mass(pid)
     charged = particles.is_charged(pid)
-    mom = jnp.where(charged, jnp.where(sin > 0, x / jnp.where(sin > 0, sin, 1.0), x), jnp.sqrt(jnp.maximum(x**2 - m**2, 0.0)))
+    track_mom = jnp.where(sin > 0, x / jnp.where(sin > 0, sin, 1.0), x)  # x = pT for tracks, E for clusters
+    mom = jnp.where(charged, track_mom, jnp.sqrt(jnp.maximum(x**2 - m**2, 0.0)))
     e = jnp.sqrt(mom**2 + m**2)
     p4 = jnp.stack([e, mom * sin * jnp.cos(phi), mom * sin * jnp.sin(phi), mom * cos], axis=-1)
     ev = Events.empty(n, p).replace(p4=p4, pid=pid, mask=jnp.ones((n, p), bool))
@@ -352,7 +352,8 @@ def test_values_and_gradients_finite_at_edge_inputs():
             assert np.isfinite(float(v)), changes
             assert all(np.isfinite(float(x)) for x in grad.values()), (changes, grad)
     # with zero resolutions the reco momenta are the truth momenta of the detected particles
-    (_, out), _ = g(_defaults(**changes, trackEfficiency=1.0, ecalEfficiency=1.0, hcalEfficiency=1.0), jax.random.key(0))
+    all_kept = {"trackEfficiency": 1.0, "ecalEfficiency": 1.0, "hcalEfficiency": 1.0}
+    (_, out), _ = g(_defaults(**changes, **all_kept), jax.random.key(0))
     m = np.asarray(out.mask)
     assert m[0].tolist() == [False, False, False, True, True, False, True, False]
     np.testing.assert_allclose(np.asarray(out.p4)[m], np.asarray(ev.p4)[m], rtol=1e-5, atol=1e-6)
