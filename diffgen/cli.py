@@ -274,7 +274,8 @@ def _run_chunks(args, gen, params, totals: _Totals) -> tuple[float, float, int]:
 
         writer = EventWriter(args.out, process=args.process, seed=args.seed, event_offset=args.offset,
                              n_generated=args.events, sqrt_s=args.sqrt_s,
-                             settings={k: float(v) for k, v in diffgen.settings(params).items()})
+                             settings={k: float(v) for k, v in diffgen.settings(params).items()},
+                             **({"detector": args.detector} if args.detector else {}))
 
     def on_chunk(ev):
         totals.add(ev)
