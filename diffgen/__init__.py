@@ -5,12 +5,13 @@ Public API (re-exported here): :class:`Events`, :class:`Status`, :class:`Stage`,
 :func:`expect`, :func:`cross_section`, :func:`histogram`, :func:`linearize`,
 :func:`generate`, :func:`forward_backward_asymmetry`, :mod:`diffgen.presets`, and the
 subpackages ``phasespace``, ``amplitudes``, ``processes``, ``shower``, ``hadronization``,
-``decays``, ``observables`` and ``fit``.
+``decays``, ``detector``, ``observables`` and ``fit``.
 """
 
 from diffgen import (  # noqa: F401
     amplitudes,
     decays,
+    detector,
     fit,
     hadronization,
     kinematics,
@@ -41,5 +42,5 @@ __all__ = [
     "Events", "Status", "Stage", "chain", "Generator", "settings", "with_settings", "expect",
     "cross_section", "histogram", "Histogram", "linearize", "generate", "generate_chunks",
     "forward_backward_asymmetry", "presets", "fit", "kinematics", "numerics", "params", "particles",
-    "phasespace", "amplitudes", "processes", "shower", "hadronization", "decays", "observables",
+    "phasespace", "amplitudes", "processes", "shower", "hadronization", "decays", "detector", "observables",
 ]

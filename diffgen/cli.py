@@ -274,7 +274,8 @@ def _run_chunks(args, gen, params, totals: _Totals) -> tuple[float, float, int]:
 
         writer = EventWriter(args.out, process=args.process, seed=args.seed, event_offset=args.offset,
                              n_generated=args.events, sqrt_s=args.sqrt_s,
-                             settings={k: float(v) for k, v in diffgen.settings(params).items()})
+                             settings={k: float(v) for k, v in diffgen.settings(params).items()},
+                             **({"detector": args.detector} if args.detector else {}))
 
     def on_chunk(ev):
         totals.add(ev)
@@ -324,7 +325,7 @@ def _cmd_generate(args) -> int:
 
     changes = _check_generate_args(args)
     _enable_compilation_cache(args.no_cache)  # before the first compilation
-    gen = presets.make(args.process, args.sqrt_s)
+    gen = presets.make(args.process, args.sqrt_s, detector=args.detector)
     params = diffgen.with_settings(gen.default_params(), changes) if changes else gen.default_params()
     totals = _Totals(_histogram_specs(args.process, args.bins))
     sigma, sigma_err, n_skipped = _run_chunks(args, gen, params, totals)
@@ -345,7 +346,7 @@ def _cmd_settings(args) -> int:
     from diffgen import presets
     from diffgen.params import SETTINGS
 
-    gen = presets.make(args.process, args.sqrt_s)
+    gen = presets.make(args.process, args.sqrt_s, detector=args.detector)
     for name, value in diffgen.settings(gen.default_params()).items():
         spec = SETTINGS[name]
         print(f"{name:32s} {float(value):<12.6g} range [{spec.lo:g}, {spec.hi:g}] {spec.unit:7s} {spec.doc}")
@@ -377,6 +378,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "(the tasks' files then merge with `diffgen merge` into the one-run sample)")
     g.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                    help='change a setting, e.g. --set "23:m0=91.2" (repeatable)')
+    g.add_argument("--detector", default=None, metavar="NAME",
+                   help="append the parametric detector (ee-hadrons only; e.g. aleph): reconstructed events")
     g.add_argument("--out", help="event file (.lhe, .npz, .parquet or .hepmc3; .lhe.gz/.hepmc3.gz compressed)")
     g.add_argument("--plot", help="figure of the histograms (.png, .pdf or .svg)")
     g.add_argument("--chunk", type=int, default=None,
@@ -397,6 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("settings", help="list a process's settings, defaults and ranges")
     s.add_argument("--process", default="ee-mumu")
     s.add_argument("--sqrt-s", type=float, default=DEFAULT_SQRT_S)
+    s.add_argument("--detector", default=None, metavar="NAME", help="with the detector stage (e.g. aleph)")
     return parser
 
 

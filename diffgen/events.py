@@ -11,6 +11,10 @@ Shapes (``N`` events, ``P`` particle slots, a static capacity per stage):
   terms ``log p − stop_gradient(log p)`` are added here (value 0, gradient the score).
 * ``status``: u32[N] bit flags (:class:`Status`); errors inside ``jit`` are data.
 * ``p4_in``: f[N, 2, 4] and ``pid_in``: i32[N, 2] the incoming particles.
+* ``truth``: ``Events | None`` (default None, no leaves): the particle-level events a detector stage
+  reconstructed these from, slot for slot — reco slot j is the measurement of truth slot j
+  (``mask[i, j]`` False where truth particle j was not detected). :meth:`Events.resize`,
+  :meth:`Events.compact` and event selection keep the pairing.
 
 Every reduction over particles must use ``mask``. :func:`compact_slots` (and
 :meth:`Events.compact` on it) moves occupied slots to the front of a fixed capacity.
@@ -113,6 +117,7 @@ class Events:
     status: jax.Array
     p4_in: jax.Array
     pid_in: jax.Array
+    truth: Events | None = None  #: particle-level events paired slot by slot (see module docstring)
 
     @staticmethod
     def empty(n: int, capacity: int = 0, dtype=None) -> Events:
@@ -156,11 +161,14 @@ class Events:
     def resize(self, capacity: int) -> Events:
         """Pad (or, if all dropped slots are empty, cut) the particle axis to ``capacity``.
 
-        Cutting occupied slots sets :attr:`Status.CAPACITY_OVERFLOW` on those events.
+        Cutting occupied slots sets :attr:`Status.CAPACITY_OVERFLOW` on those events. A paired
+        ``truth`` record is resized with it (the slot pairing is kept; a cut that loses an occupied
+        truth slot also flags the event).
         """
         p = self.capacity
         if capacity == p:
             return self
+        truth = None if self.truth is None else self.truth.resize(capacity)
         if capacity > p:
             pad = capacity - p
             return self.replace(
@@ -168,11 +176,14 @@ class Events:
                 pid=jnp.pad(self.pid, ((0, 0), (0, pad))),
                 mask=jnp.pad(self.mask, ((0, 0), (0, pad))),
                 colour=jnp.pad(self.colour, ((0, 0), (0, pad), (0, 0))),
+                truth=truth,
             )
         lost = jnp.any(self.mask[:, capacity:], axis=1)
+        if truth is not None:
+            lost = lost | jnp.any(self.truth.mask[:, capacity:], axis=1)
         out = self.replace(
             p4=self.p4[:, :capacity], pid=self.pid[:, :capacity],
-            mask=self.mask[:, :capacity], colour=self.colour[:, :capacity],
+            mask=self.mask[:, :capacity], colour=self.colour[:, :capacity], truth=truth,
         )
         return out.with_status(lost, Status.CAPACITY_OVERFLOW)
 
@@ -181,11 +192,22 @@ class Events:
 
         Built on :func:`compact_slots` (gather-based: gradients flow to the kept momenta); events
         with more occupied slots than ``capacity`` keep the first ones and get
-        :attr:`Status.CAPACITY_OVERFLOW`.
+        :attr:`Status.CAPACITY_OVERFLOW`. With a paired ``truth`` record, a slot is kept if its reco
+        *or* its truth particle is occupied, and both move together: the pairing survives and no
+        undetected truth particle is lost.
         """
         capacity = self.capacity if capacity is None else check_int(capacity, "capacity", lo=0)
-        mask, (p4, pid, colour), overflow = compact_slots(self.mask, (self.p4, self.pid, self.colour), capacity)
-        out = self.replace(p4=p4, pid=pid, mask=mask, colour=colour)
+        if self.truth is None:
+            mask, (p4, pid, colour), overflow = compact_slots(self.mask, (self.p4, self.pid, self.colour), capacity)
+            out = self.replace(p4=p4, pid=pid, mask=mask, colour=colour)
+            return out.with_status(overflow, Status.CAPACITY_OVERFLOW)
+        t = self.truth
+        keep = self.mask | t.mask
+        _, (p4, pid, mask, colour, t_p4, t_pid, t_mask, t_colour), overflow = compact_slots(
+            keep, (self.p4, self.pid, self.mask, self.colour, t.p4, t.pid, t.mask, t.colour), capacity)
+        truth = t.replace(p4=t_p4, pid=t_pid, mask=t_mask, colour=t_colour).with_status(
+            overflow, Status.CAPACITY_OVERFLOW)
+        out = self.replace(p4=p4, pid=pid, mask=mask, colour=colour, truth=truth)
         return out.with_status(overflow, Status.CAPACITY_OVERFLOW)
 
     def total_p4(self) -> jax.Array:

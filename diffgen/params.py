@@ -72,6 +72,27 @@ SETTINGS: Mapping[str, Setting] = MappingProxyType(dict([
     _s("StringFlav:probStoUD", 0.217, 0.0, 1.0, "", "s/u quark-pair production ratio in string breaks"),
     _s("StringFlav:mesonUDvector", 0.5, 0.0, 3.0, "", "vector/pseudoscalar ratio for light mesons"),
     _s("StringFlav:mesonSvector", 0.55, 0.0, 3.0, "", "vector/pseudoscalar ratio for strange mesons"),
+    # the parametric detector (diffgen.detector; docs/detector.md). ALEPH numbers from D. Buskulic et al.
+    # (ALEPH), "Performance of the ALEPH detector at LEP", Nucl. Instrum. Meth. A360 (1995) 481;
+    # the efficiencies and angular widths are nominal values, not taken from that paper.
+    _s("Detector:trackEfficiency", 0.98, 0.0, 1.0, "",
+       "probability that a charged particle inside the tracker acceptance is reconstructed (nominal)"),
+    _s("Detector:trackSigmaInvPtA", 6.0e-4, 0.0, 0.1, "GeV^-1",
+       "constant term a of the track resolution σ(1/pT) = a ⊕ b/pT (ALEPH, NIM A360 (1995) 481)"),
+    _s("Detector:trackSigmaInvPtB", 0.005, 0.0, 0.5, "",
+       "multiple-scattering term b of σ(1/pT) = a ⊕ b/pT (ALEPH, NIM A360 (1995) 481)"),
+    _s("Detector:trackSigmaTheta", 1.0e-3, 0.0, 0.1, "rad", "Gaussian smearing of a track's polar angle θ (nominal)"),
+    _s("Detector:trackSigmaPhi", 1.0e-3, 0.0, 0.1, "rad", "Gaussian smearing of a track's azimuth φ (nominal)"),
+    _s("Detector:ecalEfficiency", 0.98, 0.0, 1.0, "",
+       "probability that a photon above threshold inside the ECAL acceptance makes a cluster (nominal)"),
+    _s("Detector:ecalStochastic", 0.18, 0.0, 2.0, "GeV^1/2",
+       "ECAL stochastic term s of σ(E)/E = s/√E ⊕ c (ALEPH, NIM A360 (1995) 481)"),
+    _s("Detector:ecalConstant", 0.009, 0.0, 0.5, "", "ECAL constant term c of σ(E)/E = s/√E ⊕ c (ALEPH)"),
+    _s("Detector:hcalEfficiency", 0.95, 0.0, 1.0, "",
+       "probability that a neutral hadron above threshold inside the HCAL acceptance makes a cluster (nominal)"),
+    _s("Detector:hcalStochastic", 0.85, 0.0, 3.0, "GeV^1/2",
+       "HCAL stochastic term of σ(E)/E = s/√E ⊕ c (ALEPH, NIM A360 (1995) 481)"),
+    _s("Detector:hcalConstant", 0.0, 0.0, 0.5, "", "HCAL constant term c of σ(E)/E = s/√E ⊕ c"),
 ]))
 
 

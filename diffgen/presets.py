@@ -36,7 +36,8 @@ def ee_qq(sqrt_s: float = DEFAULT_SQRT_S, flavours=(1, 2, 3, 4, 5)) -> Generator
 
 def ee_hadrons(sqrt_s: float = DEFAULT_SQRT_S, flavours=(1, 2, 3, 4, 5), shower: bool = True, decays: bool = True,
                me_correction: bool = True, shower_capacity: int | None = None,
-               hadron_capacity: int | None = None, final_capacity: int | None = None) -> Generator:
+               hadron_capacity: int | None = None, final_capacity: int | None = None,
+               detector=None) -> Generator:
     """e+e- → γ*/Z → q q̄ → parton shower → Lund strings → hadron decays, no ISR.
 
     Stages (params keyed by these names): ``hard`` (:func:`diffgen.processes.ee_to_ffbar`),
@@ -47,14 +48,21 @@ def ee_hadrons(sqrt_s: float = DEFAULT_SQRT_S, flavours=(1, 2, 3, 4, 5), shower:
     ``StringPT:sigma``, ``StringFlav:probStoUD`` (and the vector-meson fractions) have Pythia 8.3
     Monash defaults and are differentiable (pathwise, score-function and implicit gradients).
     ``shower=False`` hadronizes the bare q q̄ pair; ``decays=False`` keeps the primary hadrons.
+
+    ``detector``: ``None`` (default) ends at particle level; a name from
+    :data:`diffgen.detector.CONFIGS` (``"aleph"``) or a :class:`~diffgen.detector.DetectorConfig`
+    appends the stage ``detector`` (:func:`diffgen.detector.parametric`), whose events are the
+    reconstructed particles with the particle-level record paired in ``events.truth``.
     """
     from diffgen.decays import hadron_decays
+    from diffgen.detector import parametric
     from diffgen.hadronization import string_fragmentation
     from diffgen.shower import final_state_shower
 
     flavours = tuple(flavours)
     if any(abs(int(f)) > 5 or int(f) <= 0 for f in flavours):
         raise ValueError(f"ee_hadrons flavours must be quark PDG codes in 1..5, got {flavours}")
+    det = None if detector is None else parametric(detector)  # ValueError for an unknown name, before building
     stages = [("hard", ee_to_ffbar(flavours, sqrt_s))]
     if shower:
         kw = {} if shower_capacity is None else {"capacity": shower_capacity}
@@ -63,15 +71,26 @@ def ee_hadrons(sqrt_s: float = DEFAULT_SQRT_S, flavours=(1, 2, 3, 4, 5), shower:
         **({} if hadron_capacity is None else {"capacity": hadron_capacity}))))
     if decays:
         stages.append(("decays", hadron_decays(**({} if final_capacity is None else {"capacity": final_capacity}))))
-    return Generator(chain(*stages), name="ee-hadrons",
-                     info={"process": "ee-hadrons", "flavours": flavours, "sqrt_s": sqrt_s, "final_state": True})
+    info = {"process": "ee-hadrons", "flavours": flavours, "sqrt_s": sqrt_s, "final_state": True}
+    if det is not None:
+        stages.append(("detector", det))
+        info["detector"] = detector if isinstance(detector, str) else detector.name
+    return Generator(chain(*stages), name="ee-hadrons", info=info)
 
 
 PROCESSES = {"ee-mumu": ee_mumu, "ee-qq": ee_qq, "ee-hadrons": ee_hadrons}
 
 
-def make(process: str, sqrt_s: float = DEFAULT_SQRT_S) -> Generator:
-    """Build a preset by its CLI name (``ValueError`` listing the known names otherwise)."""
+def make(process: str, sqrt_s: float = DEFAULT_SQRT_S, detector: str | None = None) -> Generator:
+    """Build a preset by its CLI name (``ValueError`` listing the known names otherwise).
+
+    ``detector`` (a name from :data:`diffgen.detector.CONFIGS`) appends the detector stage; only the
+    ``ee-hadrons`` process has a final state to detect (``ValueError`` for the others).
+    """
     if process not in PROCESSES:
         raise ValueError(f"unknown process {process!r}; allowed: {', '.join(sorted(PROCESSES))}")
-    return PROCESSES[process](sqrt_s=sqrt_s)
+    if detector is None:
+        return PROCESSES[process](sqrt_s=sqrt_s)
+    if process != "ee-hadrons":
+        raise ValueError(f"a detector needs a hadronic final state: process 'ee-hadrons', got {process!r}")
+    return ee_hadrons(sqrt_s=sqrt_s, detector=detector)

@@ -103,7 +103,7 @@ def test_mkdocs_build_strict(tmp_path):
 
 
 # Pages whose Python examples are meant to run top to bottom in one session.
-_PAGES = ["quickstart.md", "design.md", "gradients.md", "physics/ee_ffbar.md"]
+_PAGES = ["quickstart.md", "design.md", "gradients.md", "physics/ee_ffbar.md", "detector.md"]
 
 
 @pytest.mark.parametrize("page", _PAGES)
@@ -134,7 +134,10 @@ def test_design_settings_table_matches_the_code():
     for proc in sorted(presets.PROCESSES):
         for name in diffgen.settings(presets.make(proc, 91.188).default_params()):
             used.setdefault(name, set()).add(proc)
-    unit = {"GeV": " GeV", "GeV^-2": " GeV⁻²", "": ""}
+    for name in diffgen.settings(presets.make("ee-hadrons", 91.188, detector="aleph").default_params()):
+        if name.startswith("Detector:"):  # only with the detector stage
+            used.setdefault(name, set()).add("ee-hadrons --detector aleph")
+    unit = {"GeV": " GeV", "GeV^-2": " GeV⁻²", "GeV^-1": " GeV⁻¹", "GeV^1/2": " √GeV", "rad": " rad", "": ""}
     for name, s in SETTINGS.items():
         default, rng, users = rows[name]
         if name != "Beams:eCM":

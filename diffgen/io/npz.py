@@ -15,6 +15,9 @@ key                shape / dtype   meaning
 ``pid_in``         i[N, 2]         incoming PDG codes
 ``metadata``       0-d str         JSON object of the user's metadata
 ``format``         0-d str         ``"diffgen.events/1"``
+``truth_<field>``  as ``<field>``  optional: the paired particle-level record
+                                   (:attr:`Events.truth`, e.g. after a detector stage),
+                                   the eight fields above with the prefix ``truth_``
 =================  ==============  ===================================================
 
 Arrays are stored with the dtypes they had (float32 stays float32), so a round
@@ -114,8 +117,28 @@ def decode_metadata(text: str, where: str) -> dict[str, Any]:
     return value
 
 
-def events_from_arrays(arrays: dict[str, np.ndarray]) -> Events:
-    return Events(**{name: arrays[name] for name in FIELDS})
+def truth_arrays(events: Events, where: str = "events") -> dict[str, np.ndarray]:
+    """The paired truth record's fields as ``{"truth_<field>": array}`` (empty if ``events.truth`` is None)."""
+    if events.truth is None:
+        return {}
+    t = host_arrays(events.truth, f"{where} (truth)")
+    if t["p4"].shape[:2] != np.shape(events.p4)[:2]:
+        raise ValueError(f"{where}: the truth record has shape {t['p4'].shape[:2]}, the events "
+                         f"{np.shape(events.p4)[:2]}; they must pair slot by slot")
+    return {f"truth_{k}": v for k, v in t.items()}
+
+
+def events_from_arrays(arrays: dict[str, np.ndarray], where: str = "events") -> Events:
+    """Events from its field arrays; ``truth_<field>`` arrays, if present, become :attr:`Events.truth`."""
+    truth = None
+    if "truth_p4" in arrays:
+        t = {name: arrays.get(f"truth_{name}") for name in FIELDS}
+        missing = [k for k, v in t.items() if v is None]
+        if missing:
+            raise ValueError(f"{where}: truth record lacks field(s) {', '.join('truth_' + k for k in missing)}")
+        check_arrays(t, f"{where} (truth)")
+        truth = Events(**t)
+    return Events(**{name: arrays[name] for name in FIELDS}, truth=truth)
 
 
 def write_npz(path: str | os.PathLike, events: Events, **metadata: Any) -> None:
@@ -130,6 +153,7 @@ def write_npz(path: str | os.PathLike, events: Events, **metadata: Any) -> None:
         ValueError: inconsistent Events shapes, non-serialisable metadata, or an unwritable path.
     """
     arrays = host_arrays(events)
+    arrays.update(truth_arrays(events))
     meta = encode_metadata(metadata)
     with atomic_write(path, "wb") as f:
         np.savez_compressed(f, **arrays, metadata=np.array(meta), format=np.array(FORMAT))
@@ -162,4 +186,4 @@ def read_npz(path: str | os.PathLike) -> tuple[Events, dict[str, Any]]:
     if "metadata" not in arrays:
         raise ValueError(f"{where}: missing field 'metadata'")
     metadata = decode_metadata(str(arrays["metadata"]), where)
-    return events_from_arrays(arrays), metadata
+    return events_from_arrays(arrays, where), metadata

@@ -47,7 +47,7 @@ from diffgen.events import Events
 from diffgen.io import hepmc, lhe
 from diffgen.io.atomic import check_writable
 from diffgen.io.dispatch import LHE_KEYWORDS, format_of, write_events
-from diffgen.io.npz import encode_metadata, host_arrays
+from diffgen.io.npz import encode_metadata, events_from_arrays, host_arrays, truth_arrays
 
 __all__ = ["EventWriter"]
 
@@ -125,7 +125,7 @@ class EventWriter:
                               alpha_s=self._lhe.get("alpha_s"))
             skipped = int(np.count_nonzero(~good))
         else:
-            self._chunks.append(Events(**a))
+            self._chunks.append(events_from_arrays({**a, **truth_arrays(events)}))  # npz keeps the truth record
             skipped = 0
         self.n_events += n
         self.n_skipped += skipped
