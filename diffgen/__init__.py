@@ -2,6 +2,7 @@
 
 Public API (re-exported here): :class:`Events`, :class:`Status`, :class:`Stage`,
 :func:`chain`, :class:`Generator`, :func:`settings`, :func:`with_settings`,
+:func:`read_settings`, :func:`write_settings` (Pythia ``.cmnd`` files),
 :func:`expect`, :func:`cross_section`, :func:`histogram`, :func:`linearize`,
 :func:`generate`, :func:`forward_backward_asymmetry`, :mod:`diffgen.presets`, and the
 subpackages ``phasespace``, ``amplitudes``, ``processes``, ``shower``, ``hadronization``,
@@ -34,11 +35,13 @@ from diffgen.expect import (
     linearize,
 )
 from diffgen.generate import generate, generate_chunks
+from diffgen.cmnd import read_settings, write_settings
 from diffgen.params import settings, with_settings
 from diffgen.stage import Generator, Stage, chain
 
 __all__ = [
-    "Events", "Status", "Stage", "chain", "Generator", "settings", "with_settings", "expect",
+    "Events", "Status", "Stage", "chain", "Generator", "settings", "with_settings", "read_settings",
+    "write_settings", "expect",
     "cross_section", "histogram", "Histogram", "linearize", "generate", "generate_chunks",
     "forward_backward_asymmetry", "presets", "fit", "kinematics", "numerics", "params", "particles",
     "phasespace", "amplitudes", "processes", "shower", "hadronization", "decays", "observables",
