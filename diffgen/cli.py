@@ -308,12 +308,13 @@ def run_metadata(args, params) -> dict:
     """What a ``generate`` run's event file records so that it can be regenerated: the diffgen version,
     process, √s, seed, event range, every setting and the stage switches."""
     import diffgen
+    from diffgen.cmnd import plain_value
     from diffgen.params import stage_switches
 
     return {"generator": "diffgen", "diffgen_version": diffgen.__version__, "process": args.process,
-            "sqrt_s": float(diffgen.settings(params)["Beams:eCM"]), "seed": args.seed,
+            "sqrt_s": plain_value(diffgen.settings(params)["Beams:eCM"]), "seed": args.seed,
             "event_offset": args.offset, "n_generated": args.events,
-            "settings": {k: float(v) for k, v in diffgen.settings(params).items()},
+            "settings": {k: plain_value(v) for k, v in diffgen.settings(params).items()},
             "switches": {k: ("on" if v else "off") for k, v in stage_switches(params).items()}}
 
 

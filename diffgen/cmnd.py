@@ -40,7 +40,7 @@ import numpy as np
 from diffgen.io.atomic import atomic_write
 from diffgen.params import SETTINGS, SWITCHES, parse_settings, parse_switch
 
-__all__ = ["read_settings", "write_settings", "format_settings"]
+__all__ = ["read_settings", "write_settings", "format_settings", "plain_value"]
 
 
 def read_settings(path: str | os.PathLike, *, ignore_unknown: bool = False) -> dict[str, Any]:
@@ -80,6 +80,17 @@ def _value_text(name: str, value) -> str:
     text = np.format_float_positional(arr[()], unique=True, trim="-") if 1e-4 <= abs(float(arr)) < 1e16 \
         else np.format_float_scientific(arr[()], unique=True, trim="-")
     return "0" if float(arr) == 0 else text
+
+
+def plain_value(value) -> float:
+    """A setting's value as the Python float of its shortest text in its own precision (float32 2.6 -> 2.6).
+
+    Example:
+        >>> import numpy as np
+        >>> float(np.float32(2.6)), plain_value(np.float32(2.6))
+        (2.5999999046325684, 2.6)
+    """
+    return float(_value_text("", value))
 
 
 def format_settings(settings: Mapping[str, Any], header: str | None = None) -> str:
