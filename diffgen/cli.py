@@ -34,6 +34,7 @@ from typing import NamedTuple
 import numpy as np
 
 from diffgen.checks import check_int
+from diffgen.events import status_summary
 from diffgen.params import DEFAULT_SQRT_S
 
 __all__ = ["main", "parse_set", "parse_count", "text_histogram", "cache_dir"]
@@ -239,6 +240,7 @@ def _check_generate_args(args) -> dict[str, float | bool]:
         args.chunk = 2000 if args.process == "ee-hadrons" else 100_000
     args.chunk = check_int(args.chunk, "--chunk")
     args.bins = check_int(args.bins, "--bins")
+    args.list = check_int(args.list, "--list", lo=0)
     if args.sqrt_s is not None and not (args.sqrt_s > 0 and math.isfinite(args.sqrt_s)):
         raise ValueError(f"--sqrt-s must be a positive number of GeV, got {args.sqrt_s}")
     changes = {}
@@ -267,6 +269,7 @@ class _Totals:
     def __init__(self, specs: list[_Histogrammed]):
         self.specs = specs
         self.n = self.bad = 0
+        self.flags: dict[str, int] = {}
         self.sw = self.sw2 = self.fw = self.fw2 = self.bw = self.bw2 = 0.0
         self.h = {s.name: np.zeros(len(s.edges) - 1) for s in specs}
         self.h2 = {s.name: np.zeros(len(s.edges) - 1) for s in specs}
@@ -277,6 +280,8 @@ class _Totals:
         w = np.where(status == 0, np.exp(np.asarray(ev.log_weight, float)), 0.0)
         self.n += w.size
         self.bad += int(np.count_nonzero(status))
+        for flag, count in status_summary(status).items():
+            self.flags[flag] = self.flags.get(flag, 0) + count
         self.sw += w.sum()
         self.sw2 += (w * w).sum()
         for s in self.specs:
@@ -331,6 +336,11 @@ def _run_chunks(args, gen, params, totals: _Totals) -> tuple[float, float, int]:
         writer = EventWriter(args.out, **run_metadata(args, params))
 
     def on_chunk(ev):
+        if totals.n < args.list:  # Pythia's event.list() for the first --list events
+            from diffgen.listing import event_listing
+
+            for i in range(min(args.list - totals.n, ev.n_events)):
+                print(event_listing(ev, i, index=args.offset + totals.n + i))
         totals.add(ev)
         if writer is not None:  # stream the chunk out; HepMC3 events carry the running σ estimate
             writer.write(ev, *totals.sigma())
@@ -354,13 +364,14 @@ def _report(args, params, totals: _Totals, sigma: float, sigma_err: float) -> li
     print(f"diffgen {diffgen.__version__}: {args.process} at sqrt(s) = {e_cm:g} GeV, {n} events, seed {args.seed}")
     for name, value in diffgen.settings(params).items():
         print(f"  {name:32s} = {float(value):.6g}")
-    print(f"sigma = {sigma:.6g} +- {sigma_err:.3g} pb")
+    from diffgen.listing import statistics_table
+
+    print(statistics_table(n=n, flags=totals.flags, n_flagged=totals.bad, sigma_pb=sigma, error_pb=sigma_err,
+                           title=f"{args.process} at sqrt(s) = {e_cm:g} GeV, seed {args.seed}"))
     if is_ffbar:
         afb = totals.afb()
         print("A_FB  = undefined (no event with non-zero weight)" if afb is None else
               f"A_FB  = {afb[0]:.5f} +- {afb[1]:.5f}")
-    if totals.bad:
-        print(f"events with status flags (zero weight): {totals.bad}")
     hists = []
     for s in totals.specs:
         h = totals.h[s.name] / n
@@ -460,6 +471,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--chunk", type=int, default=None,
                    help="events per chunk (memory bound; default 100000, 2000 for ee-hadrons)")
     g.add_argument("--bins", type=int, default=20, help="bins of each printed histogram")
+    g.add_argument("--list", type=int, default=0, metavar="N",
+                   help="print the first N events as a table, like Pythia's event.list()")
     g.add_argument("--quiet", action="store_true", help="no progress bar (it is drawn only on a terminal anyway)")
     g.add_argument("--no-cache", action="store_true",
                    help="do not use the persistent compilation cache (default: $DIFFGEN_CACHE_DIR, "
