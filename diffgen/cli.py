@@ -387,10 +387,12 @@ def _cmd_generate(args) -> int:
     import diffgen
     from diffgen import presets
 
+    from diffgen.cmnd import plain_value
+
     changes = _check_generate_args(args)
-    gen, params = presets.configure(args.process, changes, args.sqrt_s)
-    args.sqrt_s = float(diffgen.settings(params)["Beams:eCM"])
     _enable_compilation_cache(args.no_cache)  # before the first compilation
+    gen, params = presets.configure(args.process, changes, args.sqrt_s)
+    args.sqrt_s = plain_value(diffgen.settings(params)["Beams:eCM"])
     totals = _Totals(_histogram_specs(args.process, args.bins))
     sigma, sigma_err, n_skipped = _run_chunks(args, gen, params, totals)
     hists = _report(args, params, totals, sigma, sigma_err)
