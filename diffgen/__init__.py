@@ -25,6 +25,7 @@ from diffgen import (  # noqa: F401
     shower,
 )
 from diffgen._version import __version__ as __version__
+from diffgen.cmnd import read_settings, write_settings
 from diffgen.events import Events, Status
 from diffgen.expect import (
     Histogram,
@@ -35,7 +36,6 @@ from diffgen.expect import (
     linearize,
 )
 from diffgen.generate import generate, generate_chunks
-from diffgen.cmnd import read_settings, write_settings
 from diffgen.params import settings, with_settings
 from diffgen.stage import Generator, Stage, chain
 

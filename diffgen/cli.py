@@ -386,7 +386,6 @@ def _report(args, params, totals: _Totals, sigma: float, sigma_err: float) -> li
 def _cmd_generate(args) -> int:
     import diffgen
     from diffgen import presets
-
     from diffgen.cmnd import plain_value
 
     changes = _check_generate_args(args)
@@ -410,9 +409,7 @@ def _cmd_generate(args) -> int:
 def _cmd_settings(args) -> int:
     import diffgen
     from diffgen import presets
-    from diffgen.params import SETTINGS
-
-    from diffgen.params import SWITCHES, range_text, stage_switches
+    from diffgen.params import SETTINGS, SWITCHES, range_text, stage_switches
 
     gen = presets.make(args.process, args.sqrt_s)
     params = gen.default_params()

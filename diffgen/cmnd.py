@@ -113,7 +113,9 @@ def format_settings(settings: Mapping[str, Any], header: str | None = None) -> s
 
 
 def write_settings(path: str | os.PathLike, settings: Mapping[str, Any], header: str | None = None) -> None:
-    """Write ``settings`` (concrete values) as a ``.cmnd`` file, atomically; :func:`read_settings` reads it back exactly."""
+    """Write ``settings`` (concrete values) as a ``.cmnd`` file, atomically.
+
+    :func:`read_settings` reads it back to the same values (in the values' own precision)."""
     text = format_settings(settings, header)
     with atomic_write(path, "w") as f:
         f.write(text)

@@ -41,8 +41,8 @@ import numpy as np
 
 from diffgen.events import Status
 
-__all__ = ["check_flagged", "check_flag_options", "flagged_message", "FlaggedEventsWarning", "FlaggedEventsError", "DEFAULT_MAX_FLAGGED",
-           "FlagMonitor"]
+__all__ = ["check_flagged", "check_flag_options", "flagged_message", "FlaggedEventsWarning", "FlaggedEventsError",
+           "DEFAULT_MAX_FLAGGED", "FlagMonitor"]
 
 DEFAULT_MAX_FLAGGED = 0.01  #: the share of flagged events above which :func:`check_flagged` acts
 _ACTIONS = ("warn", "raise", "ignore")

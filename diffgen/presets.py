@@ -48,10 +48,10 @@ def hadron_threshold(flavours=(1, 2, 3, 4, 5)) -> float:
         >>> round(hadron_threshold((1, 2, 3)), 3)
         0.28
     """
+    import jax
+
     from diffgen.hadronization.flavour import min_two_meson_mass
     from diffgen.hadronization.string import LIGHT_MARGIN
-
-    import jax
 
     with jax.ensure_compile_time_eval():  # a host number even when a generator is built inside a trace
         return min(float(min_two_meson_mass(int(f), int(f))) for f in flavours) + LIGHT_MARGIN

@@ -354,7 +354,7 @@ def _load_generator(g, base: str = ".") -> _Generator:
     problems = _Problems()
     for k, v in fixed.items():
         if k not in SWITCHES:
-            def one(k=k, v=v):
+            def one(k=k, v=v, params=params):
                 try:
                     return with_settings(params, {k: v})
                 except ValueError as err:
