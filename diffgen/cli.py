@@ -5,8 +5,14 @@ Example::
     diffgen generate --process ee-mumu --sqrt-s 91.188 --events 100000 --seed 1 \\
         --set "23:m0=91.2" --out events.lhe --plot costheta.png
 
-Everything is validated before any event is generated: process name, √s,
-number of events, ``--set`` syntax, setting names and ranges, output paths.
+Settings as in Pythia: ``--settings run.cmnd`` reads a ``.cmnd`` file (:mod:`diffgen.cmnd`) and
+``--set "Group:name = value"`` (repeatable) overrides it, switches included
+(``--set "HadronLevel:Decay = off"``); ``Beams:eCM`` there is the same as ``--sqrt-s``.
+
+Everything is validated before any event is generated: process name, √s (against the process's
+threshold), number of events (``--events 1e5`` is fine), ``--set`` syntax, setting names and ranges,
+output paths (an existing ``--out`` or ``--plot`` needs ``--force``). Ctrl-C stops with exit code
+130 and leaves no partial file; progress bars are drawn only on a terminal.
 
 ``generate`` and ``tune`` keep JAX's persistent compilation cache (compiled programs, so a second
 run skips most of the compilation) in ``$DIFFGEN_CACHE_DIR``, by default
@@ -21,44 +27,74 @@ import contextlib
 import math
 import os
 import sys
+import warnings
 from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
 
 from diffgen.checks import check_int
+from diffgen.events import status_summary
 from diffgen.params import DEFAULT_SQRT_S
 
-__all__ = ["main", "parse_set", "text_histogram", "cache_dir"]
+__all__ = ["main", "parse_set", "parse_count", "text_histogram", "cache_dir"]
 
 _OUT_SUFFIXES = (".lhe", ".npz", ".parquet", ".hepmc3", ".hepmc", ".lhe.gz", ".hepmc3.gz", ".hepmc.gz")
 _PLOT_SUFFIXES = (".png", ".pdf", ".svg")
 
 
-def parse_set(items) -> dict[str, float]:
-    """Parse ``["name=value", ...]`` into a dict (``ValueError`` on malformed entries)."""
-    out: dict[str, float] = {}
+def parse_set(items, ignore_unknown: bool = False) -> dict[str, float | bool]:
+    """Parse ``["name=value", ...]`` into a dict (``ValueError`` on malformed entries).
+
+    Numbers become floats, Pythia's switches (``HadronLevel:Decay = off``) bools; names are matched
+    without regard to case (:func:`diffgen.params.parse_settings`).
+
+    Example:
+        >>> parse_set(["23:m0 = 91.2", "hadronlevel:decay=off"])
+        {'23:m0': 91.2, 'HadronLevel:Decay': False}
+    """
+    from diffgen.params import parse_settings
+
+    out: dict[str, float | bool] = {}
     for item in items or []:
         if item.count("=") != 1:
             raise ValueError(f"malformed --set {item!r}: expected NAME=VALUE, e.g. --set \"23:m0=91.2\"")
-        name, value = (s.strip() for s in item.split("="))
+        name = item.split("=")[0].strip()
         if not name or ":" not in name:
             raise ValueError(f"malformed --set {item!r}: setting names look like 'Group:name', e.g. '23:m0'")
-        try:
-            v = float(value)
-        except ValueError:
-            raise ValueError(f"malformed --set {item!r}: value {value!r} is not a number") from None
-        if not math.isfinite(v):
-            raise ValueError(f"malformed --set {item!r}: value must be finite")
-        out[name] = v
+        out.update(parse_settings([item], ignore_unknown=ignore_unknown, where=f"--set {item!r}"))
     return out
 
 
-def _check_output(path: str, suffixes, what: str) -> None:
+def parse_count(text, name: str = "--events") -> int:
+    """A positive event count from ``100000``, ``100_000`` or ``1e5`` (``ValueError`` otherwise).
+
+    Example:
+        >>> parse_count("1e5"), parse_count("2_000")
+        (100000, 2000)
+    """
+    if isinstance(text, (int, np.integer)) and not isinstance(text, bool):
+        return check_int(text, name)
+    try:
+        v = int(str(text).replace("_", ""))
+    except ValueError:
+        try:
+            f = float(text)
+        except ValueError:
+            raise ValueError(f"{name} must be a positive integer such as 100000 or 1e5, got {text!r}") from None
+        if not (math.isfinite(f) and f == int(f)):
+            raise ValueError(f"{name} must be a whole number of events, got {text!r}") from None
+        v = int(f)
+    return check_int(v, name)
+
+
+def _check_output(path: str, suffixes, what: str, force: bool = True) -> None:
     from diffgen.io.atomic import check_writable
 
     if os.path.isdir(path):
         raise ValueError(f"{what} {path!r} is a directory")
+    if os.path.lexists(path) and not force:
+        raise ValueError(f"{what} {path!r} exists; use --force to overwrite it")
     if not path.lower().endswith(suffixes):
         raise ValueError(f"{what} {path!r} has an unknown suffix; allowed: {', '.join(suffixes)}")
     directory = os.path.dirname(os.path.abspath(path)) or "."
@@ -194,23 +230,31 @@ def _enable_compilation_cache(no_cache: bool) -> str | None:
     return path
 
 
-def _check_generate_args(args) -> dict[str, float]:
-    """Validate the ``generate`` arguments in place (default chunk); return the ``--set`` changes."""
-    args.events = check_int(args.events, "--events")
+def _check_generate_args(args) -> dict[str, float | bool]:
+    """Validate the ``generate`` arguments in place (default chunk); return the ``--settings`` file's
+    settings updated by ``--set``."""
+    from diffgen.cmnd import read_settings
+
+    args.events = parse_count(args.events, "--events")
     if args.chunk is None:
         args.chunk = 2000 if args.process == "ee-hadrons" else 100_000
     args.chunk = check_int(args.chunk, "--chunk")
     args.bins = check_int(args.bins, "--bins")
-    if not (args.sqrt_s > 0 and math.isfinite(args.sqrt_s)):
+    args.list = check_int(args.list, "--list", lo=0)
+    if args.sqrt_s is not None and not (args.sqrt_s > 0 and math.isfinite(args.sqrt_s)):
         raise ValueError(f"--sqrt-s must be a positive number of GeV, got {args.sqrt_s}")
-    changes = parse_set(args.set)
-    if "Beams:eCM" in changes:
-        raise ValueError("set the collision energy with --sqrt-s (which also checks the production threshold), "
-                         f"not --set Beams:eCM={changes['Beams:eCM']:g}")
+    changes = {}
+    if args.settings:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            changes.update(read_settings(args.settings, ignore_unknown=args.ignore_unknown))
+        for w in caught:
+            print(f"diffgen: note: {w.message}", file=sys.stderr)
+    changes.update(parse_set(args.set, ignore_unknown=args.ignore_unknown))
     if args.out:
-        _check_output(args.out, _OUT_SUFFIXES, "--out")
+        _check_output(args.out, _OUT_SUFFIXES, "--out", args.force)
     if args.plot:
-        _check_output(args.plot, _PLOT_SUFFIXES, "--plot")
+        _check_output(args.plot, _PLOT_SUFFIXES, "--plot", args.force)
     if not 0 <= args.offset <= 2**32 - args.events:
         raise ValueError(f"--offset must be in [0, 2**32 - --events] = [0, {2**32 - args.events}] "
                          f"(event indices are uint32), got {args.offset}")
@@ -225,6 +269,7 @@ class _Totals:
     def __init__(self, specs: list[_Histogrammed]):
         self.specs = specs
         self.n = self.bad = 0
+        self.flags: dict[str, int] = {}
         self.sw = self.sw2 = self.fw = self.fw2 = self.bw = self.bw2 = 0.0
         self.h = {s.name: np.zeros(len(s.edges) - 1) for s in specs}
         self.h2 = {s.name: np.zeros(len(s.edges) - 1) for s in specs}
@@ -235,6 +280,8 @@ class _Totals:
         w = np.where(status == 0, np.exp(np.asarray(ev.log_weight, float)), 0.0)
         self.n += w.size
         self.bad += int(np.count_nonzero(status))
+        for flag, count in status_summary(status).items():
+            self.flags[flag] = self.flags.get(flag, 0) + count
         self.sw += w.sum()
         self.sw2 += (w * w).sum()
         for s in self.specs:
@@ -262,6 +309,20 @@ class _Totals:
         return (self.fw - self.bw) / tot, 2.0 * math.sqrt(self.bw ** 2 * self.fw2 + self.fw ** 2 * self.bw2) / tot**2
 
 
+def run_metadata(args, params) -> dict:
+    """What a ``generate`` run's event file records so that it can be regenerated: the diffgen version,
+    process, √s, seed, event range, every setting and the stage switches."""
+    import diffgen
+    from diffgen.cmnd import plain_value
+    from diffgen.params import stage_switches
+
+    return {"generator": "diffgen", "diffgen_version": diffgen.__version__, "process": args.process,
+            "sqrt_s": plain_value(diffgen.settings(params)["Beams:eCM"]), "seed": args.seed,
+            "event_offset": args.offset, "n_generated": args.events,
+            "settings": {k: plain_value(v) for k, v in diffgen.settings(params).items()},
+            "switches": {k: ("on" if v else "off") for k, v in stage_switches(params).items()}}
+
+
 def _run_chunks(args, gen, params, totals: _Totals) -> tuple[float, float, int]:
     """Generate in chunks into ``totals``, streaming to ``--out``; (σ, error, events skipped by the writer)."""
     import jax
@@ -272,19 +333,22 @@ def _run_chunks(args, gen, params, totals: _Totals) -> tuple[float, float, int]:
     if args.out:
         from diffgen.io import EventWriter
 
-        writer = EventWriter(args.out, process=args.process, seed=args.seed, event_offset=args.offset,
-                             n_generated=args.events, sqrt_s=args.sqrt_s,
-                             settings={k: float(v) for k, v in diffgen.settings(params).items()},
+        writer = EventWriter(args.out, **run_metadata(args, params),
                              **({"detector": args.detector} if args.detector else {}))
 
     def on_chunk(ev):
+        if totals.n < args.list:  # Pythia's event.list() for the first --list events
+            from diffgen.listing import event_listing
+
+            for i in range(min(args.list - totals.n, ev.n_events)):
+                print(event_listing(ev, i, index=args.offset + totals.n + i))
         totals.add(ev)
         if writer is not None:  # stream the chunk out; HepMC3 events carry the running σ estimate
             writer.write(ev, *totals.sigma())
 
     with writer if writer is not None else contextlib.nullcontext():
         diffgen.generate(gen, params, jax.random.key(args.seed), args.events, chunk=args.chunk,
-                         progress=not args.quiet, on_chunk=on_chunk, keep=False, offset=args.offset)
+                         progress=False if args.quiet else None, on_chunk=on_chunk, keep=False, offset=args.offset)
         sigma, sigma_err = totals.sigma()
         if writer is not None:
             writer.close(sigma_pb=sigma, error_pb=sigma_err)
@@ -301,13 +365,14 @@ def _report(args, params, totals: _Totals, sigma: float, sigma_err: float) -> li
     print(f"diffgen {diffgen.__version__}: {args.process} at sqrt(s) = {e_cm:g} GeV, {n} events, seed {args.seed}")
     for name, value in diffgen.settings(params).items():
         print(f"  {name:32s} = {float(value):.6g}")
-    print(f"sigma = {sigma:.6g} +- {sigma_err:.3g} pb")
+    from diffgen.listing import statistics_table
+
+    print(statistics_table(n=n, flags=totals.flags, n_flagged=totals.bad, sigma_pb=sigma, error_pb=sigma_err,
+                           title=f"{args.process} at sqrt(s) = {e_cm:g} GeV, seed {args.seed}"))
     if is_ffbar:
         afb = totals.afb()
         print("A_FB  = undefined (no event with non-zero weight)" if afb is None else
               f"A_FB  = {afb[0]:.5f} +- {afb[1]:.5f}")
-    if totals.bad:
-        print(f"events with status flags (zero weight): {totals.bad}")
     hists = []
     for s in totals.specs:
         h = totals.h[s.name] / n
@@ -322,11 +387,12 @@ def _report(args, params, totals: _Totals, sigma: float, sigma_err: float) -> li
 def _cmd_generate(args) -> int:
     import diffgen
     from diffgen import presets
+    from diffgen.cmnd import plain_value
 
     changes = _check_generate_args(args)
     _enable_compilation_cache(args.no_cache)  # before the first compilation
-    gen = presets.make(args.process, args.sqrt_s, detector=args.detector)
-    params = diffgen.with_settings(gen.default_params(), changes) if changes else gen.default_params()
+    gen, params = presets.configure(args.process, changes, args.sqrt_s, detector=args.detector)
+    args.sqrt_s = plain_value(diffgen.settings(params)["Beams:eCM"])
     totals = _Totals(_histogram_specs(args.process, args.bins))
     sigma, sigma_err, n_skipped = _run_chunks(args, gen, params, totals)
     hists = _report(args, params, totals, sigma, sigma_err)
@@ -344,12 +410,17 @@ def _cmd_generate(args) -> int:
 def _cmd_settings(args) -> int:
     import diffgen
     from diffgen import presets
-    from diffgen.params import SETTINGS
+    from diffgen.params import SETTINGS, SWITCHES, range_text, stage_switches
 
     gen = presets.make(args.process, args.sqrt_s, detector=args.detector)
-    for name, value in diffgen.settings(gen.default_params()).items():
-        spec = SETTINGS[name]
-        print(f"{name:32s} {float(value):<12.6g} range [{spec.lo:g}, {spec.hi:g}] {spec.unit:7s} {spec.doc}")
+    params = gen.default_params()
+    rows = [(name, f"{float(value):.6g}", range_text(SETTINGS[name]._replace(unit="")), SETTINGS[name].unit,
+             SETTINGS[name].doc) for name, value in diffgen.settings(params).items()]
+    rows += [(name, "on" if on else "off", "on/off", "", SWITCHES[name]) for name, on in stage_switches(params).items()]
+    head = ("setting", "value", "range", "unit", "meaning")
+    widths = [max(len(r[k]) for r in rows + [head]) for k in range(4)]
+    for r in [head] + rows:
+        print("  ".join(f"{r[k]:{widths[k]}s}" for k in range(4)) + "  " + r[4])
     return 0
 
 
@@ -357,49 +428,68 @@ def _cmd_tune(args) -> int:
     from diffgen.fit import tune_file
 
     _enable_compilation_cache(args.no_cache)
-    out = tune_file.run(args.config, out_dir=args.out, progress=not args.quiet)
+    out = tune_file.run(args.config, out_dir=args.out, progress=False if args.quiet else None)
     print(out.result.summary())
     print(f"wrote {os.path.join(out.config.out_dir, 'report.md')} and {len(out.files) - 1} more files")
     return 0
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Show each option's default, except where there is none to show."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False or action.default == []:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from diffgen import presets
 
-    parser = argparse.ArgumentParser(prog="diffgen", description="Differentiable event generator")
+    fmt = {"formatter_class": _HelpFormatter}
+    parser = argparse.ArgumentParser(prog="diffgen", description="Differentiable event generator", **fmt)
     sub = parser.add_subparsers(dest="command", required=True)
-    g = sub.add_parser("generate", help="generate events, print sigma, A_FB and a histogram")
+    g = sub.add_parser("generate", help="generate events, print sigma, A_FB and a histogram", **fmt)
     g.add_argument("--process", default="ee-mumu", help=f"one of {', '.join(sorted(presets.PROCESSES))}")
-    g.add_argument("--sqrt-s", type=float, default=DEFAULT_SQRT_S, help="centre-of-mass energy in GeV")
-    g.add_argument("--events", type=int, default=100_000, help="number of events")
-    g.add_argument("--seed", type=int, default=1)
+    g.add_argument("--sqrt-s", type=float, default=None,
+                   help=f"centre-of-mass energy in GeV (default: Beams:eCM of --settings/--set, else {DEFAULT_SQRT_S})")
+    g.add_argument("--events", default=100_000, help="number of events (100000, 100_000 and 1e5 all work)")
+    g.add_argument("--seed", type=int, default=1, help="random seed; the same seed gives the same events")
     g.add_argument("--offset", type=int, default=0,
                    help="global index of the first event: job-array task t of --events N each uses t*N "
                         "(the tasks' files then merge with `diffgen merge` into the one-run sample)")
+    g.add_argument("--settings", metavar="FILE.cmnd",
+                   help="Pythia-style settings file ('Group:name = value' lines, '!' comments), read before --set")
     g.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
-                   help='change a setting, e.g. --set "23:m0=91.2" (repeatable)')
+                   help='change a setting, e.g. --set "23:m0=91.2" or --set "HadronLevel:Decay = off" (repeatable)')
+    g.add_argument("--ignore-unknown", action="store_true",
+                   help="skip settings diffgen does not have (e.g. Pythia's Main:numberOfEvents), with a note, "
+                        "instead of stopping")
     g.add_argument("--detector", default=None, metavar="NAME",
                    help="append the parametric detector (ee-hadrons only; e.g. aleph): reconstructed events")
     g.add_argument("--out", help="event file (.lhe, .npz, .parquet or .hepmc3; .lhe.gz/.hepmc3.gz compressed)")
     g.add_argument("--plot", help="figure of the histograms (.png, .pdf or .svg)")
+    g.add_argument("--force", action="store_true", help="overwrite an existing --out or --plot file")
     g.add_argument("--chunk", type=int, default=None,
                    help="events per chunk (memory bound; default 100000, 2000 for ee-hadrons)")
-    g.add_argument("--bins", type=int, default=20)
-    g.add_argument("--quiet", action="store_true", help="no progress bar")
+    g.add_argument("--bins", type=int, default=20, help="bins of each printed histogram")
+    g.add_argument("--list", type=int, default=0, metavar="N",
+                   help="print the first N events as a table, like Pythia's event.list()")
+    g.add_argument("--quiet", action="store_true", help="no progress bar (it is drawn only on a terminal anyway)")
     g.add_argument("--no-cache", action="store_true",
                    help="do not use the persistent compilation cache (default: $DIFFGEN_CACHE_DIR, "
                         "else ~/.cache/diffgen/jax)")
-    t = sub.add_parser("tune", help="fit settings to the targets of a TOML tune file and write a report")
+    t = sub.add_parser("tune", help="fit settings to the targets of a TOML tune file and write a report", **fmt)
     t.add_argument("config", help="tune file (.toml); schema in diffgen.fit.tune_config")
     t.add_argument("--out", help="output directory (default: [output] dir in the file, else <file stem>-fit)")
-    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.add_argument("--quiet", action="store_true", help="no progress bar (it is drawn only on a terminal anyway)")
     t.add_argument("--no-cache", action="store_true", help="do not use the persistent compilation cache")
     from diffgen.io.merge import add_merge_subcommand
 
     add_merge_subcommand(sub)
-    s = sub.add_parser("settings", help="list a process's settings, defaults and ranges")
-    s.add_argument("--process", default="ee-mumu")
-    s.add_argument("--sqrt-s", type=float, default=DEFAULT_SQRT_S)
+    s = sub.add_parser("settings", help="list a process's settings, defaults and ranges", **fmt)
+    s.add_argument("--process", default="ee-mumu", help=f"one of {', '.join(sorted(presets.PROCESSES))}")
+    s.add_argument("--sqrt-s", type=float, default=DEFAULT_SQRT_S, help="centre-of-mass energy in GeV")
     s.add_argument("--detector", default=None, metavar="NAME", help="with the detector stage (e.g. aleph)")
     return parser
 
@@ -443,6 +533,9 @@ def main(argv=None) -> int:
     except ValueError as exc:
         print(f"diffgen: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: output files are removed by their writers; no traceback
+        print("diffgen: interrupted", file=sys.stderr)
+        return 130  # the shell's code for SIGINT (128 + 2)
     except BrokenPipeError:  # e.g. `diffgen generate ... | head`: stop quietly; output files are already closed
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit flush does not raise again
         return 141  # the shell's code for SIGPIPE (128 + 13)

@@ -15,6 +15,12 @@ Weights: an event's weight is ``w = exp(log_weight)`` for events with
 * :func:`bin_one_hot` — the hard binning behind it (one-hot bin rows, last bin closed), the one
   place every hard histogram in diffgen bins its values.
 * :func:`linearize` — f(θ0) and the forward-mode map ε ↦ J·ε for any pytree f.
+
+Flagged events: :func:`expect` and :func:`cross_section` (and so :func:`linearize` of functions
+built on them) warn, or raise with ``on_flagged="raise"``, when more than ``max_flagged`` (default
+1 %) of their events carry status flags and therefore zero weight, naming the flags
+(:mod:`diffgen.flagged`). For :func:`histogram`, which sees only values and weights, call
+:func:`diffgen.flagged.check_flagged` on the events.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from jax.scipy.special import ndtr
 
 from diffgen.checks import check_int
 from diffgen.events import Events
+from diffgen.flagged import DEFAULT_MAX_FLAGGED, check_flag_options, check_flagged
 from diffgen.kinematics import cos_theta
 from diffgen.numerics import safe_sqrt
 from diffgen.params import SETTINGS, settings
@@ -52,12 +59,16 @@ def event_weights(events: Events, normalise: bool = False):
     return jnp.where(good, jnp.exp(jnp.where(good, lw, 0.0)), 0.0)
 
 
-def cross_section(gen, params, key, n: int):
+def cross_section(gen, params, key, n: int, *, max_flagged: float = DEFAULT_MAX_FLAGGED, on_flagged: str = "warn"):
     """Monte-Carlo σ in pb and its statistical error: (mean(w), std(w)/√N).
 
     Differentiable in ``params`` (e.g. ``jax.grad(lambda p: cross_section(gen, p, key, n)[0])``).
+    Warns (``on_flagged="raise"``: raises :class:`diffgen.flagged.FlaggedEventsError`) when more than
+    ``max_flagged`` of the events are flagged (zero weight), naming the flags.
     """
+    check_flag_options(max_flagged, on_flagged)
     events = gen.sample(params, key, n)
+    check_flagged(events, max_flagged, on_flagged, where="cross_section")
     return cross_section_of(events)
 
 
@@ -82,13 +93,17 @@ def _weighted_mean(values, w, with_error: bool):
     return mean, err
 
 
-def expect(observable: Callable[[Events], Any], gen, params, key, n: int, with_error: bool = False):
+def expect(observable: Callable[[Events], Any], gen, params, key, n: int, with_error: bool = False, *,
+           max_flagged: float = DEFAULT_MAX_FLAGGED, on_flagged: str = "warn"):
     """⟨O⟩ = Σ w O(event) / Σ w over ``n`` events from ``gen`` (see module docstring).
 
     ``observable`` maps Events to f[N] (or f[N, ...]). Differentiable in ``params``.
-    With ``with_error=True`` returns (mean, statistical error).
+    With ``with_error=True`` returns (mean, statistical error). Warns (``on_flagged="raise"``:
+    raises) when more than ``max_flagged`` of the events are flagged (zero weight), naming the flags.
     """
+    check_flag_options(max_flagged, on_flagged)
     events = gen.sample(params, key, n)
+    check_flagged(events, max_flagged, on_flagged, where="expect")
     return expect_of(observable, events, with_error)
 
 

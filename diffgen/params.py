@@ -25,8 +25,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["Setting", "SETTINGS", "DEFAULT_SQRT_S", "settings", "with_settings", "check_params", "out_of_range",
-           "describe", "range_text", "unknown_setting_message"]
+__all__ = ["Setting", "SETTINGS", "DEFAULT_SQRT_S", "SWITCHES", "settings", "with_settings", "check_params",
+           "out_of_range", "describe", "range_text", "unknown_setting_message", "parse_settings", "parse_switch",
+           "stage_switches", "structure_of"]
 
 
 class Setting(NamedTuple):
@@ -94,6 +95,172 @@ SETTINGS: Mapping[str, Setting] = MappingProxyType(dict([
        "HCAL stochastic term of σ(E)/E = s/√E ⊕ c (ALEPH, NIM A360 (1995) 481)"),
     _s("Detector:hcalConstant", 0.0, 0.0, 0.5, "", "HCAL constant term c of σ(E)/E = s/√E ⊕ c"),
 ]))
+
+
+#: Pythia's on/off switches that select which stages a generator has (its structure), with Pythia's
+#: defaults. They are not parameters (no leaf in the params tree): :func:`diffgen.presets.make` turns
+#: them into the preset's keyword arguments, and :func:`with_settings` accepts them only when they
+#: agree with the stages the params tree already has.
+SWITCHES: Mapping[str, str] = MappingProxyType({
+    "PartonLevel:FSR": "final-state parton shower (stage 'shower')",
+    "HadronLevel:all": "hadron level as a whole: hadronization and decays",
+    "HadronLevel:Hadronize": "string fragmentation (stage 'hadronization')",
+    "HadronLevel:Decay": "hadron decays (stage 'decays'; only after hadronization)",
+})
+
+_TRUE = ("on", "true", "yes", "1")
+_FALSE = ("off", "false", "no", "0")
+
+
+def parse_switch(name: str, value) -> bool:
+    """A switch value as a bool: Pythia's ``on``/``off``, ``true``/``false``, ``yes``/``no``, ``1``/``0``.
+
+    Example:
+        >>> parse_switch("HadronLevel:Decay", "Off"), parse_switch("PartonLevel:FSR", 1)
+        (False, True)
+    """
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)) and int(value) in (0, 1):
+        return bool(value)
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ValueError(f"switch {name!r} = {value!r}: allowed values are on/off, true/false, yes/no, 1/0")
+
+
+def _canonical_names() -> dict[str, str]:
+    return {n.lower(): n for n in (*SETTINGS, *SWITCHES)}
+
+
+def _strip_comment(line: str) -> str:
+    for mark in ("!", "#"):
+        if mark in line:
+            line = line[:line.index(mark)]
+    return line.strip()
+
+
+def _split_entry(entry: str, where: str) -> tuple[str, str]:
+    """``'Group:name = value'`` (or Pythia's ``'Group:name value'``) as (name, value text)."""
+    if "=" in entry:
+        name, _, value = entry.partition("=")
+    else:
+        name, _, value = entry.partition(" ")
+    name, value = name.strip(), value.strip()
+    if not name or ":" not in name or not value or " " in name:
+        raise ValueError(f"{where}: malformed setting {entry!r}; expected 'Group:name = value', "
+                         "e.g. 'StringZ:aLund = 0.7'")
+    return name, value
+
+
+def _number(name: str, text: str, where: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise ValueError(f"{where}: setting {name!r} = {text!r} is not a number") from None
+    if not math.isfinite(v):
+        raise ValueError(f"{where}: setting {name!r} = {text!r} must be finite")
+    return v
+
+
+def parse_settings(source, *, ignore_unknown: bool = False, where: str = "settings") -> dict[str, Any]:
+    """Settings from Pythia-style text: ``{name: float}`` for parameters, ``{name: bool}`` for :data:`SWITCHES`.
+
+    ``source`` is a multi-line string or an iterable of strings, each ``Group:name = value`` (the
+    ``=`` may be left out, as Pythia allows). As in Pythia's ``readString``: names are matched
+    without regard to case (and returned in their canonical spelling), blank lines and anything
+    after ``!`` or ``#`` are comments, and a later line overrides an earlier one. A mapping is
+    returned as a dict with canonical names (its values are kept as they are, traced ones included).
+
+    Names diffgen does not know (most of Pythia's, e.g. ``Main:numberOfEvents``) raise one
+    ``ValueError`` that lists all of them; with ``ignore_unknown=True`` they are dropped and the
+    caller may report them (see :func:`diffgen.cmnd.read_settings`). Values are parsed here, not
+    range-checked: :func:`with_settings` does that.
+
+    Example:
+        >>> parse_settings("StringZ:aLund = 0.7   ! Lund a\\nhadronlevel:decay = off")
+        {'StringZ:aLund': 0.7, 'HadronLevel:Decay': False}
+    """
+    canonical = _canonical_names()
+    if isinstance(source, Mapping):
+        entries = [(str(k), v, f"{where}[{k!r}]") for k, v in source.items()]
+    else:
+        if isinstance(source, str):
+            lines = source.splitlines()
+        else:
+            try:
+                lines = list(source)
+            except TypeError:
+                raise ValueError(f"{where}: expected a mapping, a string or a list of strings, "
+                                 f"got {type(source).__name__}") from None
+        entries = []
+        for i, line in enumerate(lines, 1):
+            if not isinstance(line, str):
+                raise ValueError(f"{where}: expected a mapping or 'Group:name = value' strings; entry {i} is "
+                                 f"{type(line).__name__} {line!r}")
+            text = _strip_comment(line)
+            if text:
+                name, value = _split_entry(text, f"{where}, line {i}")
+                entries.append((name, value, f"{where}, line {i}"))
+    out: dict[str, Any] = {}
+    unknown = []
+    for name, value, loc in entries:
+        key = canonical.get(name.lower())
+        if key is None:
+            unknown.append(name)
+            continue
+        if key in SWITCHES:
+            try:
+                out[key] = parse_switch(key, value)
+            except ValueError as err:
+                raise ValueError(f"{loc}: {err}") from None
+        elif isinstance(value, str):
+            out[key] = _number(key, value, loc)
+        else:
+            out[key] = value
+    if unknown and not ignore_unknown:
+        names = list(dict.fromkeys(unknown))
+        known = list(canonical.values())
+        hints = [f"{n!r} -> {', '.join(repr(c) for c in difflib.get_close_matches(n, known, n=2))}?"
+                 for n in names if difflib.get_close_matches(n, known, n=2)]
+        hint = f"Did you mean: {'; '.join(hints)} " if hints else ""
+        raise ValueError(f"{where}: unknown setting name(s) {', '.join(repr(n) for n in names)}. {hint}"
+                         f"diffgen knows: {', '.join(sorted((*SETTINGS, *SWITCHES)))} "
+                         "(ignore_unknown=True, or --ignore-unknown, skips the others)")
+    return out
+
+
+def stage_switches(params) -> dict[str, bool]:
+    """The :data:`SWITCHES` a params tree implies, from the stages it has (its top-level keys).
+
+    Example:
+        >>> stage_switches({"hard": {}, "shower": {}})["PartonLevel:FSR"]
+        True
+    """
+    keys = set(params) if isinstance(params, Mapping) else set()
+    return {"PartonLevel:FSR": "shower" in keys, "HadronLevel:all": bool({"hadronization", "decays"} & keys),
+            "HadronLevel:Hadronize": "hadronization" in keys, "HadronLevel:Decay": "decays" in keys}
+
+
+def structure_of(switches: Mapping[str, bool], base: Mapping[str, bool] | None = None) -> dict[str, bool]:
+    """Which stages the :data:`SWITCHES` select, with Pythia's logic: ``{shower, hadronize, decays}``.
+
+    ``base`` gives the switches not in ``switches`` (default: Pythia's, all on). Hadronization runs
+    if ``HadronLevel:all`` and ``HadronLevel:Hadronize`` are on; decays if ``HadronLevel:all`` and
+    ``HadronLevel:Decay`` are on and there are hadrons to decay.
+
+    Example:
+        >>> structure_of({"HadronLevel:Decay": False})
+        {'shower': True, 'hadronize': True, 'decays': False}
+    """
+    s = {name: True for name in SWITCHES}
+    s.update(base or {})
+    s.update(switches)
+    hadronize = s["HadronLevel:all"] and s["HadronLevel:Hadronize"]
+    return {"shower": s["PartonLevel:FSR"], "hadronize": hadronize,
+            "decays": hadronize and s["HadronLevel:all"] and s["HadronLevel:Decay"]}
 
 
 def describe(name: str) -> Setting:
@@ -178,6 +345,12 @@ def _set(tree, name, value):
 def with_settings(params, changes: Mapping[str, Any]):
     """Return ``params`` with the named settings replaced.
 
+    ``changes`` is a mapping ``{name: value}``, or Pythia-style text: a multi-line string or a list
+    of ``"Group:name = value"`` strings (see :func:`parse_settings`). The :data:`SWITCHES`
+    (``HadronLevel:Decay = off``, …) select stages, which a params tree cannot change: they are
+    accepted when they agree with the stages ``params`` has, and otherwise raise ``ValueError``
+    pointing to ``diffgen.presets.make(process, settings=...)``.
+
     Raises ``ValueError`` for unknown names, names this generator does not use,
     and concrete values outside the physical range. Traced values pass through
     (stages flag out-of-range traced values in ``Events.status``).
@@ -188,9 +361,26 @@ def with_settings(params, changes: Mapping[str, Any]):
         >>> p = diffgen.with_settings(gen.default_params(), {"23:m0": 91.2})
         >>> round(float(diffgen.settings(p)["23:m0"]), 4)
         91.2
+        >>> p = diffgen.with_settings(p, ["23:m0 = 91.1", "23:mWidth = 2.5  ! a comment"])
+        >>> round(float(diffgen.settings(p)["23:mWidth"]), 4)
+        2.5
     """
     if not isinstance(changes, Mapping):
-        raise ValueError(f"with_settings expects a mapping of setting names to values, got {type(changes).__name__}")
+        if isinstance(changes, (bytes, int, float)) or changes is None:
+            raise ValueError("with_settings expects a mapping of setting names to values or 'Group:name = value' "
+                             f"strings, got {type(changes).__name__}")
+        changes = parse_settings(changes, where="with_settings")
+    changes = dict(changes)
+    switches = {k: parse_switch(k, changes.pop(k)) for k in list(changes) if k in SWITCHES}
+    if switches:
+        have = stage_switches(params)
+        want = structure_of(switches, have)
+        now = structure_of(have)
+        if want != now:
+            diff = ", ".join(f"{k}={'on' if v else 'off'}" for k, v in switches.items())
+            raise ValueError(f"switches {diff} change the generator's stages ({now} -> {want}), which a params tree "
+                             "cannot do; build the generator with them instead: "
+                             "diffgen.presets.make(process, settings={...})")
     present = set(settings(params))
     for name, value in changes.items():
         if name not in SETTINGS:

@@ -5,15 +5,22 @@ Example:
     >>> gen = diffgen.presets.ee_mumu()  # √s = diffgen.params.DEFAULT_SQRT_S = 91.188 GeV
     >>> params = gen.default_params()
     >>> sigma, err = diffgen.cross_section(gen, params, jax.random.key(1), 10_000)
+
+Pythia-style settings, switches included, build the generator and its params in one call:
+
+    >>> gen, params = diffgen.presets.configure("ee-hadrons", ["Beams:eCM = 91.2", "HadronLevel:Decay = off",
+    ...                                                        "StringZ:aLund = 0.7"])
+    >>> "decays" in params, round(float(diffgen.settings(params)["StringZ:aLund"]), 3)
+    (False, 0.7)
 """
 
 from __future__ import annotations
 
-from diffgen.params import DEFAULT_SQRT_S
+from diffgen.params import DEFAULT_SQRT_S, SWITCHES, parse_settings, structure_of, with_settings
 from diffgen.processes import ee_to_ffbar
 from diffgen.stage import Generator, chain
 
-__all__ = ["ee_mumu", "ee_qq", "ee_hadrons", "PROCESSES", "make"]
+__all__ = ["ee_mumu", "ee_qq", "ee_hadrons", "PROCESSES", "make", "configure", "hadron_threshold"]
 
 
 def ee_mumu(sqrt_s: float = DEFAULT_SQRT_S) -> Generator:
@@ -34,8 +41,24 @@ def ee_qq(sqrt_s: float = DEFAULT_SQRT_S, flavours=(1, 2, 3, 4, 5)) -> Generator
                      info={"process": "ee-qq", "flavours": flavours, "sqrt_s": sqrt_s})
 
 
+def hadron_threshold(flavours=(1, 2, 3, 4, 5)) -> float:
+    """GeV: the lowest √s at which a q q̄ string of one of ``flavours`` can fragment (two mesons).
+
+    Example:
+        >>> round(hadron_threshold((1, 2, 3)), 3)
+        0.28
+    """
+    import jax
+
+    from diffgen.hadronization.flavour import min_two_meson_mass
+    from diffgen.hadronization.string import LIGHT_MARGIN
+
+    with jax.ensure_compile_time_eval():  # a host number even when a generator is built inside a trace
+        return min(float(min_two_meson_mass(int(f), int(f))) for f in flavours) + LIGHT_MARGIN
+
+
 def ee_hadrons(sqrt_s: float = DEFAULT_SQRT_S, flavours=(1, 2, 3, 4, 5), shower: bool = True, decays: bool = True,
-               me_correction: bool = True, shower_capacity: int | None = None,
+               me_correction: bool = True, hadronize: bool = True, shower_capacity: int | None = None,
                hadron_capacity: int | None = None, final_capacity: int | None = None,
                detector=None) -> Generator:
     """e+e- → γ*/Z → q q̄ → parton shower → Lund strings → hadron decays, no ISR.
@@ -47,7 +70,10 @@ def ee_hadrons(sqrt_s: float = DEFAULT_SQRT_S, flavours=(1, 2, 3, 4, 5), shower:
     ``TimeShower:alphaSvalue``, ``TimeShower:pTmin``, ``StringZ:aLund``, ``StringZ:bLund``,
     ``StringPT:sigma``, ``StringFlav:probStoUD`` (and the vector-meson fractions) have Pythia 8.3
     Monash defaults and are differentiable (pathwise, score-function and implicit gradients).
-    ``shower=False`` hadronizes the bare q q̄ pair; ``decays=False`` keeps the primary hadrons.
+    ``shower=False`` hadronizes the bare q q̄ pair; ``decays=False`` keeps the primary hadrons;
+    ``hadronize=False`` stops at the partons (and has no decays stage: there is nothing to decay).
+    These are Pythia's ``PartonLevel:FSR``, ``HadronLevel:Decay`` and ``HadronLevel:Hadronize`` (see
+    :func:`configure`). With hadronization, ``sqrt_s`` must be above :func:`hadron_threshold`.
 
     ``detector``: ``None`` (default) ends at particle level; a name from
     :data:`diffgen.detector.CONFIGS` (``"aleph"``) or a :class:`~diffgen.detector.DetectorConfig`
@@ -62,16 +88,27 @@ def ee_hadrons(sqrt_s: float = DEFAULT_SQRT_S, flavours=(1, 2, 3, 4, 5), shower:
     flavours = tuple(flavours)
     if any(abs(int(f)) > 5 or int(f) <= 0 for f in flavours):
         raise ValueError(f"ee_hadrons flavours must be quark PDG codes in 1..5, got {flavours}")
+    for name, flag in (("shower", shower), ("decays", decays), ("hadronize", hadronize),
+                       ("me_correction", me_correction)):
+        if not isinstance(flag, bool):
+            raise ValueError(f"ee_hadrons {name} must be True or False, got {flag!r}")
+    if hadronize and sqrt_s <= hadron_threshold(flavours):
+        raise ValueError(f"sqrt_s = {sqrt_s} GeV is below the hadron-production threshold of ee-hadrons "
+                         f"(two mesons from a q qbar string of flavours {flavours}): allowed sqrt_s > "
+                         f"{hadron_threshold(flavours):.4g} GeV")
     det = None if detector is None else parametric(detector)  # ValueError for an unknown name, before building
+    if det is not None and not hadronize:
+        raise ValueError("a detector needs hadrons: detector is set but hadronize=False (HadronLevel:Hadronize = off)")
     stages = [("hard", ee_to_ffbar(flavours, sqrt_s))]
     if shower:
         kw = {} if shower_capacity is None else {"capacity": shower_capacity}
         stages.append(("shower", final_state_shower(me_correction=me_correction, **kw)))
-    stages.append(("hadronization", string_fragmentation(
-        **({} if hadron_capacity is None else {"capacity": hadron_capacity}))))
-    if decays:
+    if hadronize:
+        stages.append(("hadronization", string_fragmentation(
+            **({} if hadron_capacity is None else {"capacity": hadron_capacity}))))
+    if hadronize and decays:
         stages.append(("decays", hadron_decays(**({} if final_capacity is None else {"capacity": final_capacity}))))
-    info = {"process": "ee-hadrons", "flavours": flavours, "sqrt_s": sqrt_s, "final_state": True}
+    info = {"process": "ee-hadrons", "flavours": flavours, "sqrt_s": sqrt_s, "final_state": hadronize}
     if det is not None:
         stages.append(("detector", det))
         info["detector"] = detector if isinstance(detector, str) else detector.name
@@ -81,16 +118,69 @@ def ee_hadrons(sqrt_s: float = DEFAULT_SQRT_S, flavours=(1, 2, 3, 4, 5), shower:
 PROCESSES = {"ee-mumu": ee_mumu, "ee-qq": ee_qq, "ee-hadrons": ee_hadrons}
 
 
-def make(process: str, sqrt_s: float = DEFAULT_SQRT_S, detector: str | None = None) -> Generator:
+#: The stages each preset has with every switch on: the switches can only remove stages.
+_STAGES = {"ee-mumu": {"shower": False, "hadronize": False, "decays": False},
+           "ee-qq": {"shower": False, "hadronize": False, "decays": False},
+           "ee-hadrons": {"shower": True, "hadronize": True, "decays": True}}
+
+
+def _structure_kwargs(process: str, switches) -> dict:
+    """The preset keyword arguments the :data:`~diffgen.params.SWITCHES` select (``ValueError`` if impossible)."""
+    full = _STAGES[process]
+    base = {"PartonLevel:FSR": full["shower"], "HadronLevel:Hadronize": full["hadronize"],
+            "HadronLevel:Decay": full["decays"]}
+    want = structure_of(switches, base)
+    extra = [k for k, v in want.items() if v and not full[k]]
+    if extra:
+        on = ", ".join(f"{k} = on" for k in switches if switches[k])
+        raise ValueError(f"process {process!r} has no {' or '.join(extra)} stage, so {on} cannot apply; "
+                         "use --process ee-hadrons (diffgen.presets.ee_hadrons) for showers and hadrons")
+    return {k: v for k, v in want.items() if full[k]}  # only the keywords the preset has
+
+
+def make(process: str, sqrt_s: float | None = None, settings=None, *, ignore_unknown: bool = False,
+         detector: str | None = None) -> Generator:
     """Build a preset by its CLI name (``ValueError`` listing the known names otherwise).
 
-    ``detector`` (a name from :data:`diffgen.detector.CONFIGS`) appends the detector stage; only the
-    ``ee-hadrons`` process has a final state to detect (``ValueError`` for the others).
+    ``settings`` (a mapping or Pythia-style ``"Group:name = value"`` text, see
+    :func:`diffgen.params.parse_settings`) may give ``Beams:eCM`` (used as ``sqrt_s``) and the
+    :data:`~diffgen.params.SWITCHES`, which become the preset's keyword arguments
+    (``PartonLevel:FSR = off`` is ``shower=False``, ``HadronLevel:Decay = off`` is ``decays=False``,
+    ``HadronLevel:Hadronize = off`` or ``HadronLevel:all = off`` is ``hadronize=False``); the other
+    settings are ignored here (:func:`configure` applies them too). ``detector`` (a name from
+    :data:`diffgen.detector.CONFIGS`) appends the detector stage; only ``ee-hadrons`` has a final
+    state to detect (``ValueError`` for the others).
     """
     if process not in PROCESSES:
         raise ValueError(f"unknown process {process!r}; allowed: {', '.join(sorted(PROCESSES))}")
-    if detector is None:
-        return PROCESSES[process](sqrt_s=sqrt_s)
-    if process != "ee-hadrons":
-        raise ValueError(f"a detector needs a hadronic final state: process 'ee-hadrons', got {process!r}")
-    return ee_hadrons(sqrt_s=sqrt_s, detector=detector)
+    changes = {} if settings is None else parse_settings(settings, ignore_unknown=ignore_unknown)
+    if "Beams:eCM" in changes:
+        e_cm = float(changes["Beams:eCM"])
+        if sqrt_s is not None and float(sqrt_s) != e_cm:
+            raise ValueError(f"two collision energies: sqrt_s = {sqrt_s:g} GeV and Beams:eCM = {e_cm:g} GeV; "
+                             "give one of them")
+        sqrt_s = e_cm
+    sqrt_s = DEFAULT_SQRT_S if sqrt_s is None else sqrt_s
+    kwargs = _structure_kwargs(process, {k: v for k, v in changes.items() if k in SWITCHES})
+    if detector is not None:
+        if process != "ee-hadrons":
+            raise ValueError(f"a detector needs a hadronic final state: process 'ee-hadrons', got {process!r}")
+        kwargs["detector"] = detector
+    return PROCESSES[process](sqrt_s=sqrt_s, **kwargs)
+
+
+def configure(process: str, settings=None, sqrt_s: float | None = None, *,
+              ignore_unknown: bool = False, detector: str | None = None) -> tuple[Generator, dict]:
+    """``(generator, params)`` for a preset with Pythia-style ``settings`` applied, as a ``.cmnd`` file would.
+
+    The switches and ``Beams:eCM`` build the generator (:func:`make`); every other setting is set
+    in its default params with :func:`diffgen.with_settings` (range-checked). Everything is checked
+    before anything runs: unknown names (all listed at once, unless ``ignore_unknown``), values
+    outside their ranges, √s below the process's threshold.
+    """
+    changes = {} if settings is None else parse_settings(settings, ignore_unknown=ignore_unknown)
+    gen = make(process, sqrt_s, {k: v for k, v in changes.items() if k in SWITCHES or k == "Beams:eCM"},
+               detector=detector)
+    rest = {k: v for k, v in changes.items() if k not in SWITCHES and k != "Beams:eCM"}
+    params = gen.default_params()
+    return gen, (with_settings(params, rest) if rest else params)

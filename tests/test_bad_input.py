@@ -118,7 +118,14 @@ CLI_CASES = [
     (["--chunk", "0"], "--chunk"),
     (["--seed", "-1"], "--seed"),
     (["--seed", str(2**63)], "[0, 2**63)"),
-    (["--set", "Beams:eCM=0.1"], "with --sqrt-s"),
+    (["--set", "Beams:eCM=0.1"], "below the threshold"),
+    (["--sqrt-s", "91", "--set", "Beams:eCM=92"], "two collision energies"),
+    (["--set", "Main:numberOfEvents=10"], "unknown setting name"),
+    (["--set", "PartonLevel:FSR=on"], "has no shower"),
+    (["--set", "HadronLevel:Decay=maybe"], "on/off"),
+    (["--events", "2.5"], "whole number"),
+    (["--events", "ten"], "positive integer"),
+    (["--process", "ee-hadrons", "--sqrt-s", "0.2"], "hadron-production threshold"),
 ]
 
 

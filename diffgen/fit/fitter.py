@@ -66,6 +66,7 @@ from diffgen.fit.problem import Problem, chi2_terms, host_chi2, make_problem, pr
 from diffgen.fit.result import FitResult
 from diffgen.fit.targets import BinnedTarget
 from diffgen.fit.util import cov_to_corr, inverse_or_nan, progress_bar
+from diffgen.flagged import DEFAULT_MAX_FLAGGED, FlagMonitor, check_flag_options
 from diffgen.stage import check_key
 
 __all__ = ["fit", "FitResult", "Problem", "make_problem"]
@@ -271,7 +272,8 @@ def fit(gen, params, targets: Sequence[BinnedTarget], observables, free: Sequenc
         steps: int = 200, n_events: int = 20000, optimizer: optax.GradientTransformation | None = None,
         common_random_numbers: bool = True, key, tol: float = 1e-6, patience: int = 10, progress: bool = True,
         smoothing: float | None = 0.25, straight_through: bool = True,
-        covariance_events: int | None = None, newton_steps: int = 5) -> FitResult:
+        covariance_events: int | None = None, newton_steps: int = 5, max_flagged: float = DEFAULT_MAX_FLAGGED,
+        on_flagged: str = "warn") -> FitResult:
     """Fit the settings ``free`` of ``gen`` (starting from ``params``) to ``targets``.
 
     Args:
@@ -289,6 +291,9 @@ def fit(gen, params, targets: Sequence[BinnedTarget], observables, free: Sequenc
         covariance_events: events per group for the final χ² and covariance (default 4 × n_events).
         newton_steps: with common random numbers, at most this many damped Newton steps on the
             (deterministic) loss after the optimiser, so the result is its minimum (0: none).
+        max_flagged, on_flagged: when, in any evaluation of the fit, more than ``max_flagged`` of the
+            events carry status flags (zero weight), warn (``"warn"``), raise (``"raise"``, after the
+            fit) or not (``"ignore"``), naming the flags (:mod:`diffgen.flagged`).
 
     Raises:
         ValueError: before any event is generated, for unknown or unused settings, bounds outside the
@@ -300,13 +305,18 @@ def fit(gen, params, targets: Sequence[BinnedTarget], observables, free: Sequenc
     optimizer = optax.adam(0.02) if optimizer is None else optimizer
     if not (hasattr(optimizer, "init") and hasattr(optimizer, "update")):
         raise ValueError(f"optimizer must be an optax GradientTransformation, got {optimizer!r}")
+    max_flagged, on_flagged = check_flag_options(max_flagged, on_flagged)
     problem = make_problem(gen, params, targets, observables, free, bounds, smoothing, straight_through)
+    monitor = FlagMonitor() if on_flagged != "ignore" else None
+    problem = problem._replace(flag_monitor=monitor)
     start = start_values(params, problem.transform.names)
     phi0 = problem.transform.inverse(start)
     key_fit, key_final = jax.random.fold_in(key, 0), jax.random.fold_in(key, 1)
     trace = _optimise(problem, optimizer, phi0, key_fit, opts, common_random_numbers, progress, start)
     est = _estimate(problem, trace, key_fit, opts, common_random_numbers)
     err = _errors(problem, phi0, est, key_final, opts)
+    if monitor is not None:
+        monitor.check(max_flagged, on_flagged, where="fit")
     return _result(problem, trace, est, err, opts, start)
 
 

@@ -38,6 +38,7 @@ class Problem(NamedTuple):
     groups: tuple  # tuple of (conditions dict, tuple of target indices)
     smoothing: float | None
     straight_through: bool
+    flag_monitor: Any = None  #: a :class:`diffgen.flagged.FlagMonitor` that sees every sample's status, or None
 
 
 def _freeze(conditions: Mapping) -> tuple:
@@ -107,6 +108,8 @@ def predict(problem: Problem, theta, key, n: int, batches: int = 0):
     for g, (conditions, indices) in enumerate(problem.groups):
         p = with_settings(problem.params, {**changes, **conditions})
         ev = problem.gen.sample_traced(p, jax.random.fold_in(key, g), n)
+        if problem.flag_monitor is not None:
+            problem.flag_monitor.watch(ev)
         w_shape = event_weights(ev, normalise=True)
         w_sigma = None
         cache: dict[str, Any] = {}

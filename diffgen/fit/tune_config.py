@@ -3,8 +3,9 @@
 :func:`load` reads and validates *everything* before any event is generated (unknown sections or
 keys, unknown process, unknown or unused settings, bounds outside the physical range, start values
 outside the bounds, missing or malformed target files, unknown observables, mismatched binning,
-non-positive steps or events, an unwritable output directory); each problem is a ``ValueError``
-naming the offending key. :func:`diffgen.fit.tune_run.run` then fits and
+non-positive steps or events, an unwritable output directory, free settings that cannot be fitted
+such as ``Beams:eCM``); each problem names the offending key, and *all* the problems of a file are
+reported at once, in one ``ValueError`` (one line each). :func:`diffgen.fit.tune_run.run` then fits and
 (:mod:`diffgen.fit.tune_report`) writes, atomically, into the output directory:
 
 * ``report.md`` — fitted values ± errors, correlation matrix, χ²/ndf per target before and after;
@@ -20,8 +21,8 @@ Schema (every key except ``generator.process``, ``fit.free`` and the targets is 
     [generator]
     process = "ee-mumu"            # a name in diffgen.presets.PROCESSES
     sqrt_s = 91.2                  # GeV (default 91.188)
-    [generator.settings]           # fixed settings applied before the fit
-    "23:mWidth" = 2.4952
+    [generator.settings]           # fixed settings applied before the fit (switches too:
+    "23:mWidth" = 2.4952           #   "HadronLevel:Decay" = "off"); or settings = "run.cmnd"
 
     [fit]
     free = ["23:m0", "StandardModel:sin2thetaWbar"]
@@ -100,7 +101,7 @@ from diffgen.fit.targets import (
 )
 from diffgen.fit.transforms import resolve_bounds
 from diffgen.observables import REGISTRY, unknown_observable_message
-from diffgen.params import DEFAULT_SQRT_S, SETTINGS, unknown_setting_message
+from diffgen.params import DEFAULT_SQRT_S, SETTINGS, unknown_setting_message, with_settings
 from diffgen.params import settings as flat_settings
 
 __all__ = ["TuneConfig", "load"]
@@ -112,6 +113,48 @@ _FIT = {"free", "steps", "events", "learning_rate", "common_random_numbers", "se
 _OUTPUT = {"dir"}
 _TARGET = {"name", "observable", "yoda", "histogram", "events", "normalisation", "bins", "conditions", "edges",
            "contents", "errors", "density"}
+
+
+#: Settings that ``fit.free`` refuses, and why (a fit needs a parameter with a gradient).
+NOT_FITTABLE = {
+    "Beams:eCM": "the collision energy is a condition of the data, not a parameter: give it per target "
+                 "(conditions = { \"Beams:eCM\" = 94.0 }) or as generator.sqrt_s",
+    "TimeShower:pTmin": "the shower cut-off has no gradient in diffgen (the fit's errors would be NaN): fix it in "
+                        "[generator.settings] and compare fits at several values instead",
+}
+
+
+class _ManyProblems(ValueError):
+    """A ``ValueError`` for several problems at once (``messages``, one line each)."""
+
+    def __init__(self, messages, path: str = ""):
+        self.messages = list(messages)
+        where = f"tune file {path!r}" if path else "this part of the tune file"
+        super().__init__(f"{where} has {len(self.messages)} problems:\n  - " + "\n  - ".join(self.messages))
+
+
+class _Problems:
+    """Collects the ``ValueError``\\ s of the independent parts of a tune file, to report them together."""
+
+    def __init__(self):
+        self.messages: list[str] = []
+
+    def attempt(self, fn, *args):
+        """``fn(*args)``, or None after recording its ``ValueError`` (each of a :class:`_ManyProblems`)."""
+        try:
+            return fn(*args)
+        except _ManyProblems as err:
+            self.messages.extend(err.messages)
+        except ValueError as err:
+            self.messages.append(str(err))
+        return None
+
+    def raise_if_any(self, path: str = "") -> None:
+        """One problem: its own ``ValueError``; several: a :class:`_ManyProblems` listing them."""
+        if len(self.messages) == 1:
+            raise ValueError(self.messages[0])
+        if self.messages:
+            raise _ManyProblems(self.messages, path)
 
 
 class TuneConfig(NamedTuple):
@@ -282,10 +325,11 @@ class _Generator(NamedTuple):
     sqrt_s: float
 
 
-def _load_generator(g) -> _Generator:
-    """The ``[generator]`` table: process, √s and fixed settings."""
-    import diffgen
+def _load_generator(g, base: str = ".") -> _Generator:
+    """The ``[generator]`` table: process, √s and fixed settings (a table or a ``.cmnd`` file; switches allowed)."""
     from diffgen import presets
+    from diffgen.cmnd import read_settings
+    from diffgen.params import SWITCHES
 
     if g is None:
         raise ValueError("[generator] section is required (with process = ...)")
@@ -295,19 +339,28 @@ def _load_generator(g) -> _Generator:
         allowed = ", ".join(sorted(presets.PROCESSES))
         raise ValueError(f"generator.process: unknown process {process!r}; allowed: {allowed}")
     sqrt_s = _positive_float(g.get("sqrt_s", DEFAULT_SQRT_S), "generator.sqrt_s")
+    fixed = g.get("settings", {})
+    if isinstance(fixed, str):
+        fixed = read_settings(_resolve(base, fixed, "generator.settings"))
+    if not isinstance(fixed, Mapping):
+        raise ValueError(f"generator.settings must be a table of setting = value or a .cmnd file, got {fixed!r}")
+    if "Beams:eCM" in fixed:
+        raise ValueError("generator.settings.'Beams:eCM': give the collision energy as generator.sqrt_s")
+    switches = {k: v for k, v in fixed.items() if k in SWITCHES}
     try:
-        gen = presets.make(process, sqrt_s)
+        gen, params = presets.configure(process, switches, sqrt_s)
     except ValueError as err:
         raise ValueError(f"generator: {err}") from None
-    fixed = g.get("settings", {})
-    if not isinstance(fixed, Mapping):
-        raise ValueError(f"generator.settings must be a table of setting = value, got {fixed!r}")
-    params = gen.default_params()
+    problems = _Problems()
     for k, v in fixed.items():
-        try:
-            params = diffgen.with_settings(params, {k: v})
-        except ValueError as err:
-            raise ValueError(f"generator.settings.{k!r}: {err}") from None
+        if k not in SWITCHES:
+            def one(k=k, v=v, params=params):
+                try:
+                    return with_settings(params, {k: v})
+                except ValueError as err:
+                    raise ValueError(f"generator.settings.{k!r}: {err}") from None
+            params = problems.attempt(one) or params
+    problems.raise_if_any()
     return _Generator(gen, params, process, sqrt_s)
 
 
@@ -322,12 +375,16 @@ def _load_free(f, params, process: str) -> tuple:
     free = f.get("free")
     if not (isinstance(free, list) and free and all(isinstance(x, str) for x in free)):
         raise ValueError(f"fit.free must be a non-empty list of setting names, got {free!r}")
-    used = set(flat_settings(params))
+    used = set(flat_settings(params)) if params is not None else set(SETTINGS)
+    problems = _Problems()
     for name in free:
-        if name not in used:
+        if name in NOT_FITTABLE:
+            problems.messages.append(f"fit.free: {name!r} cannot be fitted: {NOT_FITTABLE[name]}")
+        elif name not in used:
             why = unknown_setting_message(name) if name not in SETTINGS else \
                 f"setting {name!r} is not used by process {process!r}; its settings: {sorted(used)}"
-            raise ValueError(f"fit.free: {why}")
+            problems.messages.append(f"fit.free: {why}")
+    problems.raise_if_any()
     return tuple(free)
 
 
@@ -368,14 +425,16 @@ def _load_options(f) -> dict:
 
 
 def _load_fit(f, params, process: str) -> _Fit:
-    """The ``[fit]`` table: free settings, bounds, optimiser options and seed."""
+    """The ``[fit]`` table: free settings, bounds, optimiser options and seed (all problems at once)."""
     if f is None:
         raise ValueError("[fit] section is required (with free = [...])")
     _check_keys(f, _FIT, "[fit]")
-    free = _load_free(f, params, process)
-    bounds = _load_bounds(f, free)
-    options = _load_options(f)
-    seed = check_int(f.get("seed", 1), "fit.seed", lo=0)
+    problems = _Problems()
+    free = problems.attempt(_load_free, f, params, process)
+    bounds = problems.attempt(_load_bounds, f, free) if free is not None else None
+    options = problems.attempt(_load_options, f)
+    seed = problems.attempt(lambda: check_int(f.get("seed", 1), "fit.seed", lo=0))
+    problems.raise_if_any()
     return _Fit(free, bounds, options, seed)
 
 
@@ -386,7 +445,9 @@ def _load_targets(raw_targets, base: str) -> tuple[tuple, tuple, dict]:
     if not isinstance(raw_targets, list):
         raise ValueError("target must be an array of tables: write [[target]]")
     seen: set = set()
-    loaded = [_load_target(i, t, base, seen) for i, t in enumerate(raw_targets)]
+    problems = _Problems()
+    loaded = [problems.attempt(_load_target, i, t, base, seen) for i, t in enumerate(raw_targets)]
+    problems.raise_if_any()
     targets = tuple(t for t, _ in loaded)
     labels = {t.name: raw["observable"] for t, raw in zip(targets, raw_targets)}
     return targets, tuple(o for _, o in loaded), labels
@@ -414,10 +475,14 @@ def load(path, out_dir=None) -> TuneConfig:
     path = os.fspath(path)
     doc = _read_toml(path)
     base = os.path.dirname(os.path.abspath(path))
-    g = _load_generator(doc.get("generator"))
-    f = _load_fit(doc.get("fit"), g.params, g.process)
-    targets, observables, labels = _load_targets(doc.get("target"), base)
-    out = _output_dir(doc.get("output", {}), path, base, out_dir)
+    problems = _Problems()  # the sections are checked independently, and every problem is reported
+    g = problems.attempt(_load_generator, doc.get("generator"), base)
+    f = problems.attempt(_load_fit, doc.get("fit"), None if g is None else g.params,
+                         "?" if g is None else g.process)
+    loaded = problems.attempt(_load_targets, doc.get("target"), base)
+    out = problems.attempt(_output_dir, doc.get("output", {}), path, base, out_dir)
+    problems.raise_if_any(path)
+    targets, observables, labels = loaded
     # the whole fit problem: start values inside bounds, conditions valid, binning consistent
     try:
         make_problem(g.gen, g.params, targets, observables, f.free, f.bounds, f.options["smoothing"])

@@ -150,10 +150,24 @@ def _params_figure(result):
     return fig
 
 
+def _cmnd_text(result) -> str:
+    """tune.cmnd: the fitted settings, one ``name = value ! ± error`` line each (reads back with
+    :func:`diffgen.read_settings`; ``diffgen generate --settings tune.cmnd`` runs with them)."""
+    from diffgen.cmnd import format_settings
+
+    lines = format_settings({n: result.settings[n] for n in result.free},
+                            header="diffgen tune: fitted settings (errors and correlations in fit.json)").splitlines()
+    width = max(len(line) for line in lines)
+    out = lines[:1]
+    for n, line in zip(result.free, lines[1:]):
+        out.append(f"{line:{width}s}  ! +- {float(result.errors[n]):.3g}")
+    return "\n".join(out) + "\n"
+
+
 def _text_files(result, report: str) -> tuple:
     """(file name, text) of report.md, tune.cmnd and fit.json."""
     return (("report.md", report),
-            ("tune.cmnd", "".join(f"{n} = {result.settings[n]:.8g}\n" for n in result.free)),
+            ("tune.cmnd", _cmnd_text(result)),
             ("fit.json", json.dumps({
                 "settings": result.settings, "errors": result.errors, "free": list(result.free),
                 "covariance": np.asarray(result.covariance).tolist(),

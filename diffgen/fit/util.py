@@ -35,7 +35,9 @@ def inverse_or_nan(m) -> np.ndarray:
 
 
 def progress_bar(total: int, desc: str, unit: str, enabled: bool):
-    """A tqdm bar on stderr, or None when ``enabled`` is False."""
+    """A tqdm bar on stderr, or None when ``enabled`` is False (``None``: only when stderr is a terminal)."""
+    if enabled is None:
+        enabled = sys.stderr.isatty()
     if not enabled:
         return None
     from tqdm.auto import tqdm

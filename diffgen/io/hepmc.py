@@ -3,7 +3,9 @@
 What diffgen writes (HepMC3 ``Asciiv3``, units GeV and mm, full double precision):
 
 * a run header: the tool ``diffgen`` with its version, one weight named ``Default``, and the user's
-  metadata as the JSON run attribute ``diffgen_metadata``;
+  metadata as the JSON run attribute ``diffgen_metadata``; each scalar metadata value is also a run
+  attribute of its own (``A sqrt_s 91.188``, ``A seed 1``), and each entry of a metadata table too
+  (``A settings.StringZ:aLund 0.68``), so HepMC3 tools that know nothing of JSON can read them;
 * one HepMC event per good event (``status == 0``; events with status flags are skipped and counted,
   as for LHE): the two incoming particles of ``Events.p4_in``/``pid_in`` as beams (HepMC status 4),
   one vertex, and the occupied outgoing slots in slot order as final-state particles (status 1).
@@ -50,7 +52,7 @@ from diffgen.io.atomic import atomic_write
 from diffgen.io.lhe import check_finite, generated_mass
 from diffgen.io.npz import decode_metadata, encode_metadata, events_from_arrays, host_arrays
 
-__all__ = ["write_hepmc", "read_hepmc", "HepMCStream", "SUFFIXES"]
+__all__ = ["write_hepmc", "read_hepmc", "HepMCStream", "SUFFIXES", "run_attributes"]
 
 SUFFIXES = (".hepmc3", ".hepmc", ".hepmc3.gz", ".hepmc.gz")
 _META_KEY = "diffgen_metadata"
@@ -81,6 +83,8 @@ class HepMCStream:
         self._run.tools = [pyhepmc.GenRunInfo.ToolInfo("diffgen", __version__, "differentiable event generator in JAX")]
         self._run.weight_names = ["Default"]
         self._run.attributes[_META_KEY] = meta_json
+        for name, value in run_attributes(metadata).items():
+            self._run.attributes[name] = value
         self.n_seen = 0
         self.n_written = 0
         self._stack = contextlib.ExitStack()
@@ -136,6 +140,35 @@ class HepMCStream:
         """Drop the partial file (an existing file at the path is left untouched)."""
         err = err or RuntimeError("HepMC output aborted")
         self._stack.__exit__(type(err), err, err.__traceback__)
+
+
+def run_attributes(metadata: dict[str, Any]) -> dict[str, Any]:
+    """The HepMC3 run attributes of ``metadata``: scalars as they are (bools as ``"true"``/``"false"``), and
+    the scalar entries of tables as ``"table.key"``; lists and deeper tables stay in the JSON only.
+
+    Example:
+        >>> run_attributes({"seed": 1, "settings": {"23:m0": 91.2}, "ok": True, "xs": [1, 2]})
+        {'seed': 1, 'settings.23:m0': 91.2, 'ok': 'true'}
+    """
+    out: dict[str, Any] = {}
+
+    def scalar(v):
+        if isinstance(v, np.generic):
+            v = v.item()
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        return v if isinstance(v, (int, float, str)) else None
+
+    for key, value in metadata.items():
+        if key == _META_KEY:
+            continue
+        if isinstance(value, dict):
+            for k, v in value.items():
+                if scalar(v) is not None:
+                    out[f"{key}.{k}"] = scalar(v)
+        elif scalar(value) is not None:
+            out[key] = scalar(value)
+    return out
 
 
 def _check_cross_section(sigma_pb, error_pb) -> tuple[float | None, float | None]:
