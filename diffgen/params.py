@@ -72,6 +72,12 @@ SETTINGS: Mapping[str, Setting] = MappingProxyType(dict([
     _s("StringFlav:probStoUD", 0.217, 0.0, 1.0, "", "s/u quark-pair production ratio in string breaks"),
     _s("StringFlav:mesonUDvector", 0.5, 0.0, 3.0, "", "vector/pseudoscalar ratio for light mesons"),
     _s("StringFlav:mesonSvector", 0.55, 0.0, 3.0, "", "vector/pseudoscalar ratio for strange mesons"),
+    _s("ClusterFission:maxMass", 3.35, 0.5, 20.0, "GeV",
+       "ML hadronization: cluster mass scale above which clusters split (Herwig's Cluster:ClMax)"),
+    _s("ClusterFission:power", 2.0, 0.5, 10.0, "",
+       "ML hadronization: power p of the fission threshold (M_max^p + (m_a + m_b)^p)^(1/p) (Herwig's ClPow)"),
+    _s("ClusterFission:pSplit", 1.0, 0.1, 10.0, "",
+       "ML hadronization: exponent P_s of the fission children's mass fraction u^(1/P_s) (Herwig's PSplit)"),
 ]))
 
 

@@ -13,7 +13,10 @@ from diffgen.params import DEFAULT_SQRT_S
 from diffgen.processes import ee_to_ffbar
 from diffgen.stage import Generator, chain
 
-__all__ = ["ee_mumu", "ee_qq", "ee_hadrons", "PROCESSES", "make"]
+__all__ = ["ee_mumu", "ee_qq", "ee_hadrons", "PROCESSES", "make", "HADRONIZATION_MODELS"]
+
+#: the hadronization models of :func:`ee_hadrons`: Lund strings (default) or the ML cluster layer
+HADRONIZATION_MODELS = ("string", "ml")
 
 
 def ee_mumu(sqrt_s: float = DEFAULT_SQRT_S) -> Generator:
@@ -36,8 +39,9 @@ def ee_qq(sqrt_s: float = DEFAULT_SQRT_S, flavours=(1, 2, 3, 4, 5)) -> Generator
 
 def ee_hadrons(sqrt_s: float = DEFAULT_SQRT_S, flavours=(1, 2, 3, 4, 5), shower: bool = True, decays: bool = True,
                me_correction: bool = True, shower_capacity: int | None = None,
-               hadron_capacity: int | None = None, final_capacity: int | None = None) -> Generator:
-    """e+e- → γ*/Z → q q̄ → parton shower → Lund strings → hadron decays, no ISR.
+               hadron_capacity: int | None = None, final_capacity: int | None = None,
+               hadronization: str = "string") -> Generator:
+    """e+e- → γ*/Z → q q̄ → parton shower → Lund strings (or the ML cluster layer) → hadron decays, no ISR.
 
     Stages (params keyed by these names): ``hard`` (:func:`diffgen.processes.ee_to_ffbar`),
     ``shower`` (:func:`diffgen.shower.final_state_shower`, first emission matched to the
@@ -47,11 +51,16 @@ def ee_hadrons(sqrt_s: float = DEFAULT_SQRT_S, flavours=(1, 2, 3, 4, 5), shower:
     ``StringPT:sigma``, ``StringFlav:probStoUD`` (and the vector-meson fractions) have Pythia 8.3
     Monash defaults and are differentiable (pathwise, score-function and implicit gradients).
     ``shower=False`` hadronizes the bare q q̄ pair; ``decays=False`` keeps the primary hadrons.
+    ``hadronization="ml"`` replaces the strings by the ML cluster layer
+    (:func:`diffgen.hadronization.ml_hadronization`, untrained weights unless you put trained ones in
+    ``params["hadronization"]["net"]``, see :mod:`diffgen.hadronization.train`).
     """
     from diffgen.decays import hadron_decays
     from diffgen.hadronization import string_fragmentation
     from diffgen.shower import final_state_shower
 
+    if hadronization not in HADRONIZATION_MODELS:
+        raise ValueError(f"unknown hadronization model {hadronization!r}; allowed: {', '.join(HADRONIZATION_MODELS)}")
     flavours = tuple(flavours)
     if any(abs(int(f)) > 5 or int(f) <= 0 for f in flavours):
         raise ValueError(f"ee_hadrons flavours must be quark PDG codes in 1..5, got {flavours}")
@@ -59,12 +68,18 @@ def ee_hadrons(sqrt_s: float = DEFAULT_SQRT_S, flavours=(1, 2, 3, 4, 5), shower:
     if shower:
         kw = {} if shower_capacity is None else {"capacity": shower_capacity}
         stages.append(("shower", final_state_shower(me_correction=me_correction, **kw)))
-    stages.append(("hadronization", string_fragmentation(
-        **({} if hadron_capacity is None else {"capacity": hadron_capacity}))))
+    hadron_kw = {} if hadron_capacity is None else {"capacity": hadron_capacity}
+    if hadronization == "ml":
+        from diffgen.hadronization.ml import ml_hadronization
+
+        stages.append(("hadronization", ml_hadronization(**hadron_kw)))
+    else:
+        stages.append(("hadronization", string_fragmentation(**hadron_kw)))
     if decays:
         stages.append(("decays", hadron_decays(**({} if final_capacity is None else {"capacity": final_capacity}))))
     return Generator(chain(*stages), name="ee-hadrons",
-                     info={"process": "ee-hadrons", "flavours": flavours, "sqrt_s": sqrt_s, "final_state": True})
+                     info={"process": "ee-hadrons", "flavours": flavours, "sqrt_s": sqrt_s, "final_state": True,
+                           "hadronization": hadronization})
 
 
 PROCESSES = {"ee-mumu": ee_mumu, "ee-qq": ee_qq, "ee-hadrons": ee_hadrons}
