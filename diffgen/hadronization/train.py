@@ -386,10 +386,10 @@ def write_report(out_dir, trainer, state, partons, reference: Reference) -> dict
     ax2.set_xlabel("step")
     ax2.set_ylabel("discriminator accuracy")
     for a, (obs, edges) in zip([axes[0, 1], axes[0, 2], axes[1, 1], axes[1, 2]], OBSERVABLE_BINS.items()):
-        for label, style in (("reference", "k-"), ("untrained", "C1--"), ("trained", "C0-")):
+        for label, colour, line in (("reference", "k", "-"), ("untrained", "C1", "--"), ("trained", "C0", "-")):
             h, _ = _hist(*samples[label][obs], edges)
             extra = "" if label == "reference" else f" (χ²/ndf {chi2[label][obs]['chi2_per_ndf']:.2f})"
-            a.step(edges[:-1], h, style, where="post", label=label + extra)
+            a.stairs(h, edges, color=colour, linestyle=line, label=label + extra)
         a.set_xlabel(obs)
         if obs == "x_p":
             a.set_yscale("log")
