@@ -182,11 +182,17 @@ class Trainer:
         net = self.base["net"]
         settings = {n: jnp.asarray(self.base[n]) for n in self.config.train_settings}
         steps = self.config.steps
-        return {"step": np.zeros((), np.int32), "net": net, "settings": settings, "disc": disc,
+        return self.as_device({"step": np.zeros((), np.int32), "net": net, "settings": settings, "disc": disc,
                 "opt_gen": self.opt_gen.init(net), "opt_settings": self.opt_settings.init(settings),
                 "opt_disc": self.opt_disc.init(disc),
                 "history": {"d_loss": np.zeros(steps, np.float32), "g_loss": np.zeros(steps, np.float32),
-                            "d_accuracy": np.zeros(steps, np.float32)}}
+                            "d_accuracy": np.zeros(steps, np.float32)}})
+
+    @staticmethod
+    def as_device(state):
+        """The state as JAX arrays: a jitted step given NumPy leaves would compile a second time for
+        its own (device-array) outputs."""
+        return jax.tree_util.tree_map(jnp.asarray, state)
 
     def stage_params(self, state) -> dict[str, Any]:
         """``params["hadronization"]`` for the ML layer with the state's weights and settings."""
@@ -435,7 +441,7 @@ def train(config: TrainConfig, reference: str | Reference, out_dir, progress: bo
         old = TrainConfig.from_json(open(os.path.join(out_dir, CONFIG), encoding="utf-8").read())
         if old != config:
             raise ValueError(f"cannot resume: {out_dir!r} was trained with a different configuration")
-        state = load_checkpoint(ckpt, state)
+        state = trainer.as_device(load_checkpoint(ckpt, state))
     with atomic_write(os.path.join(out_dir, CONFIG), "w") as f:
         f.write(config.to_json())
 
