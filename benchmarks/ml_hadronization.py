@@ -29,9 +29,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from diffgen.hadronization.reference import load_reference, reference_events
-from diffgen.hadronization.train import TrainConfig, Trainer, _parton_generator, load_checkpoint, train
 from diffgen.hadronization.networks import MLP
+from diffgen.hadronization.reference import load_reference, reference_events
+from diffgen.hadronization.train import TrainConfig, Trainer, load_checkpoint, parton_generator, train
 
 
 def event_vector(ev, sqrt_s):
@@ -78,7 +78,7 @@ def auc_two_sample(a, b, seed=0, steps=1500):
         return optax.apply_updates(params, upd), state
 
     xt, yt = jnp.asarray(x[:half]), jnp.asarray(y[:half])
-    for i in range(steps):
+    for _ in range(steps):
         idx = rng.integers(0, half, 256)
         params, state = step(params, state, xt[idx], yt[idx])
     score = np.asarray(net.apply(params, jnp.asarray(x[half:]))[:, 0])
@@ -89,7 +89,7 @@ def auc_two_sample(a, b, seed=0, steps=1500):
 
 
 def ml_sample(trainer, state, n, seed):
-    gen = _parton_generator(trainer.config.sqrt_s)
+    gen = parton_generator(trainer.config.sqrt_s)
     partons = gen.sample(gen.default_params(), jax.random.key(seed), n)
     parts, ws = [], []
     b = trainer.config.batch
@@ -142,8 +142,9 @@ def main(argv=None):
                                                           "total": time.time() - t0},
         "device": str(jax.devices()[0]),
     }
-    print(json.dumps({k: result[k] for k in ("auc_trained_vs_fresh_string", "auc_untrained_vs_fresh_string",
-                                             "auc_string_vs_string", "means", "trained_settings", "seconds")}, indent=1))
+    keys = ("auc_trained_vs_fresh_string", "auc_untrained_vs_fresh_string", "auc_string_vs_string", "means",
+            "trained_settings", "seconds")
+    print(json.dumps({k: result[k] for k in keys}, indent=1))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=1)

@@ -19,8 +19,8 @@ from diffgen.hadronization.train import (
     histogram_chi2,
     load_checkpoint,
     save_checkpoint,
-    trained_params,
     train,
+    trained_params,
 )
 
 SQRT_S = 91.188
@@ -178,7 +178,8 @@ def test_cli_train_hadronization_rejects_malformed_reference(tmp_path, capsys):
                "--quiet", "--no-cache"])
     assert rc == 2
     assert "'p4' must have shape [N, P, 4]" in capsys.readouterr().err
-    rc = main(["train-hadronization", "--reference", "string", "--steps", "0", "--out", str(tmp_path / "o2"), "--quiet"])
+    rc = main(["train-hadronization", "--reference", "string", "--steps", "0", "--out", str(tmp_path / "o2"),
+               "--quiet"])
     assert rc == 2
     assert "steps must be an integer >= 1, got 0" in capsys.readouterr().err
 

@@ -5,5 +5,5 @@ from diffgen.hadronization.lund_z import sample_log_z
 from diffgen.hadronization.ml import ML_SETTING_NAMES, ml_hadronization
 from diffgen.hadronization.stage import DEFAULT_CAPACITY, SETTING_NAMES, string_fragmentation
 
-__all__ = ["string_fragmentation", "ml_hadronization", "ML_SETTING_NAMES", "DEFAULT_CAPACITY", "SETTING_NAMES", "sample_log_z", "meson_pid",
-           "quark_content", "is_strange_hadron"]
+__all__ = ["string_fragmentation", "ml_hadronization", "ML_SETTING_NAMES", "DEFAULT_CAPACITY", "SETTING_NAMES",
+           "sample_log_z", "meson_pid", "quark_content", "is_strange_hadron"]

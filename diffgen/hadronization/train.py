@@ -70,7 +70,7 @@ from diffgen.hadronization.reference import (
 from diffgen.params import DEFAULT_SQRT_S, SETTINGS, check_value
 from diffgen.stage import event_keys, fold_keys
 
-__all__ = ["TrainConfig", "Trainer", "train", "save_checkpoint", "load_checkpoint", "trained_params",
+__all__ = ["TrainConfig", "Trainer", "train", "parton_generator", "save_checkpoint", "load_checkpoint", "trained_params",
            "CHECKPOINT", "CONFIG", "REPORT_PNG", "REPORT_JSON", "histogram_chi2", "OBSERVABLE_BINS"]
 
 CHECKPOINT = "checkpoint.msgpack"
@@ -125,7 +125,8 @@ class TrainConfig:
         names = tuple(self.train_settings)
         bad = [n for n in names if n not in ML_SETTING_NAMES]
         if bad:
-            raise ValueError(f"train_settings {bad} are not settings of the ML layer; allowed: {', '.join(ML_SETTING_NAMES)}")
+            raise ValueError(f"train_settings {bad} are not settings of the ML layer; "
+                             f"allowed: {', '.join(ML_SETTING_NAMES)}")
         object.__setattr__(self, "train_settings", names)
         if not isinstance(self.decays, bool):
             raise ValueError(f"decays must be a bool, got {self.decays!r}")
@@ -143,7 +144,8 @@ class TrainConfig:
         return TrainConfig(**{**d, "train_settings": tuple(d.get("train_settings", ()))})
 
 
-def _parton_generator(sqrt_s):
+def parton_generator(sqrt_s: float = DEFAULT_SQRT_S):
+    """The parton-level generator of the training pool: e+e- → γ*/Z → q q̄ (u..b) + the final-state shower."""
     from diffgen.processes import ee_to_ffbar
     from diffgen.shower import final_state_shower
     from diffgen.stage import Generator, chain
@@ -445,7 +447,7 @@ def train(config: TrainConfig, reference: str | Reference, out_dir, progress: bo
     with atomic_write(os.path.join(out_dir, CONFIG), "w") as f:
         f.write(config.to_json())
 
-    gen = _parton_generator(config.sqrt_s)
+    gen = parton_generator(config.sqrt_s)
     partons = gen.sample(gen.default_params(), jax.random.key(config.seed + 2), config.n_partons)
     good = np.nonzero(np.asarray(partons.status) == 0)[0]
     partons = partons[good]
