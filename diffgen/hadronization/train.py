@@ -70,7 +70,8 @@ from diffgen.hadronization.reference import (
 from diffgen.params import DEFAULT_SQRT_S, SETTINGS, check_value
 from diffgen.stage import event_keys, fold_keys
 
-__all__ = ["TrainConfig", "Trainer", "train", "parton_generator", "save_checkpoint", "load_checkpoint", "trained_params",
+__all__ = ["TrainConfig", "Trainer", "train", "parton_generator", "save_checkpoint", "load_checkpoint",
+           "trained_params",
            "CHECKPOINT", "CONFIG", "REPORT_PNG", "REPORT_JSON", "histogram_chi2", "OBSERVABLE_BINS"]
 
 CHECKPOINT = "checkpoint.msgpack"
