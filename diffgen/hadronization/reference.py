@@ -25,8 +25,8 @@ Example:
     >>> try:
     ...     load_reference(p, 3)
     ... except ValueError as err:
-    ...     print(str(err)[-60:])
-    ('p4' must have shape [N, P, 4] (E, px, py, pz), got (3, 2, 3)
+    ...     print(str(err).split(": ", 1)[1])
+    'p4' must have shape [N, P, 4] (E, px, py, pz), got (3, 2, 3)
 """
 
 from __future__ import annotations
