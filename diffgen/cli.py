@@ -1,4 +1,4 @@
-"""Command-line interface: ``diffgen generate`` and ``diffgen settings``.
+"""Command-line interface: ``diffgen generate``, ``tune``, ``merge``, ``settings`` and ``train-hadronization``.
 
 Example::
 
@@ -441,6 +441,45 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         if action.default is None or action.default is False or action.default == []:
             return action.help
         return super()._get_help_string(action)
+def _cmd_train_hadronization(args) -> int:
+    from diffgen.hadronization.train import REPORT_PNG, TrainConfig, train
+
+    config = TrainConfig(steps=args.steps, batch=args.batch, n_partons=args.partons, n_reference=args.reference_events,
+                         lr_gen=args.lr, lr_disc=args.lr_disc, hidden=args.hidden, noise_dim=args.noise_dim,
+                         train_settings=tuple(args.train_setting), decays=not args.primary, sqrt_s=args.sqrt_s,
+                         seed=args.seed, checkpoint_every=args.checkpoint_every)
+    _enable_compilation_cache(args.no_cache)
+    report = train(config, args.reference, args.out, progress=not args.quiet, resume=args.resume)
+    for label, table in report["chi2"].items():
+        print(f"{label:9s} " + "  ".join(f"{k} chi2/ndf {v['chi2_per_ndf']:.2f}" for k, v in table.items()))
+    print(f"wrote {os.path.join(args.out, REPORT_PNG)}, the checkpoint and the report in {args.out}")
+    return 0
+
+
+def _add_train_hadronization(sub) -> None:
+    h = sub.add_parser("train-hadronization", help="train the ML hadronization layer against hadron-level events",
+                       formatter_class=_HelpFormatter)
+    h.add_argument("--reference", required=True,
+                   help="'string' (diffgen's Lund string model) or an event file (.npz with p4/pid, .hepmc3)")
+    h.add_argument("--steps", type=int, default=300, help="training steps")
+    h.add_argument("--out", required=True, help="output directory (checkpoint, config, report.png, report.json)")
+    h.add_argument("--batch", type=int, default=128, help="events per training batch")
+    h.add_argument("--partons", type=int, default=4096, help="parton-level events in the training pool")
+    h.add_argument("--reference-events", type=int, default=4096, help="reference events loaded or generated")
+    h.add_argument("--lr", type=float, default=1e-3, help="generator learning rate")
+    h.add_argument("--lr-disc", type=float, default=1e-3, help="discriminator learning rate")
+    h.add_argument("--hidden", type=int, default=64, help="hidden width of the generator network")
+    h.add_argument("--noise-dim", type=int, default=4, help="noise inputs of the generator network")
+    h.add_argument("--train-setting", action="append", default=[], metavar="NAME",
+                   help="also train this ML-layer setting, e.g. ClusterFission:maxMass (repeatable)")
+    h.add_argument("--primary", action="store_true", help="compare primary hadrons (no decays; the reference "
+                                                          "must hold primary hadrons too)")
+    h.add_argument("--sqrt-s", type=float, default=DEFAULT_SQRT_S, help="centre-of-mass energy in GeV")
+    h.add_argument("--seed", type=int, default=0, help="random seed")
+    h.add_argument("--checkpoint-every", type=int, default=100, help="steps between checkpoints")
+    h.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+    h.add_argument("--quiet", action="store_true", help="no progress bar")
+    h.add_argument("--no-cache", action="store_true", help="do not use the persistent compilation cache")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -487,6 +526,7 @@ def build_parser() -> argparse.ArgumentParser:
     from diffgen.io.merge import add_merge_subcommand
 
     add_merge_subcommand(sub)
+    _add_train_hadronization(sub)
     s = sub.add_parser("settings", help="list a process's settings, defaults and ranges", **fmt)
     s.add_argument("--process", default="ee-mumu", help=f"one of {', '.join(sorted(presets.PROCESSES))}")
     s.add_argument("--sqrt-s", type=float, default=DEFAULT_SQRT_S, help="centre-of-mass energy in GeV")
@@ -524,7 +564,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     from diffgen.io.merge import cmd_merge
 
-    commands = {"generate": _cmd_generate, "tune": _cmd_tune, "settings": _cmd_settings, "merge": cmd_merge}
+    commands = {"generate": _cmd_generate, "tune": _cmd_tune, "settings": _cmd_settings, "merge": cmd_merge,
+                "train-hadronization": _cmd_train_hadronization}
     use_host_cores()
     try:
         rc = commands[args.command](args)

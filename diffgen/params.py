@@ -94,6 +94,12 @@ SETTINGS: Mapping[str, Setting] = MappingProxyType(dict([
     _s("Detector:hcalStochastic", 0.85, 0.0, 3.0, "GeV^1/2",
        "HCAL stochastic term of σ(E)/E = s/√E ⊕ c (ALEPH, NIM A360 (1995) 481)"),
     _s("Detector:hcalConstant", 0.0, 0.0, 0.5, "", "HCAL constant term c of σ(E)/E = s/√E ⊕ c"),
+    _s("ClusterFission:maxMass", 3.35, 0.5, 20.0, "GeV",
+       "ML hadronization: cluster mass scale above which clusters split (Herwig's Cluster:ClMax)"),
+    _s("ClusterFission:power", 2.0, 0.5, 10.0, "",
+       "ML hadronization: power p of the fission threshold (M_max^p + (m_a + m_b)^p)^(1/p) (Herwig's ClPow)"),
+    _s("ClusterFission:pSplit", 1.0, 0.1, 10.0, "",
+       "ML hadronization: exponent P_s of the fission children's mass fraction u^(1/P_s) (Herwig's PSplit)"),
 ]))
 
 

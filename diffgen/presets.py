@@ -20,7 +20,11 @@ from diffgen.params import DEFAULT_SQRT_S, SWITCHES, parse_settings, structure_o
 from diffgen.processes import ee_to_ffbar
 from diffgen.stage import Generator, chain
 
-__all__ = ["ee_mumu", "ee_qq", "ee_hadrons", "PROCESSES", "make", "configure", "hadron_threshold"]
+__all__ = ["ee_mumu", "ee_qq", "ee_hadrons", "PROCESSES", "make", "configure", "hadron_threshold",
+           "HADRONIZATION_MODELS"]
+
+#: the hadronization models of :func:`ee_hadrons`: Lund strings (default) or the ML cluster layer
+HADRONIZATION_MODELS = ("string", "ml")
 
 
 def ee_mumu(sqrt_s: float = DEFAULT_SQRT_S) -> Generator:
@@ -60,8 +64,8 @@ def hadron_threshold(flavours=(1, 2, 3, 4, 5)) -> float:
 def ee_hadrons(sqrt_s: float = DEFAULT_SQRT_S, flavours=(1, 2, 3, 4, 5), shower: bool = True, decays: bool = True,
                me_correction: bool = True, hadronize: bool = True, shower_capacity: int | None = None,
                hadron_capacity: int | None = None, final_capacity: int | None = None,
-               detector=None) -> Generator:
-    """e+e- → γ*/Z → q q̄ → parton shower → Lund strings → hadron decays, no ISR.
+               detector=None, hadronization: str = "string") -> Generator:
+    """e+e- → γ*/Z → q q̄ → parton shower → Lund strings (or the ML cluster layer) → hadron decays, no ISR.
 
     Stages (params keyed by these names): ``hard`` (:func:`diffgen.processes.ee_to_ffbar`),
     ``shower`` (:func:`diffgen.shower.final_state_shower`, first emission matched to the
@@ -79,12 +83,17 @@ def ee_hadrons(sqrt_s: float = DEFAULT_SQRT_S, flavours=(1, 2, 3, 4, 5), shower:
     :data:`diffgen.detector.CONFIGS` (``"aleph"``) or a :class:`~diffgen.detector.DetectorConfig`
     appends the stage ``detector`` (:func:`diffgen.detector.parametric`), whose events are the
     reconstructed particles with the particle-level record paired in ``events.truth``.
+    ``hadronization="ml"`` replaces the strings by the ML cluster layer
+    (:func:`diffgen.hadronization.ml_hadronization`, untrained weights unless you put trained ones in
+    ``params["hadronization"]["net"]``, see :mod:`diffgen.hadronization.train`).
     """
     from diffgen.decays import hadron_decays
     from diffgen.detector import parametric
     from diffgen.hadronization import string_fragmentation
     from diffgen.shower import final_state_shower
 
+    if hadronization not in HADRONIZATION_MODELS:
+        raise ValueError(f"unknown hadronization model {hadronization!r}; allowed: {', '.join(HADRONIZATION_MODELS)}")
     flavours = tuple(flavours)
     if any(abs(int(f)) > 5 or int(f) <= 0 for f in flavours):
         raise ValueError(f"ee_hadrons flavours must be quark PDG codes in 1..5, got {flavours}")
@@ -103,12 +112,17 @@ def ee_hadrons(sqrt_s: float = DEFAULT_SQRT_S, flavours=(1, 2, 3, 4, 5), shower:
     if shower:
         kw = {} if shower_capacity is None else {"capacity": shower_capacity}
         stages.append(("shower", final_state_shower(me_correction=me_correction, **kw)))
-    if hadronize:
-        stages.append(("hadronization", string_fragmentation(
-            **({} if hadron_capacity is None else {"capacity": hadron_capacity}))))
+    hadron_kw = {} if hadron_capacity is None else {"capacity": hadron_capacity}
+    if hadronize and hadronization == "ml":
+        from diffgen.hadronization.ml import ml_hadronization
+
+        stages.append(("hadronization", ml_hadronization(**hadron_kw)))
+    elif hadronize:
+        stages.append(("hadronization", string_fragmentation(**hadron_kw)))
     if hadronize and decays:
         stages.append(("decays", hadron_decays(**({} if final_capacity is None else {"capacity": final_capacity}))))
-    info = {"process": "ee-hadrons", "flavours": flavours, "sqrt_s": sqrt_s, "final_state": hadronize}
+    info = {"process": "ee-hadrons", "flavours": flavours, "sqrt_s": sqrt_s, "final_state": hadronize,
+            "hadronization": hadronization}
     if det is not None:
         stages.append(("detector", det))
         info["detector"] = detector if isinstance(detector, str) else detector.name

@@ -137,6 +137,10 @@ def test_design_settings_table_matches_the_code():
     for name in diffgen.settings(presets.make("ee-hadrons", 91.188, detector="aleph").default_params()):
         if name.startswith("Detector:"):  # only with the detector stage
             used.setdefault(name, set()).add("ee-hadrons --detector aleph")
+    # the ML hadronization layer's settings: "ee-hadrons (ml)" (its other stages are ee-hadrons')
+    ml = presets.ee_hadrons(91.188, hadronization="ml").default_params()["hadronization"]
+    for name in diffgen.settings(ml):
+        used.setdefault(name, set()).add("ee-hadrons (ml)")
     unit = {"GeV": " GeV", "GeV^-2": " GeV⁻²", "GeV^-1": " GeV⁻¹", "GeV^1/2": " √GeV", "rad": " rad", "": ""}
     for name, s in SETTINGS.items():
         default, rng, users = rows[name]
