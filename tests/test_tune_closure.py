@@ -20,8 +20,15 @@ while the common simulation shifts all of them together by an amount of variance
 
 Both are checked at 3σ for every parameter. The fraction of all |z| < 2 is checked against its
 expectation 0.954 (binomial error, pulls of one dataset are correlated through the correlation
-matrix, so the tolerance is generous at 4σ of independent pulls), and dataset 0, a single fit from
-the defaults, must recover every parameter within 2σ.
+matrix, so the tolerance is generous at 4σ of independent pulls). Dataset 0, a single fit from the
+defaults, must recover the truth as a whole: (θ̂ − θ*)ᵀ C⁻¹ (θ̂ − θ*) below the 99.9 % quantile of
+χ²(5), 20.5. (Until 2026-12-06 this asked every one of the five pulls to lie within 2σ, which a
+correct fit fails in ≈ 20 % of datasets; the χ² uses the correlations, along the a–b valley among
+them, and fails a correct fit once in a thousand.)
+
+12 iterations (8 until 2026-12-06: with the random streams of issue 12 the pool of 4 was not yet full
+after 8). The plain Gauss–Newton fit is used (``jacobian_noise="ignore"``); see
+:mod:`diffgen.fit.linear` for the experimental noise correction and how it fared here.
 """
 
 import jax
@@ -32,7 +39,7 @@ import diffgen
 from diffgen.fit import lep
 from diffgen.fit.linear import fit_linearized
 
-N_SETS, N_DATA, N_MC, POOL, ITERATIONS = 20, 2000, 20000, 4, 8
+N_SETS, N_DATA, N_MC, POOL, ITERATIONS = 20, 2000, 20000, 4, 12
 FACTORS = {"TimeShower:alphaSvalue": 1.06, "StringZ:aLund": 0.90, "StringZ:bLund": 1.08,
            "StringPT:sigma": 1.12, "StringFlav:probStoUD": 0.90}
 
@@ -49,7 +56,7 @@ def test_five_parameter_hadron_closure_and_pulls():
                                N_DATA, N_SETS, jax.random.key(77))
     fits = fit_linearized(gen, p0, data, lep.LEP_OBSERVABLES, names, bounds=lep.TUNE_BOUNDS, n_events=N_MC,
                           key=jax.random.key(5), iterations=ITERATIONS, pool=POOL, common_random_numbers=False,
-                          tol=0.1, progress=False)
+                          tol=0.1, progress=False, jacobian_noise="ignore")
     assert f"pooled over the last {POOL}" in fits[0].message, fits[0].message
     theta = np.array([[r.settings[n] for n in names] for r in fits])
     err = np.array([[r.errors[n] for n in names] for r in fits])
@@ -65,8 +72,10 @@ def test_five_parameter_hadron_closure_and_pulls():
         assert after < r.ndf + 5 * np.sqrt(2 * r.ndf), (after, r.ndf)
 
     pulls = (theta - truth) / err
-    # a single fit from the defaults: every parameter within 2σ
-    assert np.all(np.abs(pulls[0]) < 2.0), dict(zip(names, pulls[0].round(2)))
+    # a single fit from the defaults recovers the truth: χ² of the five-vector with its covariance
+    z0 = theta[0] - truth
+    chi2_0 = float(z0 @ np.linalg.solve(fits[0].covariance, z0))
+    assert chi2_0 < 20.5, (chi2_0, dict(zip(names, pulls[0].round(2))))
     frac = np.mean(np.abs(pulls) < 2.0)
     assert frac > 0.954 - 4 * np.sqrt(0.954 * 0.046 / pulls.size), frac
 

@@ -35,7 +35,7 @@ expansion points lie within ``pool_radius`` errors of the current one: the sampl
 iterations, near convergence, are reused instead of discarded, so the Jacobian noise falls as
 1/√m at no extra cost per iteration.
 
-**Jacobian noise** (``jacobian_noise="correct"``, the default). A Jacobian estimated from a finite
+**Jacobian noise** (``jacobian_noise="correct"``, experimental; the default is ``"ignore"``). A Jacobian estimated from a finite
 sample is J + δJ, and E[(J + δJ)ᵀ W (J + δJ)] = Jᵀ W J + Σ_b w_b Cov(δJ_b): the noise *adds* Fisher
 information. Where it is comparable with the signal (the a–b valley) the Gauss–Newton steps are
 diluted — each moves only a fraction S/(S + N) of the way, so the iteration stops short of the
@@ -44,7 +44,12 @@ regression dilution). Each sample is therefore also histogrammed in ``NOISE_BATC
 (from the same events: no extra simulation); the batches' scatter estimates Cov(δJ_b) and
 Cov(δJ_b, δh_b), which are subtracted from the Gauss–Newton matrix and the surrogate χ² (the
 corrected χ² is the true local model's χ² in expectation). Signal fractions below ``NOISE_FLOOR`` are
-kept at it, so the correction never enlarges an error by more than 1/√NOISE_FLOOR.
+kept at it. The estimate then responds to the data through F_c⁻¹ Jᵀ V⁻¹, so its covariance is the
+sandwich F_c⁻¹ (Jᵀ V⁻¹ J) F_c⁻¹, larger than the plain fit's: the correction removes the dilution at
+the price of noisier steps. Measured on the five-parameter LEP closure (``tests/test_tune_closure.py``,
+12 iterations, before the sandwich was used): the expansion point jumped by more than
+``pool_radius`` so that only 2 samples were pooled, and the pulls' widths were ≈ 2 — it is not
+the default until that is understood.
 ``FitResult.jacobian_noise`` reports ‖δJ_j‖/‖J_j‖ (in units of the bin errors) for one sample of
 ``n_events``; it falls as 1/√n, so ``n_events · (noise/target)²`` events reach a target ratio.
 
@@ -244,7 +249,7 @@ def _surrogate_minimum(h_e, jac, theta_e, y, var, transform, phi_start, max_iter
 def fit_linearized(gen, params, datasets, observables, free: Sequence[str], *, bounds=None, n_events: int = 20000,
                    key, iterations: int = 5, tol: float = 0.1, common_random_numbers: bool = True,
                    pool: int = 1, pool_radius: float = 1.0, smoothing: float | None = 0.25,
-                   straight_through: bool = True, progress: bool = True, jacobian_noise: str = "correct"):
+                   straight_through: bool = True, progress: bool = True, jacobian_noise: str = "ignore"):
     """Fit ``free`` to one dataset or to many datasets at once on the forward-mode linearisation.
 
     Args:
@@ -266,9 +271,9 @@ def fit_linearized(gen, params, datasets, observables, free: Sequence[str], *, b
             only once the window is full.
         smoothing, straight_through: soft binning as in :func:`diffgen.fit.fit`.
         progress: a tqdm bar over iterations on stderr.
-        jacobian_noise: ``"correct"`` (default) subtracts the Jacobian's statistical noise, estimated
-            from ``NOISE_BATCHES`` batches of each sample, from the Gauss–Newton matrix and the
-            surrogate χ² (module docstring, *Jacobian noise*); ``"ignore"`` uses the noisy J as it is.
+        jacobian_noise: ``"ignore"`` (default) uses the noisy J as it is; ``"correct"`` (experimental)
+            subtracts the Jacobian's statistical noise, estimated from ``NOISE_BATCHES`` batches of each
+            sample, from the Gauss–Newton matrix and the surrogate χ² (module docstring, *Jacobian noise*).
             Either way ``FitResult.jacobian_noise`` reports ‖δJ_j‖/‖J_j‖ of one sample.
 
     Returns:
@@ -427,10 +432,13 @@ def _dataset_result(problem: Problem, data: _Data, it: _Iterations, d: int, ds, 
     h, jac, v_sim = it.h, it.jac, it.v_sim
     vd = data.vd[d]
     var = vd + v_sim
-    # Fisher matrix split into its data and simulation parts, each less the Jacobian's noise
-    f_data, f_sim = _fisher(jac, it.jcov, vd / var ** 2), _fisher(jac, it.jcov, v_sim / var ** 2)
-    cov = inverse_or_nan(f_data + f_sim)
-    data_cov = cov @ f_data @ cov
+    # the estimate is θ_e − F⁻¹ g with g = Jᵀ V⁻¹ (h − y): its covariance is the sandwich
+    # F⁻¹ (Jᵀ V⁻¹ V' V⁻¹ J) F⁻¹ with V' = V (all of it) or σ_data² (the data's part); F = Jᵀ V⁻¹ J for the
+    # plain fit, less the Jacobian noise (:func:`_fisher`) with jacobian_noise="correct"
+    f_data, f_sim = _fisher(jac, None, vd / var ** 2), _fisher(jac, None, v_sim / var ** 2)
+    f_inv = inverse_or_nan(_fisher(jac, it.jcov, 1.0 / var))
+    cov = f_inv @ (f_data + f_sim) @ f_inv
+    data_cov = f_inv @ f_data @ f_inv
     errs = np.sqrt(np.clip(np.diag(cov), 0.0, None))
     th = it.thetas[d]
     pred = h + jac @ (th - it.history_theta[-1])
