@@ -1,0 +1,37 @@
+"""Unfolding and inference with classifiers: OmniFold, DCTR, and the per-event joint score.
+
+Modules (one concept each; this file only re-exports):
+
+* :mod:`~diffgen.unfold.inputs` — feature arrays, :class:`ParticleSet`, weight and flag checks;
+* :mod:`~diffgen.unfold.networks` — :func:`mlp`, :func:`particle_flow` (Deep Sets), standardisation;
+* :mod:`~diffgen.unfold.classifier` — weighted classifier/regressor training (optax, jitted epochs,
+  early stopping): :func:`fit_classifier`, :func:`fit_regressor`;
+* :mod:`~diffgen.unfold.omnifold` — :func:`omnifold` (arXiv:1911.09107) with per-iteration diagnostics;
+* :mod:`~diffgen.unfold.toys` — :func:`gaussian_toy` with smearing, inefficiency and fakes.
+"""
+
+from diffgen.unfold.classifier import (
+    Classifier,
+    TrainConfig,
+    TrainInfo,
+    fit_classifier,
+    fit_regressor,
+    make_trainer,
+)
+from diffgen.unfold.inputs import ParticleSet
+from diffgen.unfold.networks import Network, mlp, particle_flow
+from diffgen.unfold.omnifold import (
+    IterationInfo,
+    OmniFoldResult,
+    kish_ess,
+    load_weights,
+    omnifold,
+    save_weights,
+)
+from diffgen.unfold.toys import GaussianToy, gaussian_toy
+
+__all__ = [
+    "ParticleSet", "Network", "mlp", "particle_flow", "TrainConfig", "TrainInfo", "Classifier", "fit_classifier",
+    "fit_regressor", "make_trainer", "omnifold", "OmniFoldResult", "IterationInfo", "kish_ess", "save_weights",
+    "load_weights", "gaussian_toy", "GaussianToy",
+]
