@@ -7,7 +7,9 @@ Modules (one concept each; this file only re-exports):
 * :mod:`~diffgen.unfold.classifier` — weighted classifier/regressor training (optax, jitted epochs,
   early stopping): :func:`fit_classifier`, :func:`fit_regressor`;
 * :mod:`~diffgen.unfold.omnifold` — :func:`omnifold` (arXiv:1911.09107) with per-iteration diagnostics;
-* :mod:`~diffgen.unfold.toys` — :func:`gaussian_toy` with smearing, inefficiency and fakes.
+* :mod:`~diffgen.unfold.toys` — :func:`gaussian_toy` with smearing, inefficiency and fakes;
+* :mod:`~diffgen.unfold.score` — per-event joint score and joint likelihood ratio (MadMiner's "gold"),
+  Fisher information, SALLY.
 """
 
 from diffgen.unfold.classifier import (
@@ -35,3 +37,17 @@ __all__ = [
     "fit_regressor", "make_trainer", "omnifold", "OmniFoldResult", "IterationInfo", "kish_ess", "save_weights",
     "load_weights", "gaussian_toy", "GaussianToy",
 ]
+from diffgen.unfold.score import (  # noqa: E402
+    JointRatio,
+    JointScore,
+    SallyResult,
+    captured_information,
+    fisher_information,
+    joint_likelihood_ratio,
+    joint_score,
+    reparameterised_score,
+    sally,
+)
+
+__all__ += ["joint_score", "JointScore", "joint_likelihood_ratio", "JointRatio", "fisher_information",
+            "captured_information", "reparameterised_score", "sally", "SallyResult"]

@@ -68,7 +68,7 @@ from diffgen.events import Events
 from diffgen.params import settings, with_settings
 from diffgen.stage import Generator, block_plan, check_key, check_n
 
-__all__ = ["JointScore", "JointRatio", "joint_score", "joint_likelihood_ratio", "fisher_information",
+__all__ = ["JointScore", "JointRatio", "joint_score", "parameter_value", "with_parameters", "joint_likelihood_ratio", "fisher_information",
            "captured_information", "reparameterised_score", "SallyResult", "sally"]
 
 
@@ -103,6 +103,39 @@ class JointRatio(NamedTuple):
     weights: np.ndarray
 
 
+def _get_path(params, name):
+    node = params
+    for part in name.split("/"):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def _set_path(tree, parts, value):
+    if len(parts) == 1:
+        return {**tree, parts[0]: value}
+    return {**tree, parts[0]: _set_path(tree[parts[0]], parts[1:], value)}
+
+
+def parameter_value(params, name):
+    """The value of θ component ``name``: a Pythia-style setting, or a ``"stage/leaf"`` path for leaves
+    without a setting name (toy stages, network weights)."""
+    if "/" in name:
+        return _get_path(params, name)
+    return settings(params).get(name)
+
+
+def with_parameters(params, values: dict):
+    """``params`` with the θ components ``values`` replaced (settings by name, other leaves by path)."""
+    by_setting = {k: v for k, v in values.items() if "/" not in k}
+    out = with_settings(params, by_setting) if by_setting else params
+    for k, v in values.items():
+        if "/" in k:
+            out = _set_path(out, k.split("/"), v)
+    return out
+
+
 def _check_names(params, names) -> tuple:
     if isinstance(names, str):
         names = (names,)
@@ -111,8 +144,10 @@ def _check_names(params, names) -> tuple:
         raise ValueError("names must list at least one setting")
     known = settings(params)
     for name in names:
-        if name not in known:
-            raise ValueError(f"setting {name!r} is not a setting of this generator; its settings: {sorted(known)}")
+        if not isinstance(name, str) or parameter_value(params, name) is None or (
+                "/" in name and jnp.ndim(_get_path(params, name)) != 0):
+            raise ValueError(f"{name!r} is neither a setting of this generator nor a 'stage/leaf' path to a scalar "
+                             f"parameter; its settings: {sorted(known)}")
     if len(set(names)) != len(names):
         raise ValueError(f"names must be distinct, got {names}")
     return names
@@ -120,10 +155,10 @@ def _check_names(params, names) -> tuple:
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 5))
 def _score_block(gen, names, params, key, offset, size):
-    theta = jnp.stack([jnp.asarray(settings(params)[nm], jnp.result_type(float)) for nm in names])
+    theta = jnp.stack([jnp.asarray(parameter_value(params, nm), jnp.result_type(float)) for nm in names])
 
     def run(th):
-        p = with_settings(params, dict(zip(names, list(th))))
+        p = with_parameters(params, dict(zip(names, list(th))))
         ev = gen.sample_traced(p, key, size, offset)
         return (ev.log_weight, ev.p4), ev
 
@@ -143,7 +178,8 @@ def joint_score(gen: Generator, params, key, n: int, names: Sequence[str], *, no
 
     Args:
         gen, params, key, n, offset: as for :meth:`~diffgen.stage.Generator.sample` (the same events).
-        names: Pythia-style setting names (θ).
+        names: the components of θ: Pythia-style setting names, or ``"stage/leaf"`` paths to scalar
+            parameters that have no setting name.
         normalisation: ``"sample"`` (∇ log σ from this sample), ``"none"``, or an array f[k] of ∇ log σ.
         allow_pathwise: accept settings that move the momenta at fixed random numbers (their score
             is then incomplete; ``pathwise`` says which); otherwise they raise ``ValueError``.
@@ -205,7 +241,7 @@ def joint_likelihood_ratio(gen: Generator, params, key, n: int, theta0: dict, th
     if set(theta0) != set(theta1):
         raise ValueError(f"theta0 and theta1 must name the same settings, got {sorted(theta0)} and {sorted(theta1)}")
     _check_names(params, list(theta0))
-    p0, p1 = with_settings(params, theta0), with_settings(params, theta1)
+    p0, p1 = with_parameters(params, theta0), with_parameters(params, theta1)
     ev0, ev1 = gen.sample(p0, key, n, offset), gen.sample(p1, key, n, offset)
     same = (np.array_equal(np.asarray(ev0.pid), np.asarray(ev1.pid))
             and np.array_equal(np.asarray(ev0.mask), np.asarray(ev1.mask))
@@ -275,9 +311,9 @@ def reparameterised_score(cdf, y, theta):
         >>> import jax.numpy as jnp
         >>> from jax.scipy.stats import norm
         >>> cdf = lambda y, th: norm.cdf(y, th[0], th[1])
-        >>> t = reparameterised_score(cdf, jnp.array([1.5]), jnp.array([1.0, 0.5]))  # (y − μ)/σ², ...
+        >>> t = reparameterised_score(cdf, jnp.array([2.0]), jnp.array([1.0, 0.5]))  # (y−μ)/σ², ((y−μ)²/σ² − 1)/σ
         >>> [round(float(v), 4) for v in t[0]]
-        [2.0, 0.0]
+        [4.0, 6.0]
     """
     def log_density(yi, th):
         return jnp.log(jax.grad(cdf, argnums=0)(yi, th))
