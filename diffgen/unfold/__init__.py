@@ -9,7 +9,8 @@ Modules (one concept each; this file only re-exports):
 * :mod:`~diffgen.unfold.omnifold` — :func:`omnifold` (arXiv:1911.09107) with per-iteration diagnostics;
 * :mod:`~diffgen.unfold.toys` — :func:`gaussian_toy` with smearing, inefficiency and fakes;
 * :mod:`~diffgen.unfold.score` — per-event joint score and joint likelihood ratio (MadMiner's "gold"),
-  Fisher information, SALLY.
+  Fisher information, SALLY;
+* :mod:`~diffgen.unfold.dctr` — DCTR (arXiv:1907.08209): :func:`fit_dctr` and the fit :func:`dctr_fit`.
 """
 
 from diffgen.unfold.classifier import (
@@ -51,3 +52,6 @@ from diffgen.unfold.score import (  # noqa: E402
 
 __all__ += ["joint_score", "JointScore", "joint_likelihood_ratio", "JointRatio", "fisher_information",
             "captured_information", "reparameterised_score", "sally", "SallyResult"]
+from diffgen.unfold.dctr import DCTR, DCTRFit, dctr_fit, fit_dctr  # noqa: E402
+
+__all__ += ["DCTR", "DCTRFit", "fit_dctr", "dctr_fit"]
