@@ -10,7 +10,8 @@ Modules (one concept each; this file only re-exports):
 * :mod:`~diffgen.unfold.toys` — :func:`gaussian_toy` with smearing, inefficiency and fakes;
 * :mod:`~diffgen.unfold.score` — per-event joint score and joint likelihood ratio (MadMiner's "gold"),
   Fisher information, SALLY;
-* :mod:`~diffgen.unfold.dctr` — DCTR (arXiv:1907.08209): :func:`fit_dctr` and the fit :func:`dctr_fit`.
+* :mod:`~diffgen.unfold.dctr` — DCTR (arXiv:1907.08209): :func:`fit_dctr` and the fit :func:`dctr_fit`;
+* :mod:`~diffgen.unfold.from_events` — :func:`omnifold_events` on (truth, reco) :class:`~diffgen.events.Events` pairs.
 """
 
 from diffgen.unfold.classifier import (
@@ -55,3 +56,6 @@ __all__ += ["joint_score", "JointScore", "joint_likelihood_ratio", "JointRatio",
 from diffgen.unfold.dctr import DCTR, DCTRFit, dctr_fit, fit_dctr  # noqa: E402
 
 __all__ += ["DCTR", "DCTRFit", "fit_dctr", "dctr_fit"]
+from diffgen.unfold.from_events import event_features, omnifold_events, particle_features  # noqa: E402
+
+__all__ += ["event_features", "particle_features", "omnifold_events"]

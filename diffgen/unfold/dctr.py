@@ -156,21 +156,16 @@ def _per_event_log_ratio(network, weights, std, x, theta):
     return network.apply(weights, *xs)[:, 0]
 
 
-def _nll_parts(model: DCTR, x_t, x_0, w_0):
+def _per_event(model: DCTR, theta, x_t, x_0, w_0):
+    """ℓ_j(θ) = s(x_j, θ) − log N̂(θ), N̂(θ) = Σ_i w⁰_i e^{s(x_i, θ)} / Σ_i w⁰_i; f[M]."""
     clf = model.classifier
+    s0 = _per_event_log_ratio(clf.network, clf.weights, clf.standardiser, x_0, theta)
+    log_norm = jax.scipy.special.logsumexp(s0, b=w_0) - jnp.log(jnp.sum(w_0))
+    return _per_event_log_ratio(clf.network, clf.weights, clf.standardiser, x_t, theta) - log_norm
 
-    def log_r(x, theta):
-        return _per_event_log_ratio(clf.network, clf.weights, clf.standardiser, x, theta)
 
-    def per_event(theta):  # ℓ_j(θ) = s(x_j, θ) − log N̂(θ)
-        s0 = log_r(x_0, theta)
-        log_norm = jax.scipy.special.logsumexp(s0, b=w_0) - jnp.log(jnp.sum(w_0))
-        return log_r(x_t, theta) - log_norm
-
-    def nll(theta, v):
-        return -jnp.sum(v * per_event(theta))
-
-    return per_event, nll
+def _nll(model, theta, v, x_t, x_0, w_0):
+    return -jnp.sum(v * _per_event(model, theta, x_t, x_0, w_0))
 
 
 def dctr_fit(model: DCTR, x_target, x0, *, target_weights=None, w0=None, theta_start=None, bounds=None,
@@ -198,21 +193,23 @@ def dctr_fit(model: DCTR, x_target, x0, *, target_weights=None, w0=None, theta_s
     check_int(bootstrap, "bootstrap", lo=0)
     xt_j, x0_j, w0_j = jnp.asarray(x_t), jnp.asarray(x_0), jnp.asarray(w_0, jnp.float32)
 
-    per_event, nll_v = _nll_parts(model, xt_j, x0_j, w0_j)
-    nll_v = jax.jit(nll_v)
-    grad_v, hess_v = jax.jit(jax.grad(nll_v)), jax.jit(jax.hessian(nll_v))
+    # the samples are arguments, not closed-over constants (XLA would constant-fold the network on them)
+    nll_v = jax.jit(functools.partial(_nll, model))
+    grad_v = jax.jit(jax.grad(functools.partial(_nll, model)))
+    hess_v = jax.jit(jax.hessian(functools.partial(_nll, model)))
+    data = (xt_j, x0_j, w0_j)
 
     def newton(weights_t, start):
         v_j = jnp.asarray(weights_t, jnp.float32)
 
         def nll(th):
-            return nll_v(th, v_j)
+            return nll_v(th, v_j, *data)
 
         def grad(th):
-            return grad_v(th, v_j)
+            return grad_v(th, v_j, *data)
 
         def hess(th):
-            return hess_v(th, v_j)
+            return hess_v(th, v_j, *data)
 
         th = np.clip(start, lo_hi[:, 0], lo_hi[:, 1])
         steps, converged = 0, False
@@ -243,7 +240,7 @@ def dctr_fit(model: DCTR, x_target, x0, *, target_weights=None, w0=None, theta_s
     theta, steps, converged, nll, hess = newton(v, theta)
     th_j = jnp.asarray(theta, jnp.float32)
     h = np.asarray(hess(th_j), np.float64)
-    g = np.asarray(jax.jacfwd(per_event)(th_j), np.float64)  # [M, k]
+    g = np.asarray(jax.jit(jax.jacfwd(functools.partial(_per_event, model)))(th_j, *data), np.float64)  # [M, k]
     j = np.einsum("i,ia,ib->ab", v**2, g, g)
     h_inv = np.linalg.pinv(h)
     cov = h_inv @ j @ h_inv
