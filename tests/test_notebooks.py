@@ -145,7 +145,7 @@ def test_design_settings_table_matches_the_code():
 
 UNFOLDING_NOTEBOOK = ROOT / "notebooks" / "05_unfolding_and_inference.ipynb"
 # 05 at test size: the toy and the DCTR samples at a few thousand events; about a minute on 2 cores.
-UNFOLDING_TEST = {"N_EVENTS": 4000, "N_ITERATIONS": 2, "N_DCTR": 8192}
+UNFOLDING_TEST = {"N_EVENTS": 3000, "N_ITERATIONS": 2, "N_DCTR": 4096}
 
 
 def test_unfolding_notebook_executes(tmp_path, monkeypatch):

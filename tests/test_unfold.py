@@ -128,6 +128,7 @@ def test_particle_flow_masks_and_permutations():
     assert np.allclose(net.apply(w, ParticleSet(values[:, perm], mask[:, perm])), out, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_omnifold_on_particle_sets():
     """Particle-level OmniFold: each event is a set of 1-4 particles whose values are smeared; unfold the
     per-particle mean (the truth shift is 0.3, the prior 0)."""
@@ -179,6 +180,7 @@ def test_nan_rows_of_failing_events_are_ignored():
     assert np.all(np.isfinite(res.weights))
 
 
+@pytest.mark.slow
 def test_omnifold_on_event_pairs():
     """Events-level entry: e+e- → μ+μ- at √s = 94 GeV, a toy detector smearing the muon directions and
     losing 10 % of the events (status bit), data at sin²θ̄_W = 0.20 (A_FB 0.33 instead of 0.26).
@@ -217,3 +219,16 @@ def test_omnifold_on_event_pairs():
     tol = 3 * 1.5 / np.sqrt(n)
     assert abs(unfolded - truth) < tol, (unfolded, truth, prior)
     assert abs(prior - truth) > tol  # the prior fails the same criterion
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("module", ["inputs", "networks", "classifier", "omnifold", "toys", "score", "dctr",
+                                    "from_events"])
+def test_docstring_examples_run(module):
+    """The examples in the module docstrings of diffgen.unfold run and print what they say."""
+    import doctest
+    import importlib
+
+    mod = importlib.import_module(f"diffgen.unfold.{module}")
+    result = doctest.testmod(mod, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0, result

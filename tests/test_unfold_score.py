@@ -194,6 +194,7 @@ def test_fisher_helpers_check_inputs():
         captured_information(np.ones(2), np.ones((3, 1)))
 
 
+@pytest.mark.slow
 def test_sally_captures_the_information_of_cos_theta(mumu):
     """SALLY on the exact cos θ captures ~all of E[t²] (x determines z); on a smeared cos θ, less.
 
@@ -209,6 +210,8 @@ def test_sally_captures_the_information_of_cos_theta(mumu):
     exact = sally(jax.random.key(0), c, t, w, config=cfg)
     smeared_c = c + 0.5 * np.random.default_rng(0).normal(size=c.shape)
     smeared = sally(jax.random.key(0), smeared_c, t, w, config=cfg)
+    print(f"SALLY: exact cos theta {exact.fraction:.3f}, smeared {smeared.fraction:.3f} of E[t^2] = "
+          f"{exact.fisher_joint[0, 0]:.3f} ({exact.n_test} held-out events)")
     assert exact.fraction > 0.95, exact.fraction
     assert smeared.fraction < exact.fraction - 0.1, (smeared.fraction, exact.fraction)
     assert 0.0 < smeared.fraction
