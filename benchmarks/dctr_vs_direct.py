@@ -101,7 +101,8 @@ def main():
 
         def nll(th):
             p = {**hard, NAME: th}
-            return -jnp.sum(v_t * (jnp.log(ee_ffbar.dsigma_dcos(p, 13, m, c)) - jnp.log(ee_ffbar.sigma_total(p, 13, m))))
+            log_p = jnp.log(ee_ffbar.dsigma_dcos(p, 13, m, c)) - jnp.log(ee_ffbar.sigma_total(p, 13, m))
+            return -jnp.sum(v_t * log_p)
 
         grid = np.linspace(PRIOR[0], PRIOR[1], 121)  # the likelihood has a stationary point at v = 1 - 4 s = 0
         th = jnp.asarray(grid[int(np.argmin([float(nll(jnp.asarray(x))) for x in grid]))])

@@ -20,7 +20,8 @@ def main():
     t = time.perf_counter()
     data = DataLoader(reco=f["data_reco"][:, None], normalize=True)
     mc = DataLoader(reco=f["sim_reco"][:, None], gen=f["sim_truth"][:, None], normalize=True)
-    unfold = MultiFold("toy", MLP(1), MLP(1), data, mc, niter=iterations, weights_folder=os.path.dirname(out) or ".",
+    folder = os.path.dirname(out) or "."
+    unfold = MultiFold("toy", MLP(1), MLP(1), data, mc, niter=iterations, weights_folder=folder, log_folder=folder,
                        verbose=False)  # the package's defaults: batch 128, lr 1e-4, 50 epochs, early stop 10
     unfold.Unfold()
     push = unfold.reweight(mc.gen, unfold.model2, batch_size=1000)

@@ -42,7 +42,8 @@ def report(name, seconds, cpu, z, w, toy):
     m, s = moments(z, w)
     tm, ts = toy.data_truth.mean(), toy.data_truth.std()
     n = len(toy.data_truth)
-    print(f"{name:8s} {seconds:7.1f} s wall {cpu:7.1f} s CPU   mean {m:.4f} (bias {m - tm:+.4f})   width {s:.4f} (bias {s - ts:+.4f})   "
+    print(f"{name:8s} {seconds:7.1f} s wall {cpu:7.1f} s CPU   mean {m:.4f} (bias {m - tm:+.4f})   "
+          f"width {s:.4f} (bias {s - ts:+.4f})   "
           f"[truth {tm:.4f} +- {ts / np.sqrt(n):.4f}, {ts:.4f} +- {ts / np.sqrt(2 * n):.4f}]")
 
 

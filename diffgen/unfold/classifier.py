@@ -42,7 +42,7 @@ import optax
 
 from diffgen.checks import check_int
 from diffgen.unfold.inputs import ParticleSet, as_features, as_weights, concat_rows, n_rows, take_rows
-from diffgen.unfold.networks import Network, Standardiser, mlp, standardise, standardiser
+from diffgen.unfold.networks import Network, mlp, standardise, standardiser
 
 __all__ = ["TrainConfig", "TrainInfo", "Trainer", "Classifier", "make_trainer", "train", "fit_classifier",
            "fit_regressor", "predict", "weighted_bce"]

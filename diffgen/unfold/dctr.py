@@ -48,7 +48,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from diffgen.checks import check_int
-from diffgen.unfold.classifier import Classifier, TrainConfig, TrainInfo, _std_tree, fit_classifier
+from diffgen.unfold.classifier import Classifier, TrainConfig, _std_tree, fit_classifier
 from diffgen.unfold.inputs import as_features, as_weights
 from diffgen.unfold.networks import Network, mlp
 
@@ -213,7 +213,7 @@ def dctr_fit(model: DCTR, x_target, x0, *, target_weights=None, w0=None, theta_s
 
         th = np.clip(start, lo_hi[:, 0], lo_hi[:, 1])
         steps, converged = 0, False
-        for steps in range(1, max_steps + 1):
+        for steps in range(1, max_steps + 1):  # noqa: B007 (the count is returned)
             g = np.asarray(grad(jnp.asarray(th, jnp.float32)), np.float64)
             h = np.asarray(hess(jnp.asarray(th, jnp.float32)), np.float64)
             try:

@@ -68,7 +68,8 @@ from diffgen.events import Events
 from diffgen.params import settings, with_settings
 from diffgen.stage import Generator, block_plan, check_key, check_n
 
-__all__ = ["JointScore", "JointRatio", "joint_score", "parameter_value", "with_parameters", "joint_likelihood_ratio", "fisher_information",
+__all__ = ["JointScore", "JointRatio", "joint_score", "parameter_value", "with_parameters", "joint_likelihood_ratio",
+           "fisher_information",
            "captured_information", "reparameterised_score", "SallyResult", "sally"]
 
 
