@@ -148,3 +148,21 @@ def test_design_settings_table_matches_the_code():
             assert float(default) == pytest.approx(s.default, rel=1e-9), name
         assert rng == f"{'(' if s.lo_open else '['}{s.lo:g}, {s.hi:g}]{unit[s.unit]}", name
         assert {u.strip() for u in users.split(",")} == used.get(name, set()), name
+
+
+UNFOLDING_NOTEBOOK = ROOT / "notebooks" / "05_unfolding_and_inference.ipynb"
+# 05 at test size: the toy and the DCTR samples at a few thousand events; about a minute on 2 cores.
+UNFOLDING_TEST = {"N_EVENTS": 3000, "N_ITERATIONS": 2, "N_DCTR": 4096}
+
+
+def test_unfolding_notebook_executes(tmp_path, monkeypatch):
+    """OmniFold, DCTR and the joint score run; the printed numbers are finite and in range."""
+    outputs, text, images = _outputs(_execute(UNFOLDING_NOTEBOOK, UNFOLDING_TEST, tmp_path, monkeypatch))
+    assert not [o for o in outputs if o.output_type == "error"], text[-4000:]
+    mean, width = map(float, re.search(r"unfolded mean (\S+) width (\S+);", text).groups())
+    assert 0.05 < mean < 0.35 and 0.65 < width < 1.0, text  # truth (0.2, 0.8), prior (0, 1)
+    theta = float(re.search(r"DCTR fit: \S+ = (\S+) \+-", text).group(1))
+    assert 0.20 <= theta <= 0.245, text
+    fractions = [float(f) for f in re.findall(r"captures (\S+) of E", text)]
+    assert len(fractions) == 2 and 0.0 < fractions[1] < fractions[0] <= 1.05, text
+    assert len(images) == 2, "the unfolding and the DCTR reweighting figures"
