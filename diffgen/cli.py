@@ -262,8 +262,9 @@ class _Totals:
         return (self.fw - self.bw) / tot, 2.0 * math.sqrt(self.bw ** 2 * self.fw2 + self.fw ** 2 * self.bw2) / tot**2
 
 
-def _run_chunks(args, gen, params, totals: _Totals) -> tuple[float, float, int]:
-    """Generate in chunks into ``totals``, streaming to ``--out``; (σ, error, events skipped by the writer)."""
+def _run_chunks(args, gen, params, totals: _Totals, transform=None) -> tuple[float, float, int]:
+    """Generate in chunks into ``totals``, streaming to ``--out``; (σ, error, events skipped by the writer).
+    ``transform(ev) -> (events kept, number dropped)`` (e.g. unweighting) runs on each chunk first."""
     import jax
 
     import diffgen
@@ -277,7 +278,11 @@ def _run_chunks(args, gen, params, totals: _Totals) -> tuple[float, float, int]:
                              settings={k: float(v) for k, v in diffgen.settings(params).items()})
 
     def on_chunk(ev):
+        dropped = 0
+        if transform is not None:
+            ev, dropped = transform(ev)
         totals.add(ev)
+        totals.n += dropped  # dropped events count as generated: sigma = sum(w) / events generated
         if writer is not None:  # stream the chunk out; HepMC3 events carry the running σ estimate
             writer.write(ev, *totals.sigma())
 
@@ -327,8 +332,11 @@ def _cmd_generate(args) -> int:
     gen = presets.make(args.process, args.sqrt_s)
     params = diffgen.with_settings(gen.default_params(), changes) if changes else gen.default_params()
     totals = _Totals(_histogram_specs(args.process, args.bins))
-    sigma, sigma_err, n_skipped = _run_chunks(args, gen, params, totals)
+    unweighter = _unweighter(args, gen, params) if args.unweighted else None
+    sigma, sigma_err, n_skipped = _run_chunks(args, gen, params, totals, unweighter)
     hists = _report(args, params, totals, sigma, sigma_err)
+    if unweighter is not None:
+        print(unweighter.summary())
     if args.out:
         print(f"wrote {args.out}{f' ({n_skipped} flagged events left out)' if n_skipped else ''}")
     if args.plot:
@@ -338,6 +346,41 @@ def _cmd_generate(args) -> int:
               analytic=(lambda c: _analytic_dsigma(gen, params, c)) if is_ffbar else None)
         print(f"wrote {args.plot}")
     return 0
+
+
+class _Unweighter:
+    """Chunk transform for ``--unweighted``: w_max from a pilot sample, then accept/reject per event."""
+
+    def __init__(self, args, gen, params):
+        import jax
+
+        from diffgen.flows.unweight import pilot_max_weight
+
+        self.key = jax.random.fold_in(jax.random.key(args.seed), 2**31 - 2)
+        self.cap = args.overweight_cap
+        self.w_max = pilot_max_weight(gen, params, jax.random.key(args.seed), min(args.events, 20_000), self.cap)
+        self.next_index, self.kept, self.seen, self.over = args.offset, 0, 0, 0
+
+    def __call__(self, ev):
+        from diffgen.flows.unweight import unweight_events
+
+        kept, dropped, over = unweight_events(ev, self.w_max, self.key, self.next_index)
+        self.next_index += ev.n_events
+        self.seen += ev.n_events
+        self.kept += kept.n_events
+        self.over += over
+        return kept, dropped
+
+    def summary(self) -> str:
+        cap = f", overweight cap {self.cap:g} of sigma" if self.cap else ""
+        return (f"unweighted: kept {self.kept} of {self.seen} events (efficiency {self.kept / self.seen:.4f}), "
+                f"w_max = {self.w_max:.6g} pb from a pilot{cap}; {self.over} kept events above w_max keep their weight")
+
+
+def _unweighter(args, gen, params) -> _Unweighter:
+    if args.overweight_cap is not None and not 0 < args.overweight_cap < 1:
+        raise ValueError(f"--overweight-cap must be a fraction of sigma in (0, 1), got {args.overweight_cap}")
+    return _Unweighter(args, gen, params)
 
 
 def _cmd_settings(args) -> int:
@@ -383,6 +426,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="events per chunk (memory bound; default 100000, 2000 for ee-hadrons)")
     g.add_argument("--bins", type=int, default=20)
     g.add_argument("--quiet", action="store_true", help="no progress bar")
+    g.add_argument("--unweighted", action="store_true",
+                   help="keep each event with probability w/w_max (w_max from a 20000-event pilot), weight w_max")
+    g.add_argument("--overweight-cap", type=float, default=None, metavar="FRACTION",
+                   help="with --unweighted: w_max such that weights above it carry this fraction of sigma")
     g.add_argument("--no-cache", action="store_true",
                    help="do not use the persistent compilation cache (default: $DIFFGEN_CACHE_DIR, "
                         "else ~/.cache/diffgen/jax)")

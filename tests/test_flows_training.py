@@ -94,3 +94,34 @@ def test_bad_training_input():
         train(jax.random.key(0), sampler, _peak, steps=1, batch=1, progress=False)
     with pytest.raises(ValueError, match="does not exist"):
         checkpoint.load("/nonexistent/x.msgpack", {})
+
+
+def test_unweight_events_keeps_sigma_and_is_chunk_independent():
+    import diffgen
+    from diffgen.flows.unweight import unweight_events
+
+    gen = diffgen.presets.ee_mumu()
+    ev = gen.sample(gen.default_params(), jax.random.key(0), 4096)
+    w = np.exp(np.asarray(ev.log_weight, np.float64))
+    w_max = float(w.max())
+    key = jax.random.key(5)
+    kept, dropped, over = unweight_events(ev, w_max, key)
+    assert kept.n_events + dropped == 4096 and over == 0
+    a, _, _ = unweight_events(ev[:1000], w_max, key, 0)
+    b, _, _ = unweight_events(ev[1000:], w_max, key, 1000)
+    assert a.n_events + b.n_events == kept.n_events  # same decisions whatever the chunking
+    p = w / w_max  # kept × w_max estimates Σw: binomial error, 4 sigma
+    assert abs(kept.n_events * w_max - w.sum()) < 4 * np.sqrt(np.sum(p * (1 - p))) * w_max
+    with pytest.raises(ValueError, match="w_max"):
+        unweight_events(ev, 0.0, key)
+
+
+def test_cli_unweighted(capsys):
+    from diffgen.cli import main
+
+    assert main(["generate", "--process", "ee-mumu", "--events", "2000", "--unweighted", "--quiet", "--bins", "2",
+                 "--no-cache"]) == 0
+    out = capsys.readouterr().out
+    assert "unweighted: kept" in out
+    assert main(["generate", "--events", "100", "--unweighted", "--overweight-cap", "2", "--quiet",
+                 "--no-cache"]) == 2

@@ -30,9 +30,11 @@ import warnings
 from typing import NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 __all__ = ["Efficiency", "unweighting_efficiency", "unweight_mask", "Diagnostics", "weight_diagnostics",
+           "pilot_max_weight", "unweight_events",
            "check_weights"]
 
 
@@ -113,3 +115,31 @@ def check_weights(w, min_ess_fraction: float = 0.01, max_share: float = 0.01, wh
                       "has structure the sampler rarely visits, and the quoted error may be far too small",
                       UserWarning, stacklevel=2)
     return d
+
+
+def pilot_max_weight(gen, params, key, n: int = 20_000, cap: float | None = None) -> float:
+    """w_max for unweighting ``gen``'s events, from a pilot sample of ``n`` events drawn with a key independent
+    of ``key``'s event sequence (``fold_in(key, 2**31 − 1)``): the largest weight, or the capped one (``cap``)."""
+    from diffgen.expect import event_weights
+
+    ev = gen.sample(params, jax.random.fold_in(key, 2**31 - 1), n)
+    w = np.asarray(event_weights(ev), np.float64)
+    return unweighting_efficiency(w, cap).w_max
+
+
+def unweight_events(events, w_max: float, key, first_index: int = 0):
+    """Keep event i with probability min(1, w_i/w_max) and give it the weight max(w_i, w_max) (so overweights above
+    a pilot's w_max stay unbiased); flagged events are dropped. Event ``first_index + i`` decides with its own
+    uniform ``uniform(fold_in(key, first_index + i))``, so the result does not depend on the chunking.
+    Returns ``(kept Events, number dropped, number of overweights)``."""
+    if not (w_max > 0 and np.isfinite(w_max)):
+        raise ValueError(f"w_max must be a positive finite weight, got {w_max}")
+    lw = np.asarray(events.log_weight, np.float64)
+    good = np.asarray(events.status) == 0
+    w = np.where(good, np.exp(np.where(good, lw, 0.0)), 0.0)
+    idx = jnp.arange(first_index, first_index + w.size, dtype=jnp.uint32)
+    u = np.asarray(jax.vmap(lambda i: jax.random.uniform(jax.random.fold_in(key, i)))(idx), np.float64)
+    keep = good & (u * w_max < w)
+    kept = events[np.flatnonzero(keep)]
+    new_lw = np.log(np.maximum(w[keep], w_max)).astype(np.asarray(events.log_weight).dtype)
+    return kept.replace(log_weight=new_lw), int(w.size - keep.sum()), int(np.sum(w[keep] > w_max))
