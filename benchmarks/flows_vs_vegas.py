@@ -83,6 +83,7 @@ def run_vegas(dim, f, train_calls, n_eval, nitn, seed):
     t0 = time.perf_counter()
     integ = vegas.Integrator(dim * [[0.0, 1.0]])
     integ(fb, nitn=nitn, neval=train_calls // nitn)
+    integ.set(neval=n_eval)  # the final sample: n_eval points of the adapted map
     ws = []
     for x, wgt in integ.random_batch(yield_hcube=False):
         ws.append(fb(x) * wgt)
