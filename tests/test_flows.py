@@ -35,7 +35,7 @@ def test_spline_round_trip_and_derivative():
         np.testing.assert_allclose(ends, [0.0, 1.0], atol=1e-12)
 
 
-@pytest.mark.parametrize("dim,cond_dim", [(1, 0), (3, 0), (5, 2)])
+@pytest.mark.parametrize("dim,cond_dim", [(1, 0), (3, 0), pytest.param(5, 2, marks=pytest.mark.slow)])
 def test_flow_round_trip_and_jacobian(dim, cond_dim):
     flow = spline_flow(dim, bins=6, hidden=(16,), cond_dim=cond_dim)
     params = _randomise(flow.init(jax.random.key(0)), jax.random.key(1))
@@ -78,6 +78,7 @@ def test_identity_at_init():
     np.testing.assert_allclose(ld, 0.0, atol=2e-5)
 
 
+@pytest.mark.slow
 def test_density_normalised():
     """q(x) = exp(log_prob) integrates to 1 over the cube (2D grid, randomised flow)."""
     with jax.enable_x64(True):

@@ -15,7 +15,7 @@ def _peak(x):
     return jnp.prod(20.0 * x**3 * (1.0 - x), axis=1)
 
 
-@pytest.mark.parametrize("loss", ["variance", "kl"])
+@pytest.mark.parametrize("loss", ["variance", pytest.param("kl", marks=pytest.mark.slow)])
 def test_training_reduces_variance_and_keeps_the_integral(loss):
     sampler = flow_sampler(spline_flow(2, bins=8, hidden=(16,)))
     state, hist = train(jax.random.key(0), sampler, _peak, steps=40, batch=512, buffered_steps=1, loss=loss,

@@ -70,6 +70,7 @@ def test_bad_process_input():
         z_line_shape(130.0, 60.0)
 
 
+@pytest.mark.slow
 def test_dsigma_dwidth_through_a_flow_sampled_generator():
     """∂σ̄/∂Γ_Z of the line shape, pathwise through a (briefly trained) flow-sampled generator, against the
     central finite difference of the quadrature reference; per-event derivatives give the MC error (4 sigma)."""
