@@ -28,6 +28,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -167,12 +168,16 @@ def train(key, sampler: Sampler, integrand: Callable, steps: int = 200, batch: i
     if schedule_steps is None:
         schedule_steps = steps + (0 if state is None else int(state.step))
     total = check_int(schedule_steps, "schedule_steps", lo=1) * (1 + buffered_steps)
-    optimizer = make_optimizer(learning_rate, total)
+    make_optimizer(learning_rate, total)  # validates learning_rate before anything runs
+    config = (sampler, integrand, loss, batch, buffered_steps, float(learning_rate), total)
+    try:
+        step, optimizer = _cached_step(*config)  # resuming with the same configuration does not recompile
+    except TypeError:  # an unhashable integrand: build (and compile) afresh
+        step, optimizer = _build_step(*config)
     if state is None:
         state = init_train_state(key, sampler, optimizer, buffer_size)
     elif state.buffer_f.shape[0] != buffer_size:
         raise ValueError(f"state's buffer holds {state.buffer_f.shape[0]} points, buffer_size is {buffer_size}")
-    step = _make_step(sampler, integrand, optimizer, loss, batch, buffered_steps)
     from diffgen.fit.util import progress_bar
 
     bar = progress_bar(steps, "training flow", "step", progress)
@@ -191,3 +196,11 @@ def train(key, sampler: Sampler, integrand: Callable, steps: int = 200, batch: i
     if bar is not None:
         bar.close()
     return state, {k: np.asarray(v) for k, v in hist.items()}
+
+
+def _build_step(sampler, integrand, loss, batch, buffered_steps, learning_rate, total):
+    optimizer = make_optimizer(learning_rate, total)
+    return _make_step(sampler, integrand, optimizer, loss, batch, buffered_steps), optimizer
+
+
+_cached_step = functools.lru_cache(maxsize=16)(_build_step)
