@@ -323,8 +323,9 @@ def run_metadata(args, params) -> dict:
             "switches": {k: ("on" if v else "off") for k, v in stage_switches(params).items()}}
 
 
-def _run_chunks(args, gen, params, totals: _Totals) -> tuple[float, float, int]:
-    """Generate in chunks into ``totals``, streaming to ``--out``; (σ, error, events skipped by the writer)."""
+def _run_chunks(args, gen, params, totals: _Totals, transform=None) -> tuple[float, float, int]:
+    """Generate in chunks into ``totals``, streaming to ``--out``; (σ, error, events skipped by the writer).
+    ``transform(ev) -> (events kept, number dropped)`` (e.g. unweighting) runs on each chunk first."""
     import jax
 
     import diffgen
@@ -337,12 +338,16 @@ def _run_chunks(args, gen, params, totals: _Totals) -> tuple[float, float, int]:
                              **({"detector": args.detector} if args.detector else {}))
 
     def on_chunk(ev):
+        dropped = 0
+        if transform is not None:
+            ev, dropped = transform(ev)
         if totals.n < args.list:  # Pythia's event.list() for the first --list events
             from diffgen.listing import event_listing
 
             for i in range(min(args.list - totals.n, ev.n_events)):
                 print(event_listing(ev, i, index=args.offset + totals.n + i))
         totals.add(ev)
+        totals.n += dropped  # dropped events count as generated: sigma = sum(w) / events generated
         if writer is not None:  # stream the chunk out; HepMC3 events carry the running σ estimate
             writer.write(ev, *totals.sigma())
 
@@ -394,8 +399,11 @@ def _cmd_generate(args) -> int:
     gen, params = presets.configure(args.process, changes, args.sqrt_s, detector=args.detector)
     args.sqrt_s = plain_value(diffgen.settings(params)["Beams:eCM"])
     totals = _Totals(_histogram_specs(args.process, args.bins))
-    sigma, sigma_err, n_skipped = _run_chunks(args, gen, params, totals)
+    unweighter = _unweighter(args, gen, params) if args.unweighted else None
+    sigma, sigma_err, n_skipped = _run_chunks(args, gen, params, totals, unweighter)
     hists = _report(args, params, totals, sigma, sigma_err)
+    if unweighter is not None:
+        print(unweighter.summary())
     if args.out:
         print(f"wrote {args.out}{f' ({n_skipped} flagged events left out)' if n_skipped else ''}")
     if args.plot:
@@ -405,6 +413,41 @@ def _cmd_generate(args) -> int:
               analytic=(lambda c: _analytic_dsigma(gen, params, c)) if is_ffbar else None)
         print(f"wrote {args.plot}")
     return 0
+
+
+class _Unweighter:
+    """Chunk transform for ``--unweighted``: w_max from a pilot sample, then accept/reject per event."""
+
+    def __init__(self, args, gen, params):
+        import jax
+
+        from diffgen.flows.unweight import pilot_max_weight
+
+        self.key = jax.random.fold_in(jax.random.key(args.seed), 2**31 - 2)
+        self.cap = args.overweight_cap
+        self.w_max = pilot_max_weight(gen, params, jax.random.key(args.seed), min(args.events, 20_000), self.cap)
+        self.next_index, self.kept, self.seen, self.over = args.offset, 0, 0, 0
+
+    def __call__(self, ev):
+        from diffgen.flows.unweight import unweight_events
+
+        kept, dropped, over = unweight_events(ev, self.w_max, self.key, self.next_index)
+        self.next_index += ev.n_events
+        self.seen += ev.n_events
+        self.kept += kept.n_events
+        self.over += over
+        return kept, dropped
+
+    def summary(self) -> str:
+        cap = f", overweight cap {self.cap:g} of sigma" if self.cap else ""
+        return (f"unweighted: kept {self.kept} of {self.seen} events (efficiency {self.kept / self.seen:.4f}), "
+                f"w_max = {self.w_max:.6g} pb from a pilot{cap}; {self.over} kept events above w_max keep their weight")
+
+
+def _unweighter(args, gen, params) -> _Unweighter:
+    if args.overweight_cap is not None and not 0 < args.overweight_cap < 1:
+        raise ValueError(f"--overweight-cap must be a fraction of sigma in (0, 1), got {args.overweight_cap}")
+    return _Unweighter(args, gen, params)
 
 
 def _cmd_settings(args) -> int:
@@ -515,6 +558,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--list", type=int, default=0, metavar="N",
                    help="print the first N events as a table, like Pythia's event.list()")
     g.add_argument("--quiet", action="store_true", help="no progress bar (it is drawn only on a terminal anyway)")
+    g.add_argument("--unweighted", action="store_true",
+                   help="keep each event with probability w/w_max (w_max from a 20000-event pilot), weight w_max")
+    g.add_argument("--overweight-cap", type=float, default=None, metavar="FRACTION",
+                   help="with --unweighted: w_max such that weights above it carry this fraction of sigma")
     g.add_argument("--no-cache", action="store_true",
                    help="do not use the persistent compilation cache (default: $DIFFGEN_CACHE_DIR, "
                         "else ~/.cache/diffgen/jax)")
