@@ -67,7 +67,7 @@ from diffgen.events import Events, Status
 from diffgen.numerics import safe_arctan2, safe_sqrt
 from diffgen.stage import Stage, event_keys, fold_keys, normals, uniforms
 
-__all__ = ["LearnedDetectorModel", "TYPES", "RESIDUAL_DIMS", "init_model", "learned", "truth_features",
+__all__ = ["LearnedDetectorModel", "TYPES", "check_hidden", "RESIDUAL_DIMS", "init_model", "learned", "truth_features",
            "conditional", "track_residuals", "calo_residuals", "track_from_residuals", "calo_from_residuals"]
 
 #: the three learned particle types, their detector type code and residual dimension D
@@ -101,7 +101,7 @@ class _MLP(nn.Module):
         return nn.Dense(self.out, kernel_init=nn.initializers.zeros)(x)  # starts at m = s = 0, p = ½
 
 
-def _check_hidden(hidden) -> tuple:
+def check_hidden(hidden) -> tuple:
     hidden = tuple(hidden)
     if not hidden or not all(isinstance(h, int) and not isinstance(h, bool) and 1 <= h <= 4096 for h in hidden):
         raise ValueError(f"hidden = {hidden!r}: need a non-empty tuple of layer widths, integers in [1, 4096]")
@@ -110,7 +110,7 @@ def _check_hidden(hidden) -> tuple:
 
 def init_model(key, hidden=(32, 32), config="aleph") -> LearnedDetectorModel:
     """Untrained networks (output layer zero: r = scale·z, efficiency ½) with unit ``scale``."""
-    hidden = _check_hidden(hidden)
+    hidden = check_hidden(hidden)
     weights = {}
     for i, t in enumerate(TYPES):
         d = RESIDUAL_DIMS[t]
@@ -190,7 +190,7 @@ def calo_from_residuals(p4, ok, r):
 
 def _load(model_or_checkpoint) -> LearnedDetectorModel:
     if isinstance(model_or_checkpoint, LearnedDetectorModel):
-        _check_hidden(model_or_checkpoint.hidden)
+        check_hidden(model_or_checkpoint.hidden)
         detector_config(model_or_checkpoint.config)
         return model_or_checkpoint
     from diffgen.detector.learned_train import load_checkpoint  # the file format lives with training

@@ -48,7 +48,7 @@ from diffgen.detector.learned import (
     TYPE_CODES,
     TYPES,
     LearnedDetectorModel,
-    _check_hidden,
+    check_hidden,
     calo_residuals,
     conditional,
     init_model,
@@ -147,7 +147,7 @@ def train(key, steps: int = 2000, batch: int = 4096, hidden=(32, 32), config="al
     if not (learning_rate > 0 and math.isfinite(learning_rate)):
         raise ValueError(f"learning_rate = {learning_rate!r}: need a finite value > 0")
     cfg = detector_config(config)
-    hidden = _check_hidden(hidden)
+    hidden = check_hidden(hidden)
     det_params = parametric(cfg).init(None) if detector_params is None else dict(detector_params)
     k_init, k_scale, k_train = jax.random.split(key, 3)
     model = init_model(k_init, hidden, cfg)
@@ -246,7 +246,7 @@ def load_checkpoint(path) -> LearnedDetectorModel:
     hidden_raw = payload["hidden"]
     if isinstance(hidden_raw, dict):  # msgpack_restore turns lists into {"0": ..}
         hidden_raw = [hidden_raw[k] for k in sorted(hidden_raw, key=int)]
-    hidden = _check_hidden(tuple(int(h) if isinstance(h, (int, np.integer)) else h for h in hidden_raw))
+    hidden = check_hidden(tuple(int(h) if isinstance(h, (int, np.integer)) else h for h in hidden_raw))
     cfg_raw = payload["config"]
     if not isinstance(cfg_raw, dict) or set(cfg_raw) != set(DetectorConfig._fields):
         raise ValueError(f"{path!r}: config {cfg_raw!r} needs the fields {list(DetectorConfig._fields)}")
