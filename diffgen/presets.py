@@ -52,17 +52,24 @@ def ee_hadrons(sqrt_s: float = DEFAULT_SQRT_S, flavours=(1, 2, 3, 4, 5), shower:
     ``detector``: ``None`` (default) ends at particle level; a name from
     :data:`diffgen.detector.CONFIGS` (``"aleph"``) or a :class:`~diffgen.detector.DetectorConfig`
     appends the stage ``detector`` (:func:`diffgen.detector.parametric`), whose events are the
-    reconstructed particles with the particle-level record paired in ``events.truth``.
+    reconstructed particles with the particle-level record paired in ``events.truth``; a trained
+    :class:`~diffgen.detector.LearnedDetectorModel` (e.g. ``diffgen.detector.load_checkpoint(path)``)
+    appends the learned surrogate :func:`diffgen.detector.learned` as ``detector`` instead.
     """
     from diffgen.decays import hadron_decays
-    from diffgen.detector import parametric
+    from diffgen.detector import LearnedDetectorModel, learned, parametric
     from diffgen.hadronization import string_fragmentation
     from diffgen.shower import final_state_shower
 
     flavours = tuple(flavours)
     if any(abs(int(f)) > 5 or int(f) <= 0 for f in flavours):
         raise ValueError(f"ee_hadrons flavours must be quark PDG codes in 1..5, got {flavours}")
-    det = None if detector is None else parametric(detector)  # ValueError for an unknown name, before building
+    if detector is None:
+        det = None
+    elif isinstance(detector, LearnedDetectorModel):
+        det = learned(detector)
+    else:
+        det = parametric(detector)  # ValueError for an unknown name, before building
     stages = [("hard", ee_to_ffbar(flavours, sqrt_s))]
     if shower:
         kw = {} if shower_capacity is None else {"capacity": shower_capacity}
@@ -74,7 +81,9 @@ def ee_hadrons(sqrt_s: float = DEFAULT_SQRT_S, flavours=(1, 2, 3, 4, 5), shower:
     info = {"process": "ee-hadrons", "flavours": flavours, "sqrt_s": sqrt_s, "final_state": True}
     if det is not None:
         stages.append(("detector", det))
-        info["detector"] = detector if isinstance(detector, str) else detector.name
+        info["detector"] = (detector if isinstance(detector, str) else
+                            f"learned:{detector.config.name}" if isinstance(detector, LearnedDetectorModel)
+                            else detector.name)
     return Generator(chain(*stages), name="ee-hadrons", info=info)
 
 

@@ -30,10 +30,39 @@ def model():
     return m
 
 
+@pytest.fixture(scope="module")
+def quick_model():
+    """An untrained model set by hand, for the structural tests (no training: cheap to compile).
+
+    Hidden layers random, output bias (m, s, ℓ) = (0, 0, logit 0.9), ``scale`` = rough widths
+    (tracks 0.01, 10⁻³, 10⁻³; photons 0.1; neutral hadrons 0.4): a constant-width Gaussian response.
+    The output kernels get small random values so that every weight matters for the round trip.
+    """
+    m = init_model(jax.random.key(1), hidden=(16,))
+    scales = {"track": [0.01, 1e-3, 1e-3], "photon": [0.1], "neutral_hadron": [0.4]}
+    weights = {}
+    for i, (t, sc) in enumerate(scales.items()):
+        net = dict(m.weights[t]["net"])
+        d = len(sc)
+        out = dict(net["Dense_1"])
+        out["kernel"] = 1e-3 * jax.random.normal(jax.random.key(10 + i), out["kernel"].shape)
+        out["bias"] = jnp.zeros(2 * d + 1).at[2 * d].set(np.log(0.9 / 0.1))
+        net["Dense_1"] = out
+        weights[t] = {"net": net, "scale": jnp.asarray(sc, jnp.float32)}
+    return m._replace(weights=weights)
+
+
+def test_training_reduces_the_loss_and_is_finite():
+    """A very short training run: the loss is finite and decreases (accuracy: the slow tests)."""
+    _, losses = train_learned(jax.random.key(2), steps=30, batch=256, hidden=(8,), learning_rate=1e-2)
+    assert np.all(np.isfinite(losses)) and losses[-5:].mean() < losses[:5].mean()
+
+
 def _features(e):
     return jnp.array([[(np.log(e) - np.log(3.0)) / 2.0, 0.3]])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("energy", [1.0, 4.0, 20.0])
 def test_learned_widths_match_the_formulas(model, energy):
     a, b = 6e-4, 0.005
@@ -46,6 +75,7 @@ def test_learned_widths_match_the_formulas(model, energy):
         np.testing.assert_allclose(got, w, rtol=0.15, err_msg=f"{t} at {energy} GeV")
 
 
+@pytest.mark.slow
 def test_sampled_calo_response_matches_the_parametric_stage(model):
     """Through the stages: r.m.s. of E'/E of 10 GeV photons, learned vs parametric, and the mean (≈ 1)."""
     n = 4096
@@ -61,6 +91,7 @@ def test_sampled_calo_response_matches_the_parametric_stage(model):
     assert abs(e_l - e_p) < 0.03, out
 
 
+@pytest.mark.slow
 def test_efficiency_classifier_matches_the_settings(model):
     det = parametric().init(None)
     for t, eff in (("track", det["Detector:trackEfficiency"]), ("photon", det["Detector:ecalEfficiency"]),
@@ -70,12 +101,12 @@ def test_efficiency_classifier_matches_the_settings(model):
             assert abs(float(jax.nn.sigmoid(logit[0])) - eff) < 0.03, (t, e)
 
 
-def test_checkpoint_round_trip_is_bit_exact(model, tmp_path):
+def test_checkpoint_round_trip_is_bit_exact(quick_model, tmp_path):
     path = tmp_path / "det.msgpack"
-    save_checkpoint(path, model)
+    save_checkpoint(path, quick_model)
     back = load_checkpoint(path)
-    assert back.hidden == model.hidden and back.config == model.config
-    leaves_a, tree_a = jax.tree_util.tree_flatten(model.weights)
+    assert back.hidden == quick_model.hidden and back.config == quick_model.config
+    leaves_a, tree_a = jax.tree_util.tree_flatten(quick_model.weights)
     leaves_b, tree_b = jax.tree_util.tree_flatten(back.weights)
     assert tree_a == tree_b
     for x, y in zip(leaves_a, leaves_b):
@@ -83,12 +114,12 @@ def test_checkpoint_round_trip_is_bit_exact(model, tmp_path):
         assert x.dtype == y.dtype and x.tobytes() == y.tobytes()
     assert [p.name for p in tmp_path.iterdir()] == ["det.msgpack"]  # the temporary file is gone
     ev = particle_gun(jax.random.key(1), 64)
-    a = learned(model).apply({"weights": model.weights}, jax.random.key(2), ev)
-    b = learned(str(path)).apply({"weights": back.weights}, jax.random.key(2), ev)
+    a = jax.jit(learned(quick_model).apply)({"weights": quick_model.weights}, jax.random.key(2), ev)
+    b = jax.jit(learned(str(path)).apply)({"weights": back.weights}, jax.random.key(2), ev)
     assert np.asarray(a.p4).tobytes() == np.asarray(b.p4).tobytes()
 
 
-def test_malformed_checkpoints_raise_value_error(model, tmp_path):
+def test_malformed_checkpoints_raise_value_error(quick_model, tmp_path):
     from flax import serialization
 
     bad = tmp_path / "garbage.msgpack"
@@ -98,7 +129,7 @@ def test_malformed_checkpoints_raise_value_error(model, tmp_path):
     with pytest.raises(ValueError, match="cannot read"):
         learned(str(tmp_path / "missing.msgpack"))
     good = tmp_path / "good.msgpack"
-    save_checkpoint(good, model)
+    save_checkpoint(good, quick_model)
     payload = serialization.msgpack_restore(good.read_bytes())
     payload["weights"]["photon"]["scale"] = np.ones(3, np.float32)  # wrong shape
     shape = tmp_path / "shape.msgpack"
@@ -115,12 +146,12 @@ def test_malformed_checkpoints_raise_value_error(model, tmp_path):
         init_model(jax.random.key(0), hidden=(0,))
 
 
-def test_drop_in_stage_shapes_and_truth_pairing(model):
+def test_drop_in_stage_shapes_and_truth_pairing(quick_model):
     ev = Events.empty(2, 4).replace(
         p4=jnp.array([[[10.0, 6.0, 0.0, 8.0], [5.0, 0.0, 5.0, 0.0], [1.0, 0.0, 0.0, 1.0], [0.0, 0.0, 0.0, 0.0]],
                       [[3.0, 0.0, 2.9, 0.5], [2.0, 0.0, 0.0, 2.0], [4.0, 0.0, 4.0, 0.0], [0.0, 0.0, 0.0, 0.0]]]),
         pid=jnp.array([[211, 22, 12, 0], [-211, 22, 2112, 0]]), mask=jnp.array([[1, 1, 1, 0], [1, 1, 1, 0]], bool))
-    det = learned(model)
+    det = learned(quick_model)
     reco = jax.jit(det.apply)(det.init(None), jax.random.key(5), ev)
     assert reco.p4.shape == ev.p4.shape and reco.truth is not None
     np.testing.assert_array_equal(np.asarray(reco.truth.p4), np.asarray(ev.p4))
@@ -133,24 +164,24 @@ def test_drop_in_stage_shapes_and_truth_pairing(model):
     e = np.asarray(ev.p4)[..., 0]
     pid = np.asarray(ev.pid)
     sigma = np.where(pid == 22, np.sqrt(0.18**2 / np.maximum(e, 1e-3) + 0.009**2),
-                     np.where(pid == 2112, 0.85 / np.sqrt(np.maximum(e, 1e-3)), 0.03))
+                     np.where(pid == 2112, 0.85 / np.sqrt(np.maximum(e, 1e-3)), 0.05))
     assert np.all((np.abs(p_r / np.maximum(p_t, 1e-9) - 1) < 5 * sigma)[mask]), (p_r, p_t)
     assert np.all(np.asarray(reco.status) == 0) and np.all(np.asarray(reco.log_weight) == 0)
 
 
-def test_values_and_gradients_are_finite(model):
+def test_values_and_gradients_are_finite(quick_model):
     """∂⟨Σ E′⟩/∂(truth momenta) (pathwise) and ∂⟨n_kept⟩/∂(classifier bias) (score) are finite, and non-zero."""
     ev = particle_gun(jax.random.key(7), 512)
     ev = ev.replace(p4=ev.p4.at[0, 0].set(0.0).at[0, 1].set(jnp.array([1.0, 0.0, 0.0, 1.0])),
                     mask=ev.mask.at[0, 2].set(False))  # zero momentum, pT = 0 along the beam, a padded slot
-    det = learned(model)
+    det = learned(quick_model)
     params = det.init(None)
 
     def mean_energy(p4):
         reco = det.apply(params, jax.random.key(8), ev.replace(p4=p4))
         return jnp.mean(jnp.sum(reco.p4[..., 0], axis=1))
 
-    value, grad = jax.value_and_grad(mean_energy)(ev.p4)
+    value, grad = jax.jit(jax.value_and_grad(mean_energy))(ev.p4)
     assert np.isfinite(float(value)) and np.all(np.isfinite(np.asarray(grad))) and np.any(np.asarray(grad) != 0)
 
     def weighted_count(weights):
@@ -158,8 +189,18 @@ def test_values_and_gradients_are_finite(model):
         w = jnp.exp(reco.log_weight)
         return jnp.sum(w * jnp.sum(reco.mask, axis=1)) / jnp.sum(w)
 
-    g = jax.grad(weighted_count)(params["weights"])
+    g = jax.jit(jax.grad(weighted_count))(params["weights"])
     leaves = [np.asarray(x) for x in jax.tree_util.tree_leaves(g)]
     assert all(np.all(np.isfinite(x)) for x in leaves)
-    bias = np.asarray(g["photon"]["net"]["Dense_2"]["bias"])
+    net = g["photon"]["net"]
+    bias = np.asarray(net[max(net, key=lambda k: int(k.split("_")[1]))]["bias"])  # the output layer
     assert bias[2] > 0  # raising the photon efficiency logit raises the number kept
+
+
+def test_preset_appends_the_learned_detector(quick_model):
+    import diffgen
+
+    gen = diffgen.presets.ee_hadrons(detector=quick_model)
+    params = gen.default_params()
+    assert gen.info["detector"] == "learned:aleph"
+    assert set(params["detector"]) == {"weights"} and "Detector:trackEfficiency" not in str(list(params["detector"]))
