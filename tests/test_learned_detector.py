@@ -52,6 +52,7 @@ def quick_model():
     return m._replace(weights=weights)
 
 
+@pytest.mark.slow
 def test_training_reduces_the_loss_and_is_finite():
     """A very short training run: the loss is finite and decreases (accuracy: the slow tests)."""
     _, losses = train_learned(jax.random.key(2), steps=30, batch=256, hidden=(8,), learning_rate=1e-2)
