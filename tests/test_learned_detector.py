@@ -8,7 +8,6 @@ enough that a width from the wrong formula (e.g. the HCAL's in the ECAL: ×4.7) 
 (efficiency ½, width = the sample r.m.s.) fails.
 """
 
-import os
 
 import jax
 import jax.numpy as jnp
@@ -88,7 +87,7 @@ def test_sampled_calo_response_matches_the_parametric_stage(model):
         ratio = np.asarray(reco.p4[..., 0])[np.asarray(reco.mask)] / 10.0
         out[name] = (ratio.mean(), ratio.std(), np.asarray(reco.mask).mean())
     (m_l, s_l, e_l), (m_p, s_p, e_p) = out["learned"], out["parametric"]
-    assert abs(m_l - 1.0) < 0.01 and abs(s_l / s_p - 1.0) < 0.15, out
+    assert abs(m_l - 1.0) < 0.01 and abs(m_p - 1.0) < 0.01 and abs(s_l / s_p - 1.0) < 0.15, out
     assert abs(e_l - e_p) < 0.03, out
 
 

@@ -31,6 +31,7 @@ from diffgen.detector.stage import (
     particle_type,
 )
 
-__all__ = ["parametric", "learned", "LearnedDetectorModel", "train_learned", "save_checkpoint", "load_checkpoint", "DetectorConfig", "CONFIGS", "detector_config", "SETTING_NAMES", "acceptance",
+__all__ = ["parametric", "learned", "LearnedDetectorModel", "train_learned", "save_checkpoint", "load_checkpoint",
+           "DetectorConfig", "CONFIGS", "detector_config", "SETTING_NAMES", "acceptance",
            "particle_type", "n_tracks", "TRACK", "PHOTON", "NEUTRAL_HADRON", "INVISIBLE", "keep_with_score",
            "track_sigma_inv_pt", "calo_sigma_rel", "smear_track", "smear_energy"]

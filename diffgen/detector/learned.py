@@ -169,7 +169,7 @@ def calo_residuals(truth_p4, reco_p4, ok):
 
 
 def track_from_residuals(p4, ok, r):
-    """Reco track four-momenta f[..., 4] from truth ``p4`` f[..., 4] and residuals ``r`` f[..., 3] (zeros outside ok)."""
+    """Reco track four-momenta f[..., 4] from truth ``p4`` f[..., 4] and residuals ``r`` f[..., 3] (0 outside ok)."""
     pt, _, theta, phi, ok = _angles(p4, ok)
     pt_r = 1.0 / jnp.maximum((1.0 + r[..., 0]) / pt, INV_PT_FLOOR)
     theta_r = jnp.clip(theta + r[..., 1], _THETA_EPS, jnp.pi - _THETA_EPS)
