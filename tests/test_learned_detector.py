@@ -204,3 +204,23 @@ def test_preset_appends_the_learned_detector(quick_model):
     params = gen.default_params()
     assert gen.info["detector"] == "learned:aleph"
     assert set(params["detector"]) == {"weights"} and "Detector:trackEfficiency" not in str(list(params["detector"]))
+
+
+@pytest.mark.slow
+def test_whole_chain_with_the_learned_detector(model):
+    """ee_hadrons(detector=model).sample: reco is a subset of truth slot by slot, ⟨n_tracks⟩ as parametric."""
+    import diffgen
+    from diffgen.detector import n_tracks
+
+    out = {}
+    for name, det in (("learned", model), ("parametric", "aleph")):
+        gen = diffgen.presets.ee_hadrons(detector=det)
+        ev = gen.sample(gen.default_params(), jax.random.key(4), 256)
+        assert ev.truth is not None and ev.truth.capacity == ev.capacity
+        assert not np.any(np.asarray(ev.mask) & ~np.asarray(ev.truth.mask))
+        assert np.all(np.isfinite(np.asarray(ev.p4)))
+        np.testing.assert_array_equal(np.asarray(ev.status), np.asarray(ev.truth.status))  # no detector flags
+        out[name] = np.asarray(n_tracks(ev))
+    # same truth events (same key, same upstream stages): the track counts differ only by the efficiency draws
+    means = out["learned"].mean(), out["parametric"].mean()
+    assert abs(means[0] - means[1]) < 0.3, means
