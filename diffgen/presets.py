@@ -82,13 +82,15 @@ def ee_hadrons(sqrt_s: float = DEFAULT_SQRT_S, flavours=(1, 2, 3, 4, 5), shower:
     ``detector``: ``None`` (default) ends at particle level; a name from
     :data:`diffgen.detector.CONFIGS` (``"aleph"``) or a :class:`~diffgen.detector.DetectorConfig`
     appends the stage ``detector`` (:func:`diffgen.detector.parametric`), whose events are the
-    reconstructed particles with the particle-level record paired in ``events.truth``.
+    reconstructed particles with the particle-level record paired in ``events.truth``; a trained
+    :class:`~diffgen.detector.LearnedDetectorModel` (e.g. ``diffgen.detector.load_checkpoint(path)``)
+    appends the learned surrogate :func:`diffgen.detector.learned` as ``detector`` instead.
     ``hadronization="ml"`` replaces the strings by the ML cluster layer
     (:func:`diffgen.hadronization.ml_hadronization`, untrained weights unless you put trained ones in
     ``params["hadronization"]["net"]``, see :mod:`diffgen.hadronization.train`).
     """
     from diffgen.decays import hadron_decays
-    from diffgen.detector import parametric
+    from diffgen.detector import LearnedDetectorModel, learned, parametric
     from diffgen.hadronization import string_fragmentation
     from diffgen.shower import final_state_shower
 
@@ -105,7 +107,12 @@ def ee_hadrons(sqrt_s: float = DEFAULT_SQRT_S, flavours=(1, 2, 3, 4, 5), shower:
         raise ValueError(f"sqrt_s = {sqrt_s} GeV is below the hadron-production threshold of ee-hadrons "
                          f"(two mesons from a q qbar string of flavours {flavours}): allowed sqrt_s > "
                          f"{hadron_threshold(flavours):.4g} GeV")
-    det = None if detector is None else parametric(detector)  # ValueError for an unknown name, before building
+    if detector is None:
+        det = None
+    elif isinstance(detector, LearnedDetectorModel):
+        det = learned(detector)
+    else:
+        det = parametric(detector)  # ValueError for an unknown name, before building
     if det is not None and not hadronize:
         raise ValueError("a detector needs hadrons: detector is set but hadronize=False (HadronLevel:Hadronize = off)")
     stages = [("hard", ee_to_ffbar(flavours, sqrt_s))]
@@ -125,7 +132,9 @@ def ee_hadrons(sqrt_s: float = DEFAULT_SQRT_S, flavours=(1, 2, 3, 4, 5), shower:
             "hadronization": hadronization}
     if det is not None:
         stages.append(("detector", det))
-        info["detector"] = detector if isinstance(detector, str) else detector.name
+        info["detector"] = (detector if isinstance(detector, str) else
+                            f"learned:{detector.config.name}" if isinstance(detector, LearnedDetectorModel)
+                            else detector.name)
     return Generator(chain(*stages), name="ee-hadrons", info=info)
 
 
