@@ -188,7 +188,8 @@ WORKER = textwrap.dedent("""
     params, key = gen.default_params(), jax.random.key(SEED)
     ev = distributed.generate_local(gen, params, key, N, chunk=128)
     afb, afb_grad = distributed.expect_and_grad(forward, gen, params, key, N, chunk=200)
-    arrays = {{f"ev_{{f.name}}": np.asarray(getattr(ev, f.name)) for f in dataclasses.fields(ev)}}
+    arrays = {{f"ev_{{f.name}}": np.asarray(getattr(ev, f.name)) for f in dataclasses.fields(ev)
+              if getattr(ev, f.name) is not None}}  # Events.truth is None without a detector
     np.savez(out, afb=afb, afb_grad=afb_grad["hard"]["23:m0"], **arrays)
     jax.distributed.shutdown()
 """)
@@ -240,6 +241,8 @@ def test_two_processes_match_one_process(tmp_path, reference):
     # (a) each process generated its half; together they are the one-process run, bit for bit
     assert [int(o["ev_status"].shape[0]) for o in outs] == [N // 2, N // 2]
     for field in dataclasses.fields(ref):
+        if getattr(ref, field.name) is None:  # Events.truth without a detector stage
+            continue
         np.testing.assert_array_equal(np.concatenate([o[f"ev_{field.name}"] for o in outs]),
                                       np.asarray(getattr(ref, field.name)), err_msg=field.name)
     # (b) both processes hold the same summed result, equal to one process up to summation order
