@@ -129,7 +129,6 @@ def main(argv=None):
             continue
         fl = run_flow(dim, f, make_sampler, args.steps, args.batch, args.n_eval, args.seed)
         train_calls = fl["calls"] - args.n_eval
-        import vegas
 
         vg, _ = run_vegas(dim, f, train_calls, args.n_eval, args.nitn, args.seed)
         out["cases"][name] = {"flow": fl, "vegas": vg, "exact": exact}

@@ -5,8 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from diffgen.flows import (flow_sampler, multichannel, peak_map, rq_spline_forward, rq_spline_inverse,
-                           spline_flow)
+from diffgen.flows import flow_sampler, multichannel, peak_map, rq_spline_forward, rq_spline_inverse, spline_flow
 
 
 def _randomise(params, key, scale=0.2):

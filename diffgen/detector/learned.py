@@ -54,6 +54,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import flax.linen as nn
@@ -74,7 +75,7 @@ __all__ = ["LearnedDetectorModel", "TYPES", "check_hidden", "RESIDUAL_DIMS", "in
 TYPES = ("track", "photon", "neutral_hadron")
 TYPE_CODES = {"track": TRACK, "photon": PHOTON, "neutral_hadron": NEUTRAL_HADRON}
 RESIDUAL_DIMS = {"track": 3, "photon": 1, "neutral_hadron": 1}
-_LOG_REF = jnp.log(3.0)  # GeV: the feature (ln x − ln 3)/2 is O(1) over 0.2 … 45 GeV
+_LOG_REF = math.log(3.0)  # GeV: the feature (ln x − ln 3)/2 is O(1) over 0.2 … 45 GeV
 _THETA_EPS = 1.0e-6
 
 

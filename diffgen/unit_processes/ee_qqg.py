@@ -29,7 +29,6 @@ import math
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from diffgen.amplitudes import ee_ffbar
 from diffgen.amplitudes.couplings import alpha_s_one_loop
