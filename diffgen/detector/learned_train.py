@@ -33,8 +33,6 @@ Example:
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 
 import jax
 import jax.numpy as jnp
@@ -58,6 +56,7 @@ from diffgen.detector.learned import (
 from diffgen.detector.stage import acceptance, parametric
 from diffgen.events import Events
 from diffgen.fit.util import progress_bar
+from diffgen.io.atomic import atomic_write
 from diffgen.particles import mass
 
 __all__ = ["particle_gun", "training_batch", "loss", "train", "save_checkpoint", "load_checkpoint", "GUN_PIDS"]
@@ -199,16 +198,8 @@ def save_checkpoint(path, model: LearnedDetectorModel) -> None:
                "config": {f: getattr(cfg, f) for f in DetectorConfig._fields},
                "weights": _to_numpy(serialization.to_state_dict(model.weights))}
     data = serialization.msgpack_serialize(payload)
-    directory = os.path.dirname(os.path.abspath(os.fspath(path)))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".msgpack")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_write(path, "wb") as fh:  # temporary file, renamed on success
+        fh.write(data)
 
 
 def _check_tree(got, want, where: str):

@@ -18,10 +18,11 @@ Example:
 from __future__ import annotations
 
 import os
-import tempfile
 
 import jax
 from flax import serialization
+
+from diffgen.io.atomic import atomic_write
 
 __all__ = ["save", "load"]
 
@@ -33,15 +34,8 @@ def save(path: str, tree) -> None:
     if not os.path.isdir(folder):
         raise ValueError(f"checkpoint folder {folder!r} does not exist")
     data = serialization.to_bytes(jax.device_get(tree))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".msgpack", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_write(path, "wb") as fh:  # temporary file, renamed on success
+        fh.write(data)
 
 
 def load(path: str, template):
