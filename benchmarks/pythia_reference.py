@@ -101,7 +101,7 @@ def _strings_worker(quark, n, seed):
     out["n_hadrons"] = _mean_err(d["mask"].sum(axis=1))
     for key, codes in (("pi_pm", (211,)), ("K_pm", (321,))):
         out[key] = _mean_err(np.isin(pid, codes).sum(axis=1))
-    return f"{quark}{quark}bar", out
+    return {2: "uubar", 5: "bbbar"}[quark], out
 
 
 def _gun_worker(codes, n, seed):

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import diffgen
+import lep_reference
 from diffgen import Status, particles
 from diffgen import observables as obs
 from diffgen.expect import event_weights, expect_of
@@ -52,10 +53,16 @@ def test_four_momentum_and_charge_conservation_10k(full_sample):
     m = np.asarray(ev.mask) & good[:, None]
     pid = np.abs(np.asarray(ev.pid))[m]
     assert set(np.unique(pid)) <= {11, 12, 13, 14, 16, 22, 130, 211, 321, 2112, 2212}
-    mass2 = np.asarray(diffgen.kinematics.mass2(ev.p4))[m]
-    expected = np.asarray(particles.mass(ev.pid))[m] ** 2
-    energy = np.asarray(ev.p4[..., 0])[m]
-    assert np.abs(mass2 - expected).max() <= 2e-4 * max(energy.max(), 1.0) ** 2
+    p4 = np.asarray(ev.p4, np.float64)[m]
+    mass2 = p4[:, 0] ** 2 - (p4[:, 1:] ** 2).sum(axis=1)
+    expected = np.asarray(particles.mass(ev.pid), np.float64)[m] ** 2
+    # every particle on its own mass shell at float32 precision: the momenta are built by boosts and
+    # light-cone sums at the event's scale √s/2, so a component carries an absolute error of a few
+    # eps₃₂·√s/2 and p² one of a few eps₃₂·(√s/2)² (measured max 4·10⁻⁴ GeV² over 9·10⁴ particles; the bound
+    # is 2·10⁻³ GeV²) — small enough that a π with the μ mass (Δm² = 8·10⁻³) or a K with the π mass fails
+    tol = 8.0 * np.finfo(np.float32).eps * (SQRT_S / 2.0) ** 2
+    bad = np.abs(mass2 - expected) > tol
+    assert not bad.any(), (pid[bad][:10], mass2[bad][:10], expected[bad][:10])
 
 
 def test_flavour_conserved_through_shower_and_hadronization():
@@ -88,23 +95,62 @@ def test_overflow_is_flagged_never_silent(full_sample):
     assert np.all(w[np.asarray(ev.status) != 0] == 0.0)
 
 
-#: diffgen's validated defaults (benchmarks/validate_pythia.py, 2·10⁴ events, seed 11; Pythia 8
-#: Monash: ⟨n_ch⟩ 20.49, ⟨T⟩ 0.93263 — see docs/validation.md): mean and its statistical error
-VALIDATED = {"n_ch": (18.602, 0.042), "thrust": (0.93288, 0.00046)}
+#: Pythia 8 Monash means the default model must reproduce (tests/data/pythia_reference.json, made by
+#: benchmarks/pythia_reference.py, 10⁵ events): allowed |diffgen/Pythia − 1|, the targets of issue 16 (2 % on
+#: the multiplicities, 5 % on K±, 10 % on p + p̄, 3 % on the event shapes, 5 % on ⟨1 − T⟩ — not ⟨T⟩, whose 10 %
+#: would exceed ⟨1 − T⟩ itself) ...
+TARGETS = {"n_ch": 0.02, "n": 0.02, "n_K_pm": 0.05, "n_p": 0.10, "S": 0.03, "A": 0.03, "C": 0.03,
+           "one_minus_T": 0.05}
+#: ... except where the model does not reach the target yet: there the measured gap (REGRESSION values,
+#: measured with this file's sample on 2026-12-06, see docs/validation.md) is the allowed deviation, so that
+#: the model cannot get worse unnoticed. Shrink these when the model improves.
+KNOWN_GAPS: dict[str, float] = {}
+#: Σχ²/Σndf over the eight LEP histograms (diffgen 10⁴ events vs Pythia 10⁵, about the statistical power of
+#: 2·10⁴ per side; issue-16 target ≤ 5) may not exceed this
+CHI2_PER_NDF_MAX = 5.0
 
 
-def test_default_physics_matches_the_validated_defaults(full_sample):
-    """⟨n_ch⟩ and ⟨T⟩ of an independent 10⁴-event sample agree with the values recorded by the
-    Pythia validation within 4σ of the combined statistical error (≈ 0.3 % on n_ch, 0.1 % on T):
-    a physics change that moves them must come with a new validation run."""
+def _observable_values(ev):
+    charged = {"n_ch": obs.charged_multiplicity, "n": obs.multiplicity, "n_K_pm": obs.n_kaons,
+               "n_pi": obs.n_pions, "S": obs.sphericity, "A": obs.aplanarity, "C": obs.c_parameter}
+    out = {k: np.asarray(fn(ev), np.float64) for k, fn in charged.items()}
+    out["one_minus_T"] = 1.0 - np.asarray(obs.thrust(ev), np.float64)
+    out["n_p"] = np.asarray(obs.count(ev, (2212,)), np.float64)
+    return out
+
+
+def test_default_means_against_pythia(full_sample):
+    """Default-setting means of an independent 10⁴-event sample against Pythia 8 Monash (10⁵ events): within
+    the target (or the recorded gap) plus 3σ of the combined statistical error."""
+    ref = lep_reference.load()["ee_hadrons"]["monash"]["observables"]
     w = np.asarray(event_weights(full_sample))
-    for name, fn in (("n_ch", obs.charged_multiplicity), ("thrust", obs.thrust)):
-        v = np.asarray(fn(full_sample))
-        mean = np.sum(w * v) / np.sum(w)
-        err = np.sqrt(np.sum(w**2 * (v - mean) ** 2)) / np.sum(w)
-        ref, ref_err = VALIDATED[name]
-        assert abs(mean - ref) < 4.0 * np.hypot(err, ref_err), (name, mean, err, ref, ref_err)
-        assert mean == pytest.approx(float(expect_of(fn, full_sample)), rel=1e-5)
+    values = _observable_values(full_sample)
+    report = {}
+    for name, target in TARGETS.items():
+        mean, err = lep_reference.mean_and_error(values[name], w)
+        r = ref[name]
+        rel = mean / r["mean"] - 1.0
+        rel_err = np.hypot(err / mean, r["error"] / r["mean"]) if mean else np.inf
+        report[name] = (round(mean, 5), round(r["mean"], 5), f"{rel:+.3%}")
+        allowed = max(target, KNOWN_GAPS.get(name, 0.0))
+        assert abs(rel) < allowed + 3.0 * rel_err, (name, report[name], allowed)
+    print(report)
+    mean, _ = lep_reference.mean_and_error(values["n_ch"], w)
+    assert mean == pytest.approx(float(expect_of(obs.charged_multiplicity, full_sample)), rel=1e-5)
+
+
+def test_lep_histograms_against_pythia(full_sample):
+    """Normalised histograms of n_ch, n, 1 − T, S, A, C, n(π±), n(K±) against Pythia's: the sum of χ²/ndf
+    (errors of both samples) stays below the recorded bound; a wrong model (e.g. K± with the π± rate, or the
+    thrust of no shower) gives hundreds."""
+    ref = lep_reference.load()["ee_hadrons"]["monash"]["histograms"]
+    w = np.asarray(event_weights(full_sample))
+    values = _observable_values(full_sample)
+    values["n_K"] = values["n_K_pm"]
+    per = {name: lep_reference.hist_chi2(values[name], w, h) for name, h in ref.items()}
+    total = sum(c for c, _ in per.values()) / sum(n for _, n in per.values())
+    print({k: round(c / n, 2) for k, (c, n) in per.items()}, "total", round(total, 2))
+    assert total < CHI2_PER_NDF_MAX, per
 
 
 OBSERVABLES = {
