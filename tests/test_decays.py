@@ -69,24 +69,6 @@ def test_every_channel_conserves_charge_is_open_and_known():
     assert np.allclose(m_sum[~two_or_more], m_mother[~two_or_more])  # K0 → K_S / K_L relabelling
 
 
-def test_pending_particles_channels_valid():
-    # hadrons made by Pythia's strings that particles.TABLE lacks: their channels are ready and consistent
-    data = {p.pid: p for p in particles.TABLE}
-    data.update({p.pid: p for p in dt.PENDING_PARTICLES})
-
-    def q3(c):
-        return data[abs(c)].charge3 * (1 if c > 0 else -1)
-
-    for pid, chans in dt.pending_decays().items():
-        assert pid in {p.pid for p in dt.PENDING_PARTICLES}
-        assert 0.98 <= sum(br for br, _ in chans) <= 1.0 + 1e-9, pid
-        for _, ds in chans:
-            assert sum(q3(d) for d in ds) == q3(pid), (pid, ds)
-            assert sum(data[abs(d)].mass for d in ds) < data[pid].mass, (pid, ds)
-        known = all(abs(d) in {p.pid for p in particles.TABLE} for _, ds in chans for d in (pid, *ds))
-        assert (pid in dt.DECAYS) == known
-
-
 def test_stable_rule_and_is_stable():
     # Pythia's default: decayed iff c·τ0 < 1000 mm; the default stable set has no finite width here.
     for pid in decaying_codes():
