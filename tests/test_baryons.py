@@ -149,6 +149,17 @@ def test_flavour_probabilities_sum_to_one():
     assert np.any(uniq[:, 1] > 5)  # diquarks are among them
 
 
+def test_flavour_probabilities_finite_at_range_edges():
+    for rho in (0.0, 1.0):
+        fp = fl.break_flavour_probs(rho, 0.081, 0.915, 0.0275, 1.0)
+        assert np.all(np.isfinite(np.asarray(fp))) and float(jnp.sum(fp)) == pytest.approx(1.0, abs=1e-6)
+        g = jax.jacfwd(lambda x: fl.break_flavour_probs(x[0], x[1], x[2], x[3], x[4]))(
+            jnp.array([rho, 0.081, 0.915, 0.0275, 1.0]))
+        assert np.all(np.isfinite(np.asarray(g)))
+        assert float(jnp.sum(g[:, 1])) == pytest.approx(0.0, abs=1e-5)  # normalisation is kept
+    assert float(jnp.sum(fl.break_flavour_probs(0.217, 0.0)[3:])) == 0.0  # probQQtoQ = 0: no diquarks
+
+
 def test_diquark_weights_match_independent_transcription():
     p = MONASH
     dwt, _, _ = _pythia_dwt(p["rho"], p["sq"], p["q1"], p["dec"])
@@ -207,8 +218,8 @@ def test_baryon_codes_and_tables():
     assert [fl.baryon_pid(2, 2101), fl.baryon_pid(1, 2101), fl.baryon_pid(3, 2101), fl.baryon_pid(2, 2203)] == \
         [2212, 2112, 3122, 2224]
     assert [fl.baryon_pid(1, 3201, 0), fl.baryon_pid(1, 3201, 1), fl.baryon_pid(3, 3303)] == [3212, 3122, 3334]
-    assert [fl.baryon_pid(4, 2101), fl.baryon_pid(4, 3201, 1), fl.baryon_pid(4, 3201, 0), fl.baryon_pid(5, 1103, 0)] == \
-        [4122, 4232, 4322, 5112]
+    heavy = [fl.baryon_pid(4, 2101), fl.baryon_pid(4, 3201, 1), fl.baryon_pid(4, 3201, 0), fl.baryon_pid(5, 1103, 0)]
+    assert heavy == [4122, 4232, 4322, 5112]
     known = {p.pid for p in particles.TABLE}
     for q in range(1, 6):
         for i, dq in enumerate(fl.DIQUARKS):

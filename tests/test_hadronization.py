@@ -13,9 +13,9 @@ from scipy import integrate, stats
 from diffgen import Events, Status, kinematics, particles
 from diffgen.events import status_summary
 from diffgen.hadronization import SETTING_NAMES, is_strange_hadron, quark_content, sample_log_z, string_fragmentation
-from diffgen.hadronization.stage import BARYON_SETTING_NAMES
 from diffgen.hadronization.flavour import meson_pid
 from diffgen.hadronization.lund_z import S_MAX
+from diffgen.hadronization.stage import BARYON_SETTING_NAMES
 from diffgen.hadronization.string import build_pieces, collapse_light
 from diffgen.params import SETTINGS
 

@@ -91,7 +91,8 @@ DIQUARKS = (1103, 2101, 2103, 2203, 3101, 3103, 3201, 3203, 3303)
 N_FLAV = N_QUARK + len(DIQUARKS)  #: flavour codes 1..14 of string ends (index = code − 1)
 #: flavour codes a string break can make: d, u, s and the nine diquarks
 NEW_CODES = (1, 2, 3) + tuple(range(N_QUARK + 1, N_FLAV + 1))
-N_SPECIES = 6  #: species slots per flavour pair: mesons spin (0, 1) × mixing (0, 1, 2); baryons 0 Σ-like, 1 Λ-like, 3 decuplet
+#: species slots per flavour pair: mesons spin (0, 1) × mixing (0, 1, 2); baryons 0 Σ-like, 1 Λ-like, 3 decuplet
+N_SPECIES = 6
 MESON_CVECTOR = 0.88  #: Pythia 8.3 StringFlav:mesonCvector
 MESON_BVECTOR = 2.20  #: Pythia 8.3 StringFlav:mesonBvector
 THETA_PS = -15.0  #: Pythia 8.3 StringFlav:thetaPS (degrees)
@@ -287,25 +288,23 @@ def _diquark_weights(prob_s_to_ud, prob_sq_to_qq, prob_qq1_to_qq0, decuplet_sup=
     rho = jnp.asarray(prob_s_to_ud)
     sq = jnp.asarray(prob_sq_to_qq, rho.dtype)
     q1 = jnp.asarray(prob_qq1_to_qq0, rho.dtype)
-    cg_sum, cg_max = _su6_sums(jnp.asarray(decuplet_sup, rho.dtype))
+    _, cg_max = _su6_sums(jnp.asarray(decuplet_sup, rho.dtype))
     # largest SU(6) weight by diquark type (ud0, ud1, uu1, us0, su0, us1, su1, ss1), relative to ud0
     bar_max = {"ud1": cg_max[4], "uu1": cg_max[2], "us0": cg_max[0], "su0": cg_max[0], "us1": cg_max[4],
                "su1": cg_max[4], "ss1": cg_max[2]}
-    r_rho, r_sq, r_q1 = jnp.sqrt(rho), jnp.sqrt(sq), jnp.sqrt(q1)
-    # tunnelling factors (half a pair: square roots), times spin × vertex factors
-    q_bb = {"ud1": r_q1, "uu1": r_q1, "us0": r_sq, "su0": r_rho * r_sq}
-    q_bb["us1"] = r_q1 * q_bb["us0"]
-    q_bb["su1"] = r_q1 * q_bb["su0"]
-    q_bb["ss1"] = r_rho * sq * r_q1
-    q_bm = {"ud1": 3.0 * q_bb["ud1"], "uu1": 6.0 * q_bb["uu1"], "us0": rho * q_bb["us0"], "su0": q_bb["su0"],
-            "us1": rho * 3.0 * q_bb["us1"], "su1": 3.0 * q_bb["su1"], "ss1": rho * 6.0 * q_bb["ss1"]}
-    w = {k: q_bb[k] * q_bm[k] * bar_max[k] / cg_max[0] for k in q_bb}
+    # Pythia multiplies half-pair tunnelling factors (√probStoUD, √probSQtoQQ, √probQQ1toQQ0) by the
+    # spin × vertex factors (3 or 6 for spin 1, probStoUD for an s vertex quark); the products are
+    # polynomials (written out here, so that derivatives are exact at probStoUD = 0 too):
+    q_bb_bm = {"ud1": 3.0 * q1, "uu1": 6.0 * q1, "us0": rho * sq, "su0": rho * sq, "us1": 3.0 * rho * q1 * sq,
+               "su1": 3.0 * rho * q1 * sq, "ss1": 6.0 * rho * rho * sq * sq * q1}
+    w = {k: q_bb_bm[k] * bar_max[k] / cg_max[0] for k in q_bb_bm}
     d0 = (2.0 * (w["su0"] + w["su1"]) + w["ss1"]) / (1.0 + w["ud1"] + w["uu1"] + w["us0"] + w["us1"])
     d1 = 2.0 * (w["us0"] + w["us1"]) / (1.0 + w["ud1"] + w["uu1"])
-    d2 = w["ss1"] / (w["su0"] + w["su1"])
+    # at probStoUD = 0 the s-popcorn weights vanish (d₀ = 0) and d₂, d₄ are never used: 0, not 0/0
+    d2 = safe_div(w["ss1"], w["su0"] + w["su1"])
     d3 = w["uu1"] / (1.0 + w["ud1"] + w["uu1"])
-    d4 = w["su1"] / w["su0"]
-    d5 = w["us1"] / w["us0"]
+    d4 = safe_div(w["su1"], w["su0"])
+    d5 = safe_div(w["us1"], w["us0"])
     d6 = w["ud1"]
     return [d0, d1, d2, d3, d4, d5, d6]
 
