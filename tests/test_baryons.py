@@ -307,7 +307,7 @@ def test_probqqtoq_zero_gives_mesons_only(strings_out):
     assert np.all((a > 100) & (a < 1000))
 
 
-def test_settings_registered_and_range_checked():
+def test_settings_registered_and_range_checked(capsys):
     for name, default in (("StringFlav:probQQtoQ", 0.081), ("StringFlav:probSQtoQQ", 0.915),
                           ("StringFlav:probQQ1toQQ0", 0.0275), ("StringFlav:decupletSup", 1.0),
                           ("StringZ:aExtraDiquark", 0.97)):
@@ -322,6 +322,11 @@ def test_settings_registered_and_range_checked():
         diffgen.with_settings(gen.default_params(), {"StringFlav:probQQ1toQQ0": 0.0})
     with pytest.raises(ValueError, match="aExtraDiquark"):
         diffgen.with_settings(gen.default_params(), {"StringZ:aExtraDiquark": -0.1})
+    from diffgen.cli import main
+
+    assert main(["settings", "--process", "ee-hadrons"]) == 0
+    listing = capsys.readouterr().out
+    assert all(name in listing for name in BARYON_SETTING_NAMES)
 
 
 # ------------------------------------------------------------------------------------------------- decays
