@@ -73,6 +73,16 @@ SETTINGS: Mapping[str, Setting] = MappingProxyType(dict([
     _s("StringFlav:probStoUD", 0.217, 0.0, 1.0, "", "s/u quark-pair production ratio in string breaks"),
     _s("StringFlav:mesonUDvector", 0.5, 0.0, 3.0, "", "vector/pseudoscalar ratio for light mesons"),
     _s("StringFlav:mesonSvector", 0.55, 0.0, 3.0, "", "vector/pseudoscalar ratio for strange mesons"),
+    # baryons (diffgen.hadronization.flavour; Pythia 8.317 defaults = Monash, read from pythia8mc)
+    _s("StringFlav:probQQtoQ", 0.081, 0.0, 1.0, "",
+       "diquark/quark production ratio in string breaks (baryon/meson); 0 = mesons only"),
+    _s("StringFlav:probSQtoQQ", 0.915, 0.0, 1.0, "",
+       "extra suppression of strange diquarks beyond probStoUD (Pythia's tunnelling weights need > 0)",
+       lo_open=True),
+    _s("StringFlav:probQQ1toQQ0", 0.0275, 0.0, 1.0, "",
+       "spin-1/spin-0 diquark ratio, beyond the factor 3 of spin counting (needs > 0)", lo_open=True),
+    _s("StringFlav:decupletSup", 1.0, 0.0, 1.0, "", "suppression of spin-3/2 decuplet baryons relative to SU(6)"),
+    _s("StringZ:aExtraDiquark", 0.97, 0.0, 2.0, "", "extra Lund a for a hadron made from a diquark end"),
     # the parametric detector (diffgen.detector; docs/detector.md). ALEPH numbers from D. Buskulic et al.
     # (ALEPH), "Performance of the ALEPH detector at LEP", Nucl. Instrum. Meth. A360 (1995) 481;
     # the efficiencies and angular widths are nominal values, not taken from that paper.

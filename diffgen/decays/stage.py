@@ -20,9 +20,9 @@ wait one generation, and the default number of generations has one spare for the
 
 Validation: fed the primary hadrons of 10^5 Pythia 8.317 e+e- → Z → hadrons events (√s = 91.19 GeV, Pythia's
 decays off), the stage gives ⟨n_charged⟩ = 20.25 and ⟨n_final⟩ = 42.7 against Pythia's own decays' 20.45
-and 43.4, with no capacity overflow (at most 115–120 of the 160 default slots used). About 10 % of those events
-hold a hadron that :data:`diffgen.particles.TABLE` lacks (Σ*, Λ_c, Λ_b, …, see
-:data:`diffgen.decays.table.PENDING_PARTICLES`); such codes pass through undecayed.
+and 43.4, with no capacity overflow (at most 115–120 of the 160 default slots used). (That check predates the
+Σ*, Ξ*, charm and bottom baryons in :data:`diffgen.particles.TABLE`: about 10 % of those events then held
+one of them, which passed through undecayed; all of them now have tables.)
 
 Particles whose code has no table (partons, W/Z/t, p, γ, e, ν, …) pass through unchanged, with their
 colour tags; daughters have colour 0. Antiparticles decay into the charge-conjugated channels.

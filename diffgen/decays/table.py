@@ -43,8 +43,7 @@ from functools import cache
 from diffgen import particles
 
 __all__ = ["DECAYS", "DEFAULT_STABLE", "MIXING", "SELF_CONJUGATE", "branching_table", "conjugate",
-           "decaying_codes", "chain_depth", "mean_multiplicity", "mass_of", "charge3_of", "RAW_SUM",
-           "PENDING_PARTICLES", "pending_decays"]
+           "decaying_codes", "chain_depth", "mean_multiplicity", "mass_of", "charge3_of", "RAW_SUM"]
 
 # --- PDG codes used below -------------------------------------------------------------------------
 E, NUE, MU, NUMU, TAU, NUTAU, GAMMA = 11, 12, 13, 14, 15, 16, 22
@@ -238,36 +237,9 @@ DECAYS: dict[int, _T] = {
     DELM: ((1.0, (N, -PIP)),),
 }
 
-# --- Hadrons that Pythia's string fragmentation makes but diffgen.particles.TABLE does not list yet ---
-# (≈ 0.12 per Z → hadrons event at 91.2 GeV: Σ*(1385) 0.068, Λ_b 0.010, Λ_c 0.009, Ξ*(1530) 0.008, Σ_c(*),
-# Ξ_c, Σ_b(*), Ξ_b ≈ 0.025 together). Their entries, with PDG 2024 masses and widths, are ready to be added
-# to ``particles.TABLE``; each channel below becomes active as soon as its mother and daughters are known.
-PENDING_PARTICLES: tuple[particles.Particle, ...] = (
-    particles.Particle(3224, "Sigma*+", 1.38280, 0.0360, 3, 3),
-    particles.Particle(3214, "Sigma*0", 1.3837, 0.036, 0, 3),
-    particles.Particle(3114, "Sigma*-", 1.3872, 0.0394, -3, 3),
-    particles.Particle(3324, "Xi*0", 1.53180, 0.0091, 0, 3),
-    particles.Particle(3314, "Xi*-", 1.5350, 0.0099, -3, 3),
-    particles.Particle(4122, "Lambda_c+", 2.28646, 3.25e-12, 3, 1),
-    particles.Particle(4222, "Sigma_c++", 2.45397, 1.89e-3, 6, 1),
-    particles.Particle(4212, "Sigma_c+", 2.4529, 2.3e-3, 3, 1),
-    particles.Particle(4112, "Sigma_c0", 2.45375, 1.83e-3, 0, 1),
-    particles.Particle(4224, "Sigma*_c++", 2.51841, 0.01478, 6, 3),
-    particles.Particle(4214, "Sigma*_c+", 2.5175, 0.017, 3, 3),
-    particles.Particle(4114, "Sigma*_c0", 2.51848, 0.0153, 0, 3),
-    particles.Particle(4232, "Xi_c+", 2.46771, 1.45e-12, 3, 1),
-    particles.Particle(4132, "Xi_c0", 2.47044, 4.36e-12, 0, 1),
-    particles.Particle(5122, "Lambda_b0", 5.61960, 4.48e-13, 0, 1),
-    particles.Particle(5222, "Sigma_b+", 5.81056, 5.0e-3, 3, 1),
-    particles.Particle(5212, "Sigma_b0", 5.8130, 5.0e-3, 0, 1),
-    particles.Particle(5112, "Sigma_b-", 5.81564, 5.3e-3, -3, 1),
-    particles.Particle(5224, "Sigma*_b+", 5.83032, 9.4e-3, 3, 3),
-    particles.Particle(5214, "Sigma*_b0", 5.8330, 1.0e-2, 0, 3),
-    particles.Particle(5114, "Sigma*_b-", 5.83474, 1.04e-2, -3, 3),
-    particles.Particle(5132, "Xi_b-", 5.7970, 4.19e-13, -3, 1),
-    particles.Particle(5232, "Xi_b0", 5.7919, 4.45e-13, 0, 1),
-)
+# --- Baryons that string fragmentation makes beyond the octet, Δ and Ω (masses in particles.TABLE) ------
 LAMC, XICP, XIC0, LAMB = 4122, 4232, 4132, 5122
+OMC, XIBM, XIB0, OMB = 4332, 5132, 5232, 5332
 
 
 def _b_baryon(charmed: int) -> _T:
@@ -278,7 +250,7 @@ def _b_baryon(charmed: int) -> _T:
     return _rest(listed, (1, (charmed, -RHOP, RHO0)), (1, (charmed, -RHOP, OMEGA)), (1, (charmed, -PIP, OMEGA)))
 
 
-_PENDING_DECAYS: dict[int, _T] = {
+_BARYON_DECAYS: dict[int, _T] = {
     # Σ(1385) → Λπ 87.0 %, Σπ 11.7 % (shared by the two charge states), Λγ 1.25 % (Σ*0)
     3224: ((0.870, (LAM, PIP)), (0.0585, (SIGP, PI0)), (0.0585, (SIG0, PIP))),
     3214: ((0.870, (LAM, PI0)), (0.0585, (SIGP, -PIP)), (0.0585, (SIGM, PIP)), (0.0125, (LAM, GAMMA))),
@@ -304,26 +276,29 @@ _PENDING_DECAYS: dict[int, _T] = {
     5222: ((1.0, (LAMB, PIP)),), 5212: ((1.0, (LAMB, PI0)),), 5112: ((1.0, (LAMB, -PIP)),),
     5224: ((1.0, (LAMB, PIP)),), 5214: ((1.0, (LAMB, PI0)),), 5114: ((1.0, (LAMB, -PIP)),),
     LAMB: _b_baryon(LAMC),
-    5132: _b_baryon(XIC0),
-    5232: _b_baryon(XICP),
+    XIBM: _b_baryon(XIC0),
+    XIB0: _b_baryon(XICP),
+    # Ξ'_c → Ξ_c γ and Ω_c(2770) → Ω_c γ (the only modes seen; below the pion thresholds)
+    4322: ((1.0, (XICP, GAMMA)),), 4312: ((1.0, (XIC0, GAMMA)),), 4334: ((1.0, (OMC, GAMMA)),),
+    # Ξ_c(2645) → Ξ_c π, isospin 2/3, 1/3
+    4324: ((2 / 3, (XIC0, PIP)), (1 / 3, (XICP, PI0))), 4314: ((2 / 3, (XICP, -PIP)), (1 / 3, (XIC0, PI0))),
+    # Ω_c0: PDG 2024 gives only ratios to Ω−π+ (Ω−π+π0 1.80, Ξ−K̄0π+ 2.12, Ξ0K−π+ 1.20, Ω−e+ν 1.98);
+    # these relative rates stand for the whole width (proxies, like the D tables' remainder)
+    OMC: _iso(1.0, (1.0, (OMEGAM, PIP)), (1.8, (OMEGAM, RHOP)), (2.12, (XIM, -K0, PIP)),
+              (1.2, (XI0, -KP, PIP)), (1.98, (OMEGAM, -E, NUE)), (1.98, (OMEGAM, -MU, NUMU))),
+    # Ξ'_b− → Ξ_b0 π− (seen); Ξ'_b0 (not observed, below Ξ_b π) → Ξ_b0 γ; Ξ_b(5945/5955) → Ξ_b π;
+    # Ω*_b → Ω_b γ; Ω_b → Ω_c + X like the other b baryons
+    5312: ((1.0, (XIB0, -PIP)),), 5322: ((1.0, (XIB0, GAMMA)),),
+    5324: ((2 / 3, (XIBM, PIP)), (1 / 3, (XIB0, PI0))), 5314: ((2 / 3, (XIB0, -PIP)), (1 / 3, (XIBM, PI0))),
+    OMB: _b_baryon(OMC), 5334: ((1.0, (OMB, GAMMA)),),
 }
-
-_KNOWN = {p.pid for p in particles.TABLE}
-# Activate the pending channels whose particles are all in the particle table.
-for _pid, _chans in _PENDING_DECAYS.items():
-    if _pid not in DECAYS and all(abs(d) in _KNOWN for _, ds in _chans for d in (_pid, *ds)):
-        DECAYS[_pid] = _chans
+DECAYS.update(_BARYON_DECAYS)
 
 #: Σ of the listed (un-rescaled) fractions per mother, for documentation and tests.
 RAW_SUM: dict[int, float] = {pid: sum(br for br, _ in ch) for pid, ch in DECAYS.items()}
 
 _MASS = {p.pid: p.mass for p in particles.TABLE}
 _CHARGE3 = {p.pid: p.charge3 for p in particles.TABLE}
-
-
-def pending_decays() -> dict[int, _T]:
-    """Channels of :data:`PENDING_PARTICLES` (active or not), for checks with their pending data."""
-    return dict(_PENDING_DECAYS)
 
 
 def mass_of(pid: int) -> float:

@@ -42,8 +42,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from diffgen.hadronization.flavour import CONSTITUENT_MASS, Bundle, sample_bundle
-from diffgen.hadronization.lund_z import S_MAX, sample_log_z
+from diffgen.hadronization.flavour import CONSTITUENT_MASS, N_FLAV, Bundle, is_diquark_code, sample_bundle
+from diffgen.hadronization.lund_z import S_MAX, diquark_shape, sample_log_z
 from diffgen.hadronization.string import LIGHT_MARGIN, Strings
 from diffgen.numerics import safe_div, safe_log, safe_sqrt
 from diffgen.schedule import run_pool
@@ -57,6 +57,8 @@ STOP_SMEAR = 0.2  #: Pythia 8.3 StringFragmentation:stopSmear
 #: Bowler r_Q per end flavour d, u, s, c, b (Pythia 8.3 StringZ:rFactC = 1.32, rFactB = 0.855)
 R_FACTOR = np.array([0.0, 0.0, 0.0, 1.32, 0.855])
 QUARK_MASS = np.array([0.0, 0.0, 0.0, 1.5, 4.8])  #: m_Q in the Bowler power (Pythia 4:m0, 5:m0)
+# baryons: end flavour codes 6..14 are light diquarks (flavour.DIQUARKS), no Bowler term
+R_FACTOR, QUARK_MASS = (np.pad(x, (0, N_FLAV - x.size)) for x in (R_FACTOR, QUARK_MASS))
 DELTA = 1.0e-3  #: GeV kept free when closing a string (numerical safety margin)
 FIT_WIDTH = 0.1  #: GeV, width of the feasibility factor of the continuation probability
 _N_STEP_UNIFORMS = 6
@@ -73,7 +75,8 @@ class FragParams(NamedTuple):
     b: jax.Array  #: StringZ:bLund (GeV⁻²)
     sigma: jax.Array  #: StringPT:sigma (GeV)
     sp_weights: jax.Array  #: flavour.species_probs table
-    flav_probs: jax.Array  #: flavour.new_flavour_probs
+    flav_probs: jax.Array  #: flavour.new_flavour_probs (mesons only) or flavour.break_flavour_probs
+    a_extra_diquark: jax.Array = 0.0  #: StringZ:aExtraDiquark (baryons; see lund_z.diquark_shape)
 
 
 class StartChoices(NamedTuple):
@@ -219,7 +222,9 @@ def _step(st: _State, t, key_t, get, n_active, fp: FragParams, n_steps: int):
     s_hi = jnp.where(valid, jnp.log1p(-fl2_s / (l2_s * y_big)), S_MAX)
     f_end = jnp.where(plus, st.f_pos, st.f_neg)
     alpha = 1.0 + r_fac[f_end - 1] * fp.b * m_heavy[f_end - 1] ** 2
-    log_z = sample_log_z(u[3], fp.a, fp.b * mt2_s, alpha, s_lo, s_hi)
+    # baryons: StringZ:aExtraDiquark for a diquark end or new diquark (lund_z.diquark_shape)
+    a_z, alpha = diquark_shape(fp.a, fp.a_extra_diquark, is_diquark_code(f_end), is_diquark_code(b.q_new), alpha)
+    log_z = sample_log_z(u[3], a_z, fp.b * mt2_s, alpha, s_lo, s_hi)
     z = jnp.exp(log_z)
     one_minus_z = -jnp.expm1(log_z)
     r_side_s = jnp.where(valid, r_side, 1.0)

@@ -46,11 +46,38 @@ import jax.numpy as jnp
 
 from diffgen.numerics import safe_div
 
-__all__ = ["GRID_SIZE", "sample_log_z", "log_density", "cdf_grid", "cdf_at", "S_MAX"]
+__all__ = ["GRID_SIZE", "sample_log_z", "log_density", "cdf_grid", "cdf_at", "S_MAX", "diquark_shape"]
 
 GRID_SIZE = 256  #: nodes of the tabulated CDF in s = log z
 S_MAX = math.log1p(-1e-6)  #: upper end of the grid (z = 1 − 10⁻⁶)
 _TAIL = 40.0  #: the grid starts where the density is ~e^−40 of its peak
+
+
+def diquark_shape(a, a_extra_diquark, old_is_diquark, new_is_diquark, alpha):
+    """Lund ``a`` and power ``α`` of ``1/z`` for a step whose end ("old") or new flavour is a diquark.
+
+    Pythia 8.3's ``StringZ::zFrag`` with ``StringZ:aExtraDiquark`` (Monash 0.97) as the Monash tune uses it
+    (``StringZ:useOldAExtra = on``, which every tune before 8.315, Monash included, switches on; checked
+    in Pythia 8.317): ``f(z) ∝ z^−c (1 − z)^(a + δ_old) exp(−b m⊥²/z)`` with
+    ``c = α + δ_new − δ_old`` and ``δ = aExtraDiquark`` for a diquark, 0 otherwise. So the extra ``a`` sits
+    in ``(1 − z)^a`` when the hadron is made *from* a diquark end (the baryon that completes a diquark),
+    and in the power of ``z`` with opposite signs for the old and new flavour. (Pythia ≥ 8.315 with
+    ``useOldAExtra = off`` puts the new flavour's ``a`` in ``(1 − z)^a`` instead.)
+
+    Args:
+        a: ``StringZ:aLund``; a_extra_diquark: ``StringZ:aExtraDiquark``;
+        old_is_diquark, new_is_diquark: bool arrays; alpha: the power of ``1/z`` without diquarks
+        (1, or the Bowler power for c/b ends).
+
+    Returns:
+        ``(a_shape, alpha_shape)`` to pass to :func:`sample_log_z` (as ``a`` and ``alpha``).
+
+    >>> [round(float(x), 2) for x in diquark_shape(0.68, 0.97, True, False, 1.0)]
+    [1.65, 0.03]
+    """
+    d_old = jnp.where(old_is_diquark, a_extra_diquark, 0.0)
+    d_new = jnp.where(new_is_diquark, a_extra_diquark, 0.0)
+    return a + d_old, alpha + d_new - d_old
 
 
 def log_density(s, a, c, alpha):

@@ -2,16 +2,17 @@
 
 ``string_fragmentation(capacity, max_partons)`` returns a :class:`~diffgen.stage.Stage`:
 
-* ``init(key)`` → the six tune parameters (Pythia 8.3 / Monash defaults from
+* ``init(key)`` → the eleven tune parameters (Pythia 8.3 / Monash defaults from
   :data:`diffgen.params.SETTINGS`): ``StringZ:aLund``, ``StringZ:bLund``, ``StringPT:sigma``,
-  ``StringFlav:probStoUD``, ``StringFlav:mesonUDvector``, ``StringFlav:mesonSvector``.
+  ``StringFlav:probStoUD``, ``StringFlav:mesonUDvector``, ``StringFlav:mesonSvector`` and the
+  baryon settings :data:`BARYON_SETTING_NAMES`.
 * ``apply(params, key, events)``: the partons of each event (quarks 1..5 with a colour tag,
   antiquarks with an anticolour tag, gluons 21 with both, in the event CM frame) are cut
   into straight colour-singlet pieces (gluons split into collinear q q̄ halves,
   :mod:`~diffgen.hadronization.string`), pieces too light for two mesons collapse into one
   meson (with a momentum reshuffle), and the others fragment iteratively
   (:mod:`~diffgen.hadronization.fragment`). Non-parton particles pass through unchanged.
-  The output has ``capacity`` slots of on-shell primary mesons (colour tags 0);
+  The output has ``capacity`` slots of on-shell primary hadrons (colour tags 0);
   four-momentum is conserved per string and per event, and charge and flavour exactly.
 
 Weights: every discrete choice (gluon-split flavour, hadron flavour/species, stop/continue)
@@ -24,7 +25,11 @@ unfinished after ``capacity`` steps, or more hadrons than ``capacity``), ``FAILE
 (broken colour flow, or a light piece that could not be collapsed), ``PARAM_OUT_OF_RANGE``
 (traced parameters outside their range), ``NONFINITE``.
 
-Approximations (documented in the modules): mesons only (no diquarks/baryons), resonances
+Baryons: breaks make diquarks (``StringFlav:probQQtoQ`` and friends, ``StringZ:aExtraDiquark``;
+:data:`BARYON_SETTING_NAMES`, defaulted when a params dict lacks them), see
+:mod:`~diffgen.hadronization.flavour` (no popcorn mesons).
+
+Approximations (documented in the modules): no popcorn B M B̄ configurations, resonances
 at their pole mass, gluons as dipole pieces (not kinks), Pythia's string restart replaced by
 a truncated ``z`` in the last steps, Pythia's uniform stop smearing by a smooth one.
 
@@ -49,17 +54,20 @@ import jax.numpy as jnp
 
 from diffgen.checks import check_int, check_optional_int
 from diffgen.events import Events, Status, compact_slots
-from diffgen.hadronization.flavour import new_flavour_probs, species_probs, vector_ratios
+from diffgen.hadronization.flavour import break_flavour_probs, new_flavour_probs, species_probs, vector_ratios
 from diffgen.hadronization.fragment import FragParams, fragment_batch, start_choices
 from diffgen.hadronization.string import build_pieces, collapse_light, compact_strings
 from diffgen.kinematics import match_total_momentum
 from diffgen.params import SETTINGS, out_of_range
 from diffgen.stage import Stage, event_keys, uniforms
 
-__all__ = ["string_fragmentation", "SETTING_NAMES", "DEFAULT_CAPACITY"]
+__all__ = ["string_fragmentation", "SETTING_NAMES", "BARYON_SETTING_NAMES", "DEFAULT_CAPACITY"]
 
 SETTING_NAMES = ("StringZ:aLund", "StringZ:bLund", "StringPT:sigma", "StringFlav:probStoUD",
                  "StringFlav:mesonUDvector", "StringFlav:mesonSvector")
+#: baryon settings (flavour.break_flavour_probs, lund_z.diquark_shape); params made before them get defaults
+BARYON_SETTING_NAMES = ("StringFlav:probQQtoQ", "StringFlav:probSQtoQQ", "StringFlav:probQQ1toQQ0",
+                        "StringFlav:decupletSup", "StringZ:aExtraDiquark")
 DEFAULT_CAPACITY = 96  #: output slots (and fragmentation steps) per event
 
 
@@ -95,23 +103,27 @@ def string_fragmentation(capacity: int = DEFAULT_CAPACITY, max_partons: int | No
 
     def init(key):
         del key
-        return {name: SETTINGS[name].default for name in SETTING_NAMES}
+        return {name: SETTINGS[name].default for name in SETTING_NAMES + BARYON_SETTING_NAMES}
 
     def run(params, key, events: Events, with_info: bool):
         missing = [n for n in SETTING_NAMES if n not in params]
         if missing:
             raise ValueError(f"hadronization params lack {missing}; they have {sorted(params)}")
         dtype = events.p4.dtype
-        theta = {n: jnp.asarray(params[n], dtype) for n in SETTING_NAMES}
+        theta = {n: jnp.asarray(params[n] if n in params else SETTINGS[n].default, dtype)
+                 for n in SETTING_NAMES + BARYON_SETTING_NAMES}
         fp = FragParams(a=theta["StringZ:aLund"], b=theta["StringZ:bLund"], sigma=theta["StringPT:sigma"],
-                        sp_weights=species_probs(vector_ratios(theta)),
-                        flav_probs=new_flavour_probs(theta["StringFlav:probStoUD"]))
+                        sp_weights=species_probs(vector_ratios(theta), theta["StringFlav:decupletSup"]),
+                        flav_probs=break_flavour_probs(*(theta[n] for n in ("StringFlav:probStoUD",
+                                                                             *BARYON_SETTING_NAMES[:4]))),
+                        a_extra_diquark=theta["StringZ:aExtraDiquark"])
         n_events, n_in = events.pid.shape
         n_strings = max_partons if max_partons is not None else max(n_in, 1)
         keys = event_keys(key, n_events)
         k3 = jax.vmap(lambda k: jax.random.split(k, 3))(keys)
         k_glue, k_start, k_frag = k3[:, 0], k3[:, 1], k3[:, 2]
-        gluon_flavour, lp_glue = _sample_gluon_flavours(k_glue, events.pid, events.mask, fp.flav_probs)
+        gluon_flavour, lp_glue = _sample_gluon_flavours(k_glue, events.pid, events.mask,
+                                                        new_flavour_probs(theta["StringFlav:probStoUD"]))
 
         def prepare(k_s, p4, pid, mask, colour, g_flav, lp_g):
             strings, bad, over_s, parton, absorbed = build_pieces(p4, pid, mask, colour, g_flav, n_strings)
@@ -149,7 +161,7 @@ def string_fragmentation(capacity: int = DEFAULT_CAPACITY, max_partons: int | No
         out = out.with_status(overflow, Status.CAPACITY_OVERFLOW)
         out = out.with_status(failed, Status.FAILED_KINEMATICS)
         bad_param = jnp.zeros((), bool)
-        for name in SETTING_NAMES:
+        for name in SETTING_NAMES + BARYON_SETTING_NAMES:
             bad_param = bad_param | out_of_range(name, theta[name])
         out = out.with_status(bad_param, Status.PARAM_OUT_OF_RANGE)
         finite = jnp.all(jnp.isfinite(out.p4), axis=(1, 2)) & jnp.isfinite(out.log_weight)
