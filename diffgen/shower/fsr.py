@@ -10,16 +10,18 @@ anticolour end; gluon: one per colour line). A dipole end branches with
 (α_s(p⊥²)/2π) dp⊥²/p⊥² dz P(z), evolution variable p⊥²_evol = z(1 − z)(Q² − m²_rad), z the energy
 fraction kept by the radiator in the dipole rest frame, and the kernels of
 :mod:`diffgen.shower.splitting` (q → qg, g → gg split over the gluon's two ends, g → q q̄ with
-n_f ≤ 5 and mass thresholds). One-loop α_s(p⊥²) with α_s(m_Z) = ``TimeShower:alphaSvalue``
-(:mod:`diffgen.shower.coupling`); cut-off ``TimeShower:pTmin``. All ends of an event evolve
+n_f ≤ 5 and mass thresholds, Pythia's ``weightGluonToQuark = 4``). One-loop α_s(p⊥²) with
+α_s(m_Z) = ``TimeShower:alphaSvalue`` (:mod:`diffgen.shower.coupling`); cut-off
+p⊥,cut = max(``TimeShower:pTmin``, 1.1 Λ₃) as in Pythia. All ends of an event evolve
 together from p⊥² = M²/4 (M the q q̄ mass) downwards: the highest trial wins, and after a branching
 the new dipoles continue from the same p⊥ (p⊥ ordering). Each branching is built with exact local
 recoil inside its dipole (:mod:`diffgen.shower.dipole_kinematics`): the radiator + recoiler
 four-momentum is conserved, masses of c and b included. Colour flow is large-N_c: the radiating
 end takes a new tag T, and the emitted gluon sits between radiator and recoiler with
 (old tag, T); g → q q̄ cuts the gluon's two lines, giving several colour-singlet chains. With
-``me_correction`` the first emission (from the q q̄ dipole, massless quarks) is corrected to the
-ERT matrix element as Pythia's ``TimeShower:MEcorrections`` does (:mod:`diffgen.shower.me_correction`).
+``me_correction`` every emission of the primary (massless) q and q̄ is corrected to the ERT matrix
+element with the other primary as ME partner, as Pythia's ``TimeShower:MEcorrections = on`` with
+``MEafterFirst = on`` does (:mod:`diffgen.shower.me_correction`).
 
 Overestimate (θ-independent)
 ----------------------------
@@ -30,22 +32,31 @@ For a dipole end in a dipole of mass M (log-mass rounded up on a grid, ℓ̂ ≥
   √r ≤ 1 − z ≤ 1 − √r), ε = √r/2 with masses (every allowed branching has 1 − z ≥ p⊥/(2M));
 * g → q q̄ (gluon ends): c ln(2/√r)/ln 4 with c = (T_R/2)·5, ≥ the flat c below the kink
   p⊥² = M̂²/4 (z flat; the flavour is chosen uniformly among five, thresholds reject);
-* times α̂(p⊥): a fixed piecewise-constant function above the one-loop α_s for any
-  α_s(m_Z) ≤ 0.1415 (capped at 3; beyond that α_s is frozen at α̂).
+* times 1.25 · α_s(p⊥²; α₀), the exact one-loop coupling at α₀ = stop_gradient(α_s(m_Z)), which
+  bounds the coupling for every allowed α_s(m_Z) (no cap; :mod:`diffgen.shower.coupling`).
 
 Trials (p⊥, end, channel, z, φ, flavour) come from seven uniforms per trial and are exactly
-distributed as this overestimate (:mod:`diffgen.shower.veto`), independently of θ. A trial is
-accepted with p(θ) = [α_s,eff/α̂] · [kernel (or ME)/overestimate] · [phase space allowed]: the
-kernel ratios are (1 + z²)/2 (with the dead-cone term for c, b), (1 + z³)/2, β(z² + (1 − z)² +
-8(m²/Q²)z(1 − z))·ln 4/ln(2/√r), and (x₁² + x₂²)/2 for the ME-corrected first emission.
+distributed as this overestimate (:mod:`diffgen.shower.veto`); they depend on θ only through
+stop-gradient values. A trial is accepted with p(θ) = [α_s(θ)/(1.25 α_s(θ₀))] · [thinning] ·
+[kernel (or ME)/overestimate] · [phase space allowed]: the kernel ratios are (1 + z²)/2 (with the
+dead-cone term for c, b), (1 + z³)/2 (times the recoil dead cone for a massive recoiler), the
+g → q q̄ weight of :func:`~diffgen.shower.splitting.ratio_g2qq` · ln 4/ln(2/√r), and (x₁² + x₂²)/2
+for the ME-corrected emissions of the primary quarks.
 
 Score weights
 -------------
 Every allowed trial is a Bernoulli decision with probability p(θ): an accept adds
 log p − stop_gradient(log p) to ``log_weight``, a reject log(1 − p) − stop_gradient(log(1 − p)),
 p clipped into (0, 1). Values are 0 (events stay unweighted); the gradient of any Σ w O/Σ w picks
-up ∂θ log P(history), so ∂⟨O⟩/∂α_s(m_Z) is unbiased. ``TimeShower:pTmin`` only cuts
-θ-independent trials: its gradient is not estimated (returned as 0).
+up ∂θ log P(history), so ∂⟨O⟩/∂α_s(m_Z) is unbiased.
+
+The cut-off t_cut = ln p⊥²,cut(pTmin, α_s) enters P(history) only through the final no-emission
+factor exp(−∫_{t_cut} ρ dt) (ρ the true emission density of the final configuration per unit
+ln p⊥²), whose derivative is +ρ(t_cut) ∂t_cut/∂θ. When an event's next trial falls below the
+cut-off, the same uniforms make one extra trial *at* t_cut; ρ̂(t_cut)·ratio is an unbiased
+estimate of ρ(t_cut) (independent of the event given its history), and
+sg(ρ̂ ratio)·(t_cut − sg(t_cut)) is added to ``log_weight``: value 0, and ∂⟨O⟩/∂pTmin (and the
+1.1 Λ₃ part of ∂/∂α_s when that limit is active) is unbiased, with no smoothing of the cut.
 
 Fixed shapes
 ------------
@@ -86,6 +97,7 @@ from diffgen.events import Events, Status
 from diffgen.numerics import safe_div, safe_log
 from diffgen.params import SETTINGS, out_of_range
 from diffgen.schedule import run_pool
+from diffgen.shower import coupling as _as
 from diffgen.shower import splitting as _sp
 from diffgen.shower.dipole_kinematics import branch_dipole, precise_dot
 from diffgen.shower.me_correction import me_correction_ratio
@@ -136,6 +148,7 @@ class _State(NamedTuple):
     done: jax.Array
     overflow: jax.Array
     n_trials: jax.Array  # trial steps used (diagnostic)
+    rho_cut: jax.Array  # estimate of the true emission density per unit ln p⊥² at the cut-off (0: none)
 
 
 def _update_ell(ell, p4, pid, partner, changed, dtype):
@@ -155,7 +168,7 @@ def _update_ell(ell, p4, pid, partner, changed, dtype):
     return ell.at[rows_partner, 1 - cols].set(val, mode="drop")
 
 
-def _one_trial(state: _State, rnd, alpha_mz, pt2min, *, capacity, max_emissions, me_correction):
+def _one_trial(state: _State, rnd, alpha_mz, t_cut, log_lam2, *, capacity, max_emissions, me_correction):
     """One veto-algorithm trial for a single event (vmapped over events)."""
     dtype = state.p4.dtype
     slots = jnp.arange(capacity)
@@ -171,7 +184,7 @@ def _one_trial(state: _State, rnd, alpha_mz, pt2min, *, capacity, max_emissions,
     #       ε = p⊥/(2M̂) (masses: every allowed branching has 1 − z ≥ p⊥/(2E_ab) ≥ p⊥/(2M)),
     #   w_qq = c range_qq/ln 4 with range_qq = ln(2M̂/p⊥) ≥ ln 4 below the kink (≥ the flat c).
     partner = state.partner
-    end_on = (is_q | is_g)[:, None] & (partner >= 0) & (state.ell > jnp.log(4.0 * pt2min))
+    end_on = (is_q | is_g)[:, None] & (partner >= 0) & (state.ell > t_cut + LN4)
     ell, cls = grid_up(jnp.where(end_on, state.ell, 0.0))
     m_self = shower_mass(state.pid)
     massless = (m_self == 0)[:, None] & (shower_mass(state.pid[jnp.maximum(partner, 0)]) == 0)
@@ -183,18 +196,25 @@ def _one_trial(state: _State, rnd, alpha_mz, pt2min, *, capacity, max_emissions,
     kink = (ell - LN4).reshape(-1)
 
     expo = -jnp.log1p(-rnd[0])  # Exp(1)
-    t_new, ahat = next_trial_t(state.t, kink, cls.reshape(-1), coef_b_end, coef_s_end, expo)
-    pt2 = jnp.exp(t_new)
-    stop = (t_new < jnp.log(pt2min)) | ~jnp.any(end_on)
+    t_new, c_m, below = next_trial_t(state.t, t_cut, log_lam2, kink, cls.reshape(-1), coef_b_end, coef_s_end,
+                                     expo)
+    stop = below | ~jnp.any(end_on)
+    # Below the cut-off the same uniforms make one extra trial *at* the cut-off: its ratio times the
+    # overestimate there estimates the true emission density ρ(t_cut) of the final configuration,
+    # the boundary term of ∂ log P/∂ t_cut (see ``evolve``). It is never accepted.
+    t_use = jnp.where(below, t_cut, t_new)
+    pt2 = jnp.exp(t_use)
 
-    # choose the dipole end ∝ its density at t_new, then the channel ∝ w_soft : w_qq
-    dens = jnp.where((coef_b_end > 0) & (kink >= t_new), coef_s_end - coef_b_end * t_new, 0.0)
+    # choose the dipole end ∝ its density at t_use, then the channel ∝ w_soft : w_qq
+    dens = jnp.where((coef_b_end > 0) & (kink >= t_use), coef_s_end - coef_b_end * t_use, 0.0)
     cum = jnp.cumsum(dens)
+    dens_total = cum[-1]
+    thin = jnp.clip(safe_div(dens_total, c_m), 0.0, 1.0)  # Σ_e (S_e − B_e t)/C_m of the interval
     end = jnp.minimum(jnp.sum(cum <= rnd[1] * cum[-1]), 2 * capacity - 1)
     slot, side_i = end // 2, end % 2
     side = side_i == 1  # False: colour end, True: anticolour end
-    range_soft = 0.5 * (lam_soft.reshape(-1)[end] - t_new)
-    range_qq = jnp.maximum(0.5 * (ell.reshape(-1)[end] + LN4 - t_new), LN4)
+    range_soft = 0.5 * (lam_soft.reshape(-1)[end] - t_use)
+    range_qq = jnp.maximum(0.5 * (ell.reshape(-1)[end] + LN4 - t_use), LN4)
     w_soft = b_half.reshape(-1)[end] * 2.0 * range_soft
     w_qq = c_half.reshape(-1)[end] * 2.0 * range_qq
     oh_i = slots == slot
@@ -223,17 +243,19 @@ def _one_trial(state: _State, rnd, alpha_mz, pt2min, *, capacity, max_emissions,
     m_a = jnp.where(g2qq, m_f, m_i)
     m_b = jnp.where(g2qq, m_f, 0.0)
     q2 = jnp.where(g2qq, 0.0, m_i * m_i) + pt2 * safe_div(1.0, z * omz)
-    p_a, p_b, p_kn, ok, x_a, _, x_k = branch_dipole(p_i, p_k, m_i, m_k, q2, m_a, m_b, z, omz, phi)
+    p_a, p_b, p_kn, ok, _, _, _ = branch_dipole(p_i, p_k, m_i, m_k, q2, m_a, m_b, z, omz, phi)
 
-    first_me = (state.n_emit == 0) & (m_i == 0) & (m_k == 0) if me_correction else jnp.zeros((), bool)
-    ratio_quark = jnp.where(first_me, me_correction_ratio(x_a, x_k), _sp.ratio_q2qg(z, omz, pt2, m_i * m_i))
-    ratio_qq = _sp.ratio_g2qq(z, omz, q2, m_f * m_f) * (LN4 / range_qq)
-    ratio = jnp.where(g2qq, ratio_qq, jnp.where(gluon, _sp.ratio_g2gg(z), ratio_quark))
-    allowed = ~state.done & ~stop & ok & (ratio > 0)
+    m2_dip = jnp.exp(state.ell.reshape(-1)[end])
+    ratio = _kernel_ratio(state, slot, k, p_a, p_b, p_kn, m_i, m_k, m_f, m2_dip, q2, z, omz, pt2, range_qq,
+                          gluon, g2qq, me_correction=me_correction)
+    ratio = jnp.where(ok, ratio, 0.0)
+    allowed = ~state.done & ~stop & (ratio > 0)
 
-    p = accept_probability(t_new, alpha_mz, ratio)
+    p = accept_probability(t_new, alpha_mz, thin * ratio)
     accept = allowed & (rnd[6] < p)
-    record = (t_new, jnp.where(allowed, jnp.where(accept, ratio, -ratio), 0.0))
+    record = (t_new, jnp.where(allowed, jnp.where(accept, thin * ratio, -thin * ratio), 0.0))
+    alpha_cut = _as.alpha_s(jnp.exp(t_cut), alpha_mz)
+    rho_new = jnp.where(below & ~state.done, alpha_cut / (2.0 * math.pi) * dens_total * ratio, 0.0)
 
     full = state.n >= capacity
     emit = accept & ~full
@@ -289,7 +311,44 @@ def _one_trial(state: _State, rnd, alpha_mz, pt2min, *, capacity, max_emissions,
         n_emit=n_emit, done=done,
         overflow=state.overflow | overflow_now,
         n_trials=state.n_trials + (~state.done).astype(jnp.int32),
+        rho_cut=jnp.where(state.done, state.rho_cut, rho_new),
     ), record
+
+
+def _kernel_ratio(state, slot, k, p_a, p_b, p_kn, m_i, m_k, m_f, m2_dip, q2, z, omz, pt2, range_qq, gluon, g2qq,
+                  *, me_correction):
+    """Kernel (or matrix element) over overestimate of a trial, Pythia 8.3's defaults:
+
+    * quark ends: with ``me_correction`` (``TimeShower:MEcorrections = on``, ``MEafterFirst = on``)
+      every emission of the primary q or q̄ (slots 0 and 1) is corrected to the e+e- → q q̄ g
+      matrix element with the other primary as ME partner, (x₁² + x₂²)/2 with x_i = 2P·p_i/P²,
+      P = p_rad + p_partner + p_g (:mod:`diffgen.shower.me_correction`); massive primaries (c, b) and
+      quarks from g → q q̄ use the kernel with the quasi-collinear dead-cone term;
+    * g → g g: (1 + z³)/2, times Pythia's ``recoilDeadCone`` factor for a massive recoiler;
+    * g → q q̄: ``weightGluonToQuark = 4`` (:func:`diffgen.shower.splitting.ratio_g2qq`) times
+      ln 4/range_qq (the overestimate's range factor).
+    """
+    ratio_kernel = _sp.ratio_q2qg(z, omz, pt2, m_i * m_i)
+    if me_correction:
+        partner_slot = 1 - slot
+        p_partner = jnp.where(partner_slot == k, p_kn, state.p4[jnp.clip(partner_slot, 0, 1)])
+        x1, x2 = _me_fractions(p_a, p_b, p_partner)
+        primary = (slot <= 1) & (m_i == 0)
+        ratio_kernel = jnp.where(primary, me_correction_ratio(x1, x2), ratio_kernel)
+    ratio_gg = _sp.ratio_g2gg(z) * _sp.recoil_dead_cone(z, q2, m2_dip, m_k * m_k)
+    ratio_qq = _sp.ratio_g2qq(z, omz, q2, m_f * m_f, (jnp.sqrt(m2_dip) - m_k) ** 2) * (LN4 / range_qq)
+    return jnp.where(g2qq, ratio_qq, jnp.where(gluon, ratio_gg, ratio_kernel))
+
+
+def _me_fractions(p_rad, p_glue, p_partner):
+    """x₁ = 2P·p_rad/P², x₂ = 2P·p_partner/P² in the rest frame of P = p_rad + p_glue + p_partner."""
+    tot = p_rad + p_glue + p_partner
+
+    def dot(a, b):
+        return a[..., 0] * b[..., 0] - jnp.sum(a[..., 1:] * b[..., 1:], axis=-1)
+
+    inv = safe_div(2.0, dot(tot, tot))
+    return dot(tot, p_rad) * inv, dot(tot, p_partner) * inv
 
 
 def _initial_state(events: Events, capacity: int) -> _State:
@@ -314,7 +373,7 @@ def _initial_state(events: Events, capacity: int) -> _State:
         n=zeros + 2,
         next_tag=next_tag.astype(jnp.int32), t=big_l - LN4,
         n_emit=zeros, done=~valid, overflow=jnp.zeros((n_ev,), bool),
-        n_trials=zeros,
+        n_trials=zeros, rho_cut=jnp.zeros((n_ev,), dtype),
     )
 
 
@@ -337,8 +396,9 @@ def evolve(params, key, events: Events, *, capacity: int, max_emissions: int | N
     bad = out_of_range("TimeShower:alphaSvalue", alpha_raw) | out_of_range("TimeShower:pTmin", ptmin_raw)
     spec_a, spec_p = SETTINGS["TimeShower:alphaSvalue"], SETTINGS["TimeShower:pTmin"]
     alpha_mz = jnp.clip(jnp.nan_to_num(alpha_raw, nan=spec_a.default), spec_a.lo, spec_a.hi)
-    ptmin = jax.lax.stop_gradient(jnp.clip(jnp.nan_to_num(ptmin_raw, nan=spec_p.default), spec_p.lo, spec_p.hi))
-    pt2min = ptmin * ptmin
+    ptmin = jnp.clip(jnp.nan_to_num(ptmin_raw, nan=spec_p.default), spec_p.lo, spec_p.hi)
+    t_cut = _as.log_pt2_cut(ptmin, alpha_mz)  # differentiable in p⊥min and (through 1.1 Λ₃) in α_s
+    sg = jax.lax.stop_gradient
 
     state = _initial_state(events, capacity)
     valid = ~state.done
@@ -346,13 +406,17 @@ def evolve(params, key, events: Events, *, capacity: int, max_emissions: int | N
         empty = jnp.zeros((events.n_events, 0), dtype)
         result = ShowerResult(p4=state.p4, pid=state.pid, colour=state.colour, n=state.n,
                               done=jnp.ones_like(state.done), overflow=state.overflow, n_trials=state.n_trials,
-                              rec_t=empty, rec_q=empty)
+                              rec_t=empty, rec_q=empty, rho_cut=jnp.zeros((events.n_events,), dtype))
         return result, jnp.zeros_like(alpha_mz) * empty.sum(1), valid, bad, None
-    alpha_value = jax.lax.stop_gradient(alpha_mz)  # the loop is θ-independent except for its decisions
-    result, stats = _run_trials(state, event_keys(key, events.n_events), alpha_value, pt2min, capacity=capacity,
-                                max_emissions=max_emissions, me_correction=me_correction, max_trials=max_trials,
-                                pool=pool)
-    log_weight = score_log_weight(alpha_mz, result.rec_t, result.rec_q)
+    alpha_value = sg(alpha_mz)  # the loop runs at θ₀; θ enters through the score weights below
+    result, stats = _run_trials(state, event_keys(key, events.n_events), alpha_value, sg(t_cut),
+                                sg(_as.log_lambda2(alpha_value)), capacity=capacity, max_emissions=max_emissions,
+                                me_correction=me_correction, max_trials=max_trials, pool=pool)
+    # accept/reject decisions, plus the boundary term of the cut-off: log P(history) contains the
+    # no-emission factor exp(−∫_{t_cut} ρ), whose derivative is ρ(t_cut) ∂t_cut/∂θ (ρ estimated
+    # without bias by the extra trial at the cut-off, see _one_trial)
+    log_weight = (score_log_weight(alpha_mz, result.rec_t, result.rec_q)
+                  + sg(result.rho_cut) * (t_cut - sg(t_cut)))
     return result, log_weight, valid, bad, stats
 
 
@@ -368,16 +432,17 @@ class ShowerResult(NamedTuple):
     n_trials: jax.Array
     rec_t: jax.Array  #: [N, max_trials] ln p⊥² of every trial (the record of :func:`score_log_weight`)
     rec_q: jax.Array  #: [N, max_trials] ± ratio of every decision (0: none)
+    rho_cut: jax.Array  #: [N] estimated emission density per unit ln p⊥² at the cut-off (0: stopped otherwise)
 
 
-def _run_trials(state: _State, keys, alpha_value, pt2min, *, capacity, max_emissions, me_correction, max_trials,
-                pool):
+def _run_trials(state: _State, keys, alpha_value, t_cut, log_lam2, *, capacity, max_emissions, me_correction,
+                max_trials, pool):
     """The trial loop on the slot pool of :func:`diffgen.schedule.run_pool`: event i's trial s uses the
     threefry words of counters 8s … 8s + 6 under ``keys[i]`` (23-bit uniforms), whatever slot or
     iteration it runs in."""
     n_ev = keys.shape[0]
     dtype = state.p4.dtype
-    trial = jax.vmap(lambda s, r: _one_trial(s, r, alpha_value, pt2min, capacity=capacity,
+    trial = jax.vmap(lambda s, r: _one_trial(s, r, alpha_value, t_cut, log_lam2, capacity=capacity,
                                              max_emissions=max_emissions, me_correction=me_correction))
     key_data = jax.random.key_data(keys)  # u32[N, 2] (threefry)
     counter = jnp.arange(8, dtype=jnp.uint32)
@@ -405,10 +470,10 @@ def _run_trials(state: _State, keys, alpha_value, pt2min, *, capacity, max_emiss
         st, _ = slot
         row = jnp.where(write, ev, n_ev)
         return out._replace(**{f: getattr(out, f).at[row].set(getattr(st, f), mode="drop")
-                               for f in ("p4", "pid", "colour", "n", "done", "overflow", "n_trials")})
+                               for f in ("p4", "pid", "colour", "n", "done", "overflow", "n_trials", "rho_cut")})
 
     out0 = ShowerResult(p4=state.p4, pid=state.pid, colour=state.colour, n=state.n, done=state.done,
-                        overflow=state.overflow, n_trials=state.n_trials,
+                        overflow=state.overflow, n_trials=state.n_trials, rho_cut=state.rho_cut,
                         rec_t=jnp.zeros((n_ev, max_trials), dtype), rec_q=jnp.zeros((n_ev, max_trials), dtype))
     return run_pool(load, step, store, out0, n_ev, pool, max_trials)
 

@@ -14,6 +14,13 @@ radiator-1 end is
     R = [ME (1 − x₁)/x₃] / [2/(x₃ (1 − x₂))] = (x₁² + x₂²)/2 ≤ 1,
 
 so the two ends together generate exactly ME·dx₁dx₂ (times the Sudakov factor).
+
+After the first emission (Pythia's ``TimeShower:MEafterFirst = on``, the default) the primary
+quark keeps its ME type and its ME partner, the primary antiquark (and vice versa): a later gluon
+emission off it, whatever its dipole recoiler, is accepted with the same ratio (x₁² + x₂²)/2,
+now with x₁ = 2P·p_q/P², x₂ = 2P·p_q̄/P² in the rest frame of P = p_q + p_q̄ + p_g (Pythia's
+``findMEcorr`` with ``iMEpartner``). Mass effects of c and b in the ME (Pythia's ``calcMEcorr`` for
+massive V → Q Q̄ g) are not included: massive primaries use the quasi-collinear dead-cone kernel.
 """
 
 from __future__ import annotations
