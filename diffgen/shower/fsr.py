@@ -19,8 +19,8 @@ recoil inside its dipole (:mod:`diffgen.shower.dipole_kinematics`): the radiator
 four-momentum is conserved, masses of c and b included. Colour flow is large-N_c: the radiating
 end takes a new tag T, and the emitted gluon sits between radiator and recoiler with
 (old tag, T); g → q q̄ cuts the gluon's two lines, giving several colour-singlet chains. With
-``me_correction`` every emission of the primary (massless) q and q̄ is corrected to the ERT matrix
-element with the other primary as ME partner, as Pythia's ``TimeShower:MEcorrections = on`` with
+``me_correction`` every emission of the primary q and q̄ is corrected to the e+e- → q q̄ g matrix
+element (with quark masses) with the other primary as ME partner, as Pythia's ``TimeShower:MEcorrections = on`` with
 ``MEafterFirst = on`` does (:mod:`diffgen.shower.me_correction`).
 
 Overestimate (θ-independent)
@@ -50,13 +50,18 @@ log p − stop_gradient(log p) to ``log_weight``, a reject log(1 − p) − stop
 p clipped into (0, 1). Values are 0 (events stay unweighted); the gradient of any Σ w O/Σ w picks
 up ∂θ log P(history), so ∂⟨O⟩/∂α_s(m_Z) is unbiased.
 
-The cut-off t_cut = ln p⊥²,cut(pTmin, α_s) enters P(history) only through the final no-emission
-factor exp(−∫_{t_cut} ρ dt) (ρ the true emission density of the final configuration per unit
-ln p⊥²), whose derivative is +ρ(t_cut) ∂t_cut/∂θ. When an event's next trial falls below the
-cut-off, the same uniforms make one extra trial *at* t_cut; ρ̂(t_cut)·ratio is an unbiased
-estimate of ρ(t_cut) (independent of the event given its history), and
-sg(ρ̂ ratio)·(t_cut − sg(t_cut)) is added to ``log_weight``: value 0, and ∂⟨O⟩/∂pTmin (and the
-1.1 Λ₃ part of ∂/∂α_s when that limit is active) is unbiased, with no smoothing of the cut.
+Cut-off and the ``TimeShower:pTmin`` gradient: a hard cut in p⊥ moves the support of the
+histories, which the score function cannot see (its derivative would need the observable with and
+without the emission at the cut). The shower therefore switches emissions off smoothly around
+t_min = ln pTmin²: every accept probability is multiplied by s((t − t_min)/w) with the C¹ step
+s(u) = 1/2 + 3u/4 − u³/4 on |u| < 1 (0 below, 1 above), w = ``pt_min_width`` (default 0.2 in
+ln p⊥², i.e. p⊥ within ±10 % of pTmin), and trials stop at t_floor = max(t_min − w,
+ln(1.21 Λ²_max)). Since s(u) + s(−u) = 1, the emission rate removed above pTmin is put back below
+it (to first order in w), and s depends on pTmin through the accept probabilities only, so its
+score terms make ∂⟨O⟩/∂pTmin unbiased for this smooth cut-off. ``pt_min_width = 0`` gives
+Pythia's hard cut at max(pTmin, 1.1 Λ₃) with no pTmin gradient. The 1.1 Λ₃ limit (active only when
+pTmin < 1.1 Λ₃, e.g. pTmin = 0.5 GeV with α_s(m_Z) > 0.159) stays hard; its α_s dependence is not
+differentiated.
 
 Fixed shapes
 ------------
@@ -100,7 +105,7 @@ from diffgen.schedule import run_pool
 from diffgen.shower import coupling as _as
 from diffgen.shower import splitting as _sp
 from diffgen.shower.dipole_kinematics import branch_dipole, precise_dot
-from diffgen.shower.me_correction import me_correction_ratio
+from diffgen.shower.me_correction import massive_me_ratio, vector_fraction_couplings
 from diffgen.shower.veto import LN4, accept_probability, grid_up, next_trial_t, score_log_weight
 from diffgen.stage import Stage, event_keys
 
@@ -108,6 +113,8 @@ __all__ = ["final_state_shower", "SHOWER_SETTINGS", "DEFAULT_CAPACITY", "default
 
 SHOWER_SETTINGS = ("TimeShower:alphaSvalue", "TimeShower:pTmin")
 DEFAULT_CAPACITY = 48
+_SIN2_THETA_W_BAR = SETTINGS["StandardModel:sin2thetaWbar"].default  # Z couplings of the massive ME correction
+DEFAULT_PT_MIN_WIDTH = 0.2  #: half-width in ln p⊥² of the smooth cut-off around TimeShower:pTmin
 _N_UNIFORMS = 7
 _NO_DIPOLE = -1.0e30
 
@@ -148,7 +155,6 @@ class _State(NamedTuple):
     done: jax.Array
     overflow: jax.Array
     n_trials: jax.Array  # trial steps used (diagnostic)
-    rho_cut: jax.Array  # estimate of the true emission density per unit ln p⊥² at the cut-off (0: none)
 
 
 def _update_ell(ell, p4, pid, partner, changed, dtype):
@@ -168,7 +174,8 @@ def _update_ell(ell, p4, pid, partner, changed, dtype):
     return ell.at[rows_partner, 1 - cols].set(val, mode="drop")
 
 
-def _one_trial(state: _State, rnd, alpha_mz, t_cut, log_lam2, *, capacity, max_emissions, me_correction):
+def _one_trial(state: _State, rnd, alpha_mz, t_cut, t_min, log_lam2, *, capacity, max_emissions, me_correction,
+               width):
     """One veto-algorithm trial for a single event (vmapped over events)."""
     dtype = state.p4.dtype
     slots = jnp.arange(capacity)
@@ -199,10 +206,7 @@ def _one_trial(state: _State, rnd, alpha_mz, t_cut, log_lam2, *, capacity, max_e
     t_new, c_m, below = next_trial_t(state.t, t_cut, log_lam2, kink, cls.reshape(-1), coef_b_end, coef_s_end,
                                      expo)
     stop = below | ~jnp.any(end_on)
-    # Below the cut-off the same uniforms make one extra trial *at* the cut-off: its ratio times the
-    # overestimate there estimates the true emission density ρ(t_cut) of the final configuration,
-    # the boundary term of ∂ log P/∂ t_cut (see ``evolve``). It is never accepted.
-    t_use = jnp.where(below, t_cut, t_new)
+    t_use = jnp.where(below, t_cut, t_new)  # (a trial below the cut-off is never used)
     pt2 = jnp.exp(t_use)
 
     # choose the dipole end ∝ its density at t_use, then the channel ∝ w_soft : w_qq
@@ -251,11 +255,9 @@ def _one_trial(state: _State, rnd, alpha_mz, t_cut, log_lam2, *, capacity, max_e
     ratio = jnp.where(ok, ratio, 0.0)
     allowed = ~state.done & ~stop & (ratio > 0)
 
-    p = accept_probability(t_new, alpha_mz, thin * ratio)
+    p = accept_probability(t_new, alpha_mz, thin * ratio, t_min, width)
     accept = allowed & (rnd[6] < p)
     record = (t_new, jnp.where(allowed, jnp.where(accept, thin * ratio, -thin * ratio), 0.0))
-    alpha_cut = _as.alpha_s(jnp.exp(t_cut), alpha_mz)
-    rho_new = jnp.where(below & ~state.done, alpha_cut / (2.0 * math.pi) * dens_total * ratio, 0.0)
 
     full = state.n >= capacity
     emit = accept & ~full
@@ -311,7 +313,6 @@ def _one_trial(state: _State, rnd, alpha_mz, t_cut, log_lam2, *, capacity, max_e
         n_emit=n_emit, done=done,
         overflow=state.overflow | overflow_now,
         n_trials=state.n_trials + (~state.done).astype(jnp.int32),
-        rho_cut=jnp.where(state.done, state.rho_cut, rho_new),
     ), record
 
 
@@ -321,9 +322,10 @@ def _kernel_ratio(state, slot, k, p_a, p_b, p_kn, m_i, m_k, m_f, m2_dip, q2, z, 
 
     * quark ends: with ``me_correction`` (``TimeShower:MEcorrections = on``, ``MEafterFirst = on``)
       every emission of the primary q or q̄ (slots 0 and 1) is corrected to the e+e- → q q̄ g
-      matrix element with the other primary as ME partner, (x₁² + x₂²)/2 with x_i = 2P·p_i/P²,
-      P = p_rad + p_partner + p_g (:mod:`diffgen.shower.me_correction`); massive primaries (c, b) and
-      quarks from g → q q̄ use the kernel with the quasi-collinear dead-cone term;
+      matrix element with the other primary as ME partner, x_i = 2P·p_i/P², P = p_rad + p_partner +
+      p_g, masses of c and b included (:func:`~diffgen.shower.me_correction.massive_me_ratio`);
+      quarks from g → q q̄ use the kernel with the quasi-collinear dead-cone term (Pythia gives them
+      its ME type 66, not implemented here);
     * g → g g: (1 + z³)/2, times Pythia's ``recoilDeadCone`` factor for a massive recoiler;
     * g → q q̄: ``weightGluonToQuark = 4`` (:func:`diffgen.shower.splitting.ratio_g2qq`) times
       ln 4/range_qq (the overestimate's range factor).
@@ -332,23 +334,25 @@ def _kernel_ratio(state, slot, k, p_a, p_b, p_kn, m_i, m_k, m_f, m2_dip, q2, z, 
     if me_correction:
         partner_slot = 1 - slot
         p_partner = jnp.where(partner_slot == k, p_kn, state.p4[jnp.clip(partner_slot, 0, 1)])
-        x1, x2 = _me_fractions(p_a, p_b, p_partner)
-        primary = (slot <= 1) & (m_i == 0)
-        ratio_kernel = jnp.where(primary, me_correction_ratio(x1, x2), ratio_kernel)
+        x1, x2, p2_tot = _me_fractions(p_a, p_b, p_partner)
+        v2, a2 = vector_fraction_couplings(state.pid[jnp.clip(slot, 0, 1)], _SIN2_THETA_W_BAR)
+        ratio_me = massive_me_ratio(x1, x2, safe_div(m_i * m_i, p2_tot), v2, a2)
+        ratio_kernel = jnp.where(slot <= 1, ratio_me, ratio_kernel)
     ratio_gg = _sp.ratio_g2gg(z) * _sp.recoil_dead_cone(z, q2, m2_dip, m_k * m_k)
     ratio_qq = _sp.ratio_g2qq(z, omz, q2, m_f * m_f, (jnp.sqrt(m2_dip) - m_k) ** 2) * (LN4 / range_qq)
     return jnp.where(g2qq, ratio_qq, jnp.where(gluon, ratio_gg, ratio_kernel))
 
 
 def _me_fractions(p_rad, p_glue, p_partner):
-    """x₁ = 2P·p_rad/P², x₂ = 2P·p_partner/P² in the rest frame of P = p_rad + p_glue + p_partner."""
+    """x₁ = 2P·p_rad/P², x₂ = 2P·p_partner/P² (P = p_rad + p_glue + p_partner) and P²."""
     tot = p_rad + p_glue + p_partner
 
     def dot(a, b):
         return a[..., 0] * b[..., 0] - jnp.sum(a[..., 1:] * b[..., 1:], axis=-1)
 
-    inv = safe_div(2.0, dot(tot, tot))
-    return dot(tot, p_rad) * inv, dot(tot, p_partner) * inv
+    p2_tot = dot(tot, tot)
+    inv = safe_div(2.0, p2_tot)
+    return dot(tot, p_rad) * inv, dot(tot, p_partner) * inv, p2_tot
 
 
 def _initial_state(events: Events, capacity: int) -> _State:
@@ -373,12 +377,12 @@ def _initial_state(events: Events, capacity: int) -> _State:
         n=zeros + 2,
         next_tag=next_tag.astype(jnp.int32), t=big_l - LN4,
         n_emit=zeros, done=~valid, overflow=jnp.zeros((n_ev,), bool),
-        n_trials=zeros, rho_cut=jnp.zeros((n_ev,), dtype),
+        n_trials=zeros,
     )
 
 
 def evolve(params, key, events: Events, *, capacity: int, max_emissions: int | None, me_correction: bool,
-           max_trials: int, pool: int | None = None):
+           max_trials: int, pool: int | None = None, pt_min_width: float = 0.0):
     """Run the trial loop of a batch of events (per-event keys ``key[N]`` or one key).
 
     Returns ``(result, log_weight, valid, param_out_of_range, stats)``: a :class:`ShowerResult`, the
@@ -397,8 +401,12 @@ def evolve(params, key, events: Events, *, capacity: int, max_emissions: int | N
     spec_a, spec_p = SETTINGS["TimeShower:alphaSvalue"], SETTINGS["TimeShower:pTmin"]
     alpha_mz = jnp.clip(jnp.nan_to_num(alpha_raw, nan=spec_a.default), spec_a.lo, spec_a.hi)
     ptmin = jnp.clip(jnp.nan_to_num(ptmin_raw, nan=spec_p.default), spec_p.lo, spec_p.hi)
-    t_cut = _as.log_pt2_cut(ptmin, alpha_mz)  # differentiable in p⊥min and (through 1.1 Λ₃) in α_s
     sg = jax.lax.stop_gradient
+    t_min = 2.0 * jnp.log(ptmin)  # centre of the smooth cut-off (differentiable)
+    if pt_min_width > 0:
+        t_cut = jnp.maximum(t_min - pt_min_width, _as.log_pt2_cut(spec_p.lo, alpha_mz))
+    else:
+        t_cut = _as.log_pt2_cut(ptmin, alpha_mz)  # Pythia's hard max(pTmin, 1.1 Λ₃)
 
     state = _initial_state(events, capacity)
     valid = ~state.done
@@ -406,17 +414,13 @@ def evolve(params, key, events: Events, *, capacity: int, max_emissions: int | N
         empty = jnp.zeros((events.n_events, 0), dtype)
         result = ShowerResult(p4=state.p4, pid=state.pid, colour=state.colour, n=state.n,
                               done=jnp.ones_like(state.done), overflow=state.overflow, n_trials=state.n_trials,
-                              rec_t=empty, rec_q=empty, rho_cut=jnp.zeros((events.n_events,), dtype))
+                              rec_t=empty, rec_q=empty)
         return result, jnp.zeros_like(alpha_mz) * empty.sum(1), valid, bad, None
     alpha_value = sg(alpha_mz)  # the loop runs at θ₀; θ enters through the score weights below
-    result, stats = _run_trials(state, event_keys(key, events.n_events), alpha_value, sg(t_cut),
+    result, stats = _run_trials(state, event_keys(key, events.n_events), alpha_value, sg(t_cut), sg(t_min),
                                 sg(_as.log_lambda2(alpha_value)), capacity=capacity, max_emissions=max_emissions,
-                                me_correction=me_correction, max_trials=max_trials, pool=pool)
-    # accept/reject decisions, plus the boundary term of the cut-off: log P(history) contains the
-    # no-emission factor exp(−∫_{t_cut} ρ), whose derivative is ρ(t_cut) ∂t_cut/∂θ (ρ estimated
-    # without bias by the extra trial at the cut-off, see _one_trial)
-    log_weight = (score_log_weight(alpha_mz, result.rec_t, result.rec_q)
-                  + sg(result.rho_cut) * (t_cut - sg(t_cut)))
+                                me_correction=me_correction, max_trials=max_trials, pool=pool, width=pt_min_width)
+    log_weight = score_log_weight(alpha_mz, result.rec_t, result.rec_q, t_min, pt_min_width)
     return result, log_weight, valid, bad, stats
 
 
@@ -432,17 +436,17 @@ class ShowerResult(NamedTuple):
     n_trials: jax.Array
     rec_t: jax.Array  #: [N, max_trials] ln p⊥² of every trial (the record of :func:`score_log_weight`)
     rec_q: jax.Array  #: [N, max_trials] ± ratio of every decision (0: none)
-    rho_cut: jax.Array  #: [N] estimated emission density per unit ln p⊥² at the cut-off (0: stopped otherwise)
 
 
-def _run_trials(state: _State, keys, alpha_value, t_cut, log_lam2, *, capacity, max_emissions, me_correction,
-                max_trials, pool):
+def _run_trials(state: _State, keys, alpha_value, t_cut, t_min, log_lam2, *, capacity, max_emissions,
+                me_correction, max_trials, pool, width):
     """The trial loop on the slot pool of :func:`diffgen.schedule.run_pool`: event i's trial s uses the
     threefry words of counters 8s … 8s + 6 under ``keys[i]`` (23-bit uniforms), whatever slot or
     iteration it runs in."""
     n_ev = keys.shape[0]
     dtype = state.p4.dtype
-    trial = jax.vmap(lambda s, r: _one_trial(s, r, alpha_value, t_cut, log_lam2, capacity=capacity,
+    trial = jax.vmap(lambda s, r: _one_trial(s, r, alpha_value, t_cut, t_min, log_lam2, width=width,
+                                             capacity=capacity,
                                              max_emissions=max_emissions, me_correction=me_correction))
     key_data = jax.random.key_data(keys)  # u32[N, 2] (threefry)
     counter = jnp.arange(8, dtype=jnp.uint32)
@@ -470,28 +474,32 @@ def _run_trials(state: _State, keys, alpha_value, t_cut, log_lam2, *, capacity, 
         st, _ = slot
         row = jnp.where(write, ev, n_ev)
         return out._replace(**{f: getattr(out, f).at[row].set(getattr(st, f), mode="drop")
-                               for f in ("p4", "pid", "colour", "n", "done", "overflow", "n_trials", "rho_cut")})
+                               for f in ("p4", "pid", "colour", "n", "done", "overflow", "n_trials")})
 
     out0 = ShowerResult(p4=state.p4, pid=state.pid, colour=state.colour, n=state.n, done=state.done,
-                        overflow=state.overflow, n_trials=state.n_trials, rho_cut=state.rho_cut,
+                        overflow=state.overflow, n_trials=state.n_trials,
                         rec_t=jnp.zeros((n_ev, max_trials), dtype), rec_q=jnp.zeros((n_ev, max_trials), dtype))
     return run_pool(load, step, store, out0, n_ev, pool, max_trials)
 
 
 def final_state_shower(capacity: int = DEFAULT_CAPACITY, max_emissions: int | None = None,
                        me_correction: bool = True, *, max_trials: int | None = None,
-                       pool: int | None = None) -> Stage:
+                       pool: int | None = None, pt_min_width: float = DEFAULT_PT_MIN_WIDTH) -> Stage:
     """Final-state p⊥-ordered dipole shower of an e+e- → q q̄ event (see module docstring).
 
     Args:
         capacity: particle slots of the output events (static). With the default 48 fewer than
             1e-4 of the events overflow at √s = 91.188 GeV (mean multiplicity 12, largest seen 38).
         max_emissions: stop after this many accepted branchings (``None``: evolve to p⊥min).
-        me_correction: correct the first emission to the e+e- → q q̄ g matrix element.
+        me_correction: correct the emissions of the primary q, q̄ to the e+e- → q q̄ g matrix element
+            (Pythia's ``TimeShower:MEcorrections`` with ``MEafterFirst``).
         max_trials: most trials of one event (default :func:`default_max_trials`).
         pool: slots of the trial scheduler (:func:`diffgen.schedule.run_pool`): events are showered
             ``pool`` at a time, a finished one replaced by the next (static; clipped to the batch;
             default :func:`~diffgen.schedule.default_pool`: 128 on a CPU).
+        pt_min_width: half-width w in ln p⊥² of the smooth cut-off around ``TimeShower:pTmin``
+            (static, 0 ≤ w ≤ 1; default 0.2): what makes ∂/∂pTmin non-zero (module docstring). 0 is
+            Pythia's hard cut, with no pTmin gradient.
 
     Params: ``TimeShower:alphaSvalue`` (α_s(m_Z), one-loop running) and ``TimeShower:pTmin`` (GeV).
 
@@ -505,6 +513,9 @@ def final_state_shower(capacity: int = DEFAULT_CAPACITY, max_emissions: int | No
     max_trials = check_int(max_trials, "max_trials", lo=1)
     pool = check_optional_int(pool, "pool (scheduler slots)", lo=1)
     me_correction = bool(me_correction)
+    if isinstance(pt_min_width, bool) or not isinstance(pt_min_width, (int, float)) or not 0.0 <= pt_min_width <= 1.0:
+        raise ValueError(f"pt_min_width = {pt_min_width!r}: allowed range is a number in [0, 1] (ln pT² units)")
+    pt_min_width = float(pt_min_width)
 
     def init(key):
         return {name: jnp.asarray(SETTINGS[name].default, jnp.result_type(float)) for name in SHOWER_SETTINGS}
@@ -512,7 +523,7 @@ def final_state_shower(capacity: int = DEFAULT_CAPACITY, max_emissions: int | No
     def run(params, key, events: Events):
         state, log_weight, valid, bad, stats = evolve(params, key, events, capacity=capacity,
                                                   max_emissions=max_emissions, me_correction=me_correction,
-                                                  max_trials=max_trials, pool=pool)
+                                                  max_trials=max_trials, pool=pool, pt_min_width=pt_min_width)
         unfinished = ~state.done
         mask_in = jnp.pad(events.mask, ((0, 0), (0, capacity - 2)))
         mask = jnp.where(valid[:, None], jnp.arange(capacity)[None, :] < state.n[:, None], mask_in)

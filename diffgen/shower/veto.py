@@ -46,7 +46,7 @@ import numpy as np
 from diffgen.numerics import safe_div
 from diffgen.shower import coupling as _as
 
-__all__ = ["LN4", "grid_up", "next_trial_t", "accept_probability", "score_log_weight"]
+__all__ = ["LN4", "grid_up", "next_trial_t", "cut_off_step", "accept_probability", "score_log_weight"]
 
 LN4 = math.log(4.0)
 _P_EPS = 2.0**-24  # p is clipped into [_P_EPS, 1 − _P_EPS] inside the logarithms
@@ -123,22 +123,35 @@ def next_trial_t(t_cur, t_cut, log_lam2, kink, cls, coef_b_end, coef_s_end, expo
     return t, c_m[m], stop
 
 
-def accept_probability(t, alpha_mz, ratio):
-    """p = α_s(e^t; α)/(H α_s(e^t; α₀)) · ratio with α₀ = stop_gradient(α): 1/H · ratio in value,
-    differentiable in α_s(m_Z) = ``alpha_mz``."""
+def cut_off_step(t, t_min, width):
+    """The smooth cut-off s((t − t_min)/w), s(u) = 1/2 + 3u/4 − u³/4 on |u| < 1, 0 below, 1 above
+    (C¹, s(u) + s(−u) = 1); the hard step 1[t ≥ t_min] for ``width`` = 0 (static)."""
+    if width <= 0:
+        return jnp.where(t >= t_min, 1.0, 0.0).astype(jnp.result_type(t))
+    u = jnp.clip((t - t_min) / width, -1.0, 1.0)
+    return 0.5 + 0.75 * u - 0.25 * u * u * u
+
+
+def accept_probability(t, alpha_mz, ratio, t_min=None, width=0.0):
+    """p = α_s(e^t; α)/(H α_s(e^t; α₀)) · s((t − t_min)/w) · ratio with α₀ = stop_gradient(α): in value
+    s/H · ratio; differentiable in α_s(m_Z) = ``alpha_mz`` and in ``t_min`` = ln pTmin² (no step if
+    ``t_min`` is None)."""
     q2 = jnp.exp(t)
     inv_true = _as.inverse_alpha_s(q2, alpha_mz)
     inv_trial = _as.inverse_alpha_s(q2, jax.lax.stop_gradient(alpha_mz))
-    return safe_div(inv_trial, _as.HEADROOM * inv_true) * ratio
+    step = 1.0 if t_min is None else cut_off_step(t, t_min, width)
+    return safe_div(inv_trial, _as.HEADROOM * inv_true) * step * ratio
 
 
-def score_log_weight(alpha_mz, rec_t, rec_q):
+def score_log_weight(alpha_mz, rec_t, rec_q, t_min=None, width=0.0):
     """Σ over recorded trials of log p − sg(log p) (accepts, q > 0) or log(1 − p) − sg(...) (rejects, q < 0).
 
-    ``rec_t``: ln p⊥² of each trial; ``rec_q``: ± the θ-independent ratio (0: no decision).
-    The value is 0; the gradient in ``alpha_mz`` is the score of the accept/reject history.
+    ``rec_t``: ln p⊥² of each trial; ``rec_q``: ± the θ-independent ratio (0: no decision); ``t_min``
+    [N] or scalar, ``width``: the smooth cut-off. The value is 0; the gradient in ``alpha_mz`` and
+    ``t_min`` is the score of the accept/reject history.
     """
-    pc = jnp.clip(accept_probability(rec_t, alpha_mz, jnp.abs(rec_q)), _P_EPS, 1.0 - _P_EPS)
+    t_min_b = None if t_min is None else jnp.asarray(t_min)[..., None]
+    pc = jnp.clip(accept_probability(rec_t, alpha_mz, jnp.abs(rec_q), t_min_b, width), _P_EPS, 1.0 - _P_EPS)
     log_p = jnp.log(pc)
     log_q = jnp.log1p(-pc)
     sg = jax.lax.stop_gradient
