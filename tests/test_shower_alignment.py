@@ -107,9 +107,11 @@ def test_coupling_accept_probability_is_not_capped(a_mz):
 def _survival_reference(t_cur, t_cut, s_coef, b_coef, a_mz):
     """P(first thinned trial < t) = exp(−H ∫_t^{t_cur} α_s(e^u)/2π (S − B u) du), by quadrature."""
 
-    def rho(u):
-        return coupling.HEADROOM * float(coupling.alpha_s(np.float64(math.exp(u)), a_mz)) / (2 * math.pi) * (
-            s_coef - b_coef * u)
+    lam3, lam4, lam5 = _lambdas_reference(a_mz)
+
+    def rho(u):  # one-loop α_s(e^u) = 2π/(b₀ (u − ln Λ²)) per n_f region (p⊥ < 45.6 GeV here)
+        b0, lam = (4.5, lam3) if u < 2 * math.log(1.5) else (25 / 6, lam4) if u < 2 * math.log(4.8) else (23 / 6, lam5)
+        return coupling.HEADROOM / (b0 * (u - 2 * math.log(lam))) * (s_coef - b_coef * u)
 
     grid = np.linspace(t_cut, t_cur, 600)
     pts = [2 * math.log(4.8), 2 * math.log(1.5)]
@@ -396,6 +398,7 @@ def ptmin_probe():
     return jax.jit(probe)
 
 
+@pytest.mark.slow
 def test_ptmin_score_is_nonzero_and_points_the_right_way(ptmin_probe):
     """Raising p⊥min removes the softest emissions: the score-function ∂⟨n_partons⟩/∂pTmin =
     mean((n − n̄) s) is negative and resolved at 2000 events, finite, and the weights stay exactly 1.
