@@ -1,26 +1,30 @@
-"""The final-state shower's running α_s, and its θ-independent overestimate.
+"""The final-state shower's running α_s, its Landau-pole cut-off and the veto algorithm's overestimate.
 
-Running (Pythia 8 ``TimeShower:alphaSorder = 1``): :func:`alpha_s` is
+Running (Pythia 8 ``TimeShower:alphaSorder = 1``, ``alphaSuseCMW = off``, ``renormMultFac = 1``:
+the scale is the evolution p⊥²): :func:`alpha_s` is
 :func:`diffgen.amplitudes.couplings.alpha_s_one_loop`, the one one-loop α_s of diffgen. With
 b₀(n_f) = (33 − 2 n_f)/6,
 
-    1/α_s(μ²) = 1/α_s(m_Z²) + (b₀(5)/2π) ln(μ²/m_Z²)                   m_b ≤ μ < m_t
-    1/α_s(μ²) = 1/α_s(m_b²) + (b₀(4)/2π) ln(μ²/m_b²)                   m_c ≤ μ < m_b
-    1/α_s(μ²) = 1/α_s(m_c²) + (b₀(3)/2π) ln(μ²/m_c²)                         μ < m_c
+    α_s(p⊥²) = 2π / (b₀(n_f) ln(p⊥²/Λ²_{n_f})),   n_f = 3 (p⊥ < m_c), 4 (m_c ≤ p⊥ < m_b), 5, 6 (p⊥ ≥ m_t),
 
-(and n_f = 6 above m_t = 171 GeV, Pythia's ``StandardModel:alphaSnfmax = 6``), i.e.
-α_s = 2π / (b₀ ln(μ²/Λ²_{n_f})) with Λ_{n_f} matched so that α_s is continuous at the thresholds
-m_c = 1.5 GeV and m_b = 4.8 GeV (Pythia's quark masses); m_Z = 91.188 GeV as in Pythia's
-``AlphaStrong``. Below the one-loop Landau pole (1/α_s ≤ 0) the coupling is infinite.
+Λ₅ = m_Z exp(−2π/(b₀(5) α_s(m_Z))) and Λ₄, Λ₃, Λ₆ matched so that α_s is continuous at
+m_c = 1.5, m_b = 4.8, m_t = 171 GeV (Pythia's ``AlphaStrong::init`` at order 1, m_Z = 91.188 GeV).
 
-Overestimate (for the veto algorithm, DESIGN §2): :data:`ALPHA_S_HAT` is a piecewise-constant
-function of the evolution p⊥ on the fixed grid :data:`PT_EDGES`; on each segment it is the
-one-loop value at the segment's lower edge for α_s(m_Z) = :data:`ALPHA_S_REF`, capped at
-:data:`ALPHA_S_CAP`. It does not depend on any parameter, so trial p⊥ are θ-independent. The
-shower uses α_s,eff = min(α_s(p⊥²), α̂(p⊥)): for α_s(m_Z) ≤ ALPHA_S_REF this is the plain
-one-loop coupling wherever it is below the cap (at the default 0.1365 and p⊥min = 0.5 GeV
-α_s ≤ 1.62 < 3); above that the coupling is frozen at α̂ (near the one-loop Landau pole, where
-Pythia itself would raise p⊥min to 1.1 Λ₃).
+Cut-off (Pythia's ``SimpleTimeShower::init``): the evolution stops at
+
+    p⊥,cut = max(TimeShower:pTmin, 1.1 Λ₃),
+
+so α_s ≤ 2π/(b₀(3) ln 1.21) ≈ 7.3 is finite wherever the shower evaluates it. Where the matched Λ₄
+or Λ₅ exceeds Λ₃ (only for α_s(m_Z) ≳ 0.2, where Λ₄ > m_c and Pythia's own evolution leaves its
+range of validity) diffgen uses 1.1 max(Λ₃, Λ₄, Λ₅, Λ₆): :func:`log_pt2_cut`.
+
+Overestimate (veto algorithm, :mod:`diffgen.shower.veto`): the trial coupling is
+:data:`HEADROOM` · α_s(p⊥²; α₀) with α₀ = stop_gradient(α_s(m_Z)), sampled exactly like Pythia does
+(one 1/ln(p⊥²/Λ²) piece per n_f region). It bounds the true coupling for every allowed
+``TimeShower:alphaSvalue`` (no cap, no freezing), and the accept probability of the coupling,
+α_s(p⊥²; α)/(HEADROOM α_s(p⊥²; α₀)), is 1/HEADROOM at α = α₀ and differentiable in α: the score
+weights of the accept/reject decisions give ∂/∂α with the trials held fixed (their density does
+not need to be differentiated, since any overestimate gives the same distribution).
 
 Example:
     >>> from diffgen.shower import alpha_s
@@ -32,16 +36,21 @@ from __future__ import annotations
 
 import math
 
+import jax.numpy as jnp
 import numpy as np
 
 from diffgen.amplitudes.couplings import M_B, M_C, M_T, M_Z_REF, inverse_alpha_s
 from diffgen.amplitudes.couplings import alpha_s_one_loop as alpha_s
 
-__all__ = ["alpha_s", "inverse_alpha_s", "lambda_qcd", "ALPHA_S_REF", "ALPHA_S_CAP",
-           "PT_EDGES", "ALPHA_S_HAT", "alpha_s_hat_numpy"]
+__all__ = ["alpha_s", "inverse_alpha_s", "lambda_qcd", "log_lambda2", "log_pt2_cut", "HEADROOM",
+           "LAMBDA3_MARGIN", "B0", "LN_THRESHOLDS"]
 
-ALPHA_S_REF = 0.1415  #: α_s(m_Z) whose one-loop running defines the overestimate
-ALPHA_S_CAP = 3.0  #: overestimate cap (and freezing value) of the shower coupling
+HEADROOM = 1.25  #: trial coupling over the true one at α = α₀ (accept probability of the coupling 0.8)
+LAMBDA3_MARGIN = 1.1  #: p⊥,cut ≥ 1.1 Λ₃ (Pythia's ``LAMBDA3MARGIN``)
+#: One-loop b₀ = (33 − 2n_f)/6 for n_f = 3, 4, 5, 6 (index n_f − 3).
+B0 = tuple((33.0 - 2.0 * nf) / 6.0 for nf in (3, 4, 5, 6))
+#: ln m² (GeV²) of the n_f thresholds m_c, m_b, m_t (ascending).
+LN_THRESHOLDS = tuple(2.0 * math.log(m) for m in (M_C, M_B, M_T))
 
 
 def lambda_qcd(alpha_s_mz: float, nf: int) -> float:
@@ -51,26 +60,20 @@ def lambda_qcd(alpha_s_mz: float, nf: int) -> float:
     return mu * math.exp(-math.pi * inv / ((33.0 - 2.0 * nf) / 6.0))
 
 
-#: Segment edges of the overestimate in evolution p⊥ (GeV), decreasing; the last segment
-#: extends from the last edge down to p⊥ = 0.
-PT_EDGES = (60.0, 30.0, 15.0, 8.0, 4.8, 3.0, 2.2, 1.6, 1.25, 1.0, 0.85, 0.75, 0.67, 0.61, 0.56, 0.52, 0.48,
-            0.42, 0.35, 0.25, 0.1)
+def log_lambda2(alpha_s_mz):
+    """ln Λ²_{n_f} (GeV²) for n_f = 3, 4, 5, 6 as a [4] array (traceable): ln μ² − 2π/(b₀ α_s(μ²)) at a
+    scale μ inside each n_f region (m_c, m_b, m_Z, m_t), i.e. the matched one-loop Λ's."""
+    alpha_s_mz = jnp.asarray(alpha_s_mz)
+    mus = (M_C, M_B, M_Z_REF, M_T)
+    out = [2.0 * math.log(mu) - 2.0 * math.pi * inverse_alpha_s(jnp.asarray(mu * mu, alpha_s_mz.dtype), alpha_s_mz) / b0
+           for mu, b0 in zip(mus, B0)]
+    return jnp.stack(out)
 
 
-def alpha_s_hat_numpy():
-    """α̂ on each segment: one segment above the first edge, one between consecutive edges, one below.
+def log_pt2_cut(pt_min, alpha_s_mz):
+    """ln p⊥²,cut = ln max(pTmin², (1.1 Λ_max)²) with Λ_max = max(Λ₃, Λ₄, Λ₅, Λ₆) (= Λ₃ for α_s(m_Z) ≲ 0.2).
 
-    Returned as a float64 NumPy array of length len(PT_EDGES) + 1 (highest p⊥ first).
+    Differentiable in both arguments (the gradient follows whichever term is larger).
     """
-    lower = np.array(PT_EDGES + (0.0,))
-    out = []
-    for lo in lower:
-        if lo <= 0:
-            out.append(ALPHA_S_CAP)
-            continue
-        inv = float(inverse_alpha_s(np.float64(lo * lo), np.float64(ALPHA_S_REF), xp=np))
-        out.append(ALPHA_S_CAP if inv <= 1.0 / ALPHA_S_CAP else 1.0 / inv)
-    return np.array(out)
-
-
-ALPHA_S_HAT = tuple(float(a) for a in alpha_s_hat_numpy())
+    log_lam = jnp.max(log_lambda2(alpha_s_mz))
+    return jnp.maximum(2.0 * jnp.log(pt_min), log_lam + 2.0 * math.log(LAMBDA3_MARGIN))

@@ -10,16 +10,18 @@ anticolour end; gluon: one per colour line). A dipole end branches with
 (α_s(p⊥²)/2π) dp⊥²/p⊥² dz P(z), evolution variable p⊥²_evol = z(1 − z)(Q² − m²_rad), z the energy
 fraction kept by the radiator in the dipole rest frame, and the kernels of
 :mod:`diffgen.shower.splitting` (q → qg, g → gg split over the gluon's two ends, g → q q̄ with
-n_f ≤ 5 and mass thresholds). One-loop α_s(p⊥²) with α_s(m_Z) = ``TimeShower:alphaSvalue``
-(:mod:`diffgen.shower.coupling`); cut-off ``TimeShower:pTmin``. All ends of an event evolve
+n_f ≤ 5 and mass thresholds, Pythia's ``weightGluonToQuark = 4``). One-loop α_s(p⊥²) with
+α_s(m_Z) = ``TimeShower:alphaSvalue`` (:mod:`diffgen.shower.coupling`); cut-off
+p⊥,cut = max(``TimeShower:pTmin``, 1.1 Λ₃) as in Pythia. All ends of an event evolve
 together from p⊥² = M²/4 (M the q q̄ mass) downwards: the highest trial wins, and after a branching
 the new dipoles continue from the same p⊥ (p⊥ ordering). Each branching is built with exact local
 recoil inside its dipole (:mod:`diffgen.shower.dipole_kinematics`): the radiator + recoiler
 four-momentum is conserved, masses of c and b included. Colour flow is large-N_c: the radiating
 end takes a new tag T, and the emitted gluon sits between radiator and recoiler with
 (old tag, T); g → q q̄ cuts the gluon's two lines, giving several colour-singlet chains. With
-``me_correction`` the first emission (from the q q̄ dipole, massless quarks) is corrected to the
-ERT matrix element as Pythia's ``TimeShower:MEcorrections`` does (:mod:`diffgen.shower.me_correction`).
+``me_correction`` every emission of the primary q and q̄ is corrected to the e+e- → q q̄ g matrix
+element (with quark masses) with the other primary as ME partner, as Pythia's ``TimeShower:MEcorrections = on`` with
+``MEafterFirst = on`` does (:mod:`diffgen.shower.me_correction`).
 
 Overestimate (θ-independent)
 ----------------------------
@@ -30,22 +32,36 @@ For a dipole end in a dipole of mass M (log-mass rounded up on a grid, ℓ̂ ≥
   √r ≤ 1 − z ≤ 1 − √r), ε = √r/2 with masses (every allowed branching has 1 − z ≥ p⊥/(2M));
 * g → q q̄ (gluon ends): c ln(2/√r)/ln 4 with c = (T_R/2)·5, ≥ the flat c below the kink
   p⊥² = M̂²/4 (z flat; the flavour is chosen uniformly among five, thresholds reject);
-* times α̂(p⊥): a fixed piecewise-constant function above the one-loop α_s for any
-  α_s(m_Z) ≤ 0.1415 (capped at 3; beyond that α_s is frozen at α̂).
+* times 1.25 · α_s(p⊥²; α₀), the exact one-loop coupling at α₀ = stop_gradient(α_s(m_Z)), which
+  bounds the coupling for every allowed α_s(m_Z) (no cap; :mod:`diffgen.shower.coupling`).
 
 Trials (p⊥, end, channel, z, φ, flavour) come from seven uniforms per trial and are exactly
-distributed as this overestimate (:mod:`diffgen.shower.veto`), independently of θ. A trial is
-accepted with p(θ) = [α_s,eff/α̂] · [kernel (or ME)/overestimate] · [phase space allowed]: the
-kernel ratios are (1 + z²)/2 (with the dead-cone term for c, b), (1 + z³)/2, β(z² + (1 − z)² +
-8(m²/Q²)z(1 − z))·ln 4/ln(2/√r), and (x₁² + x₂²)/2 for the ME-corrected first emission.
+distributed as this overestimate (:mod:`diffgen.shower.veto`); they depend on θ only through
+stop-gradient values. A trial is accepted with p(θ) = [α_s(θ)/(1.25 α_s(θ₀))] · [thinning] ·
+[kernel (or ME)/overestimate] · [phase space allowed]: the kernel ratios are (1 + z²)/2 (with the
+dead-cone term for c, b), (1 + z³)/2 (times the recoil dead cone for a massive recoiler), the
+g → q q̄ weight of :func:`~diffgen.shower.splitting.ratio_g2qq` · ln 4/ln(2/√r), and (x₁² + x₂²)/2
+for the ME-corrected emissions of the primary quarks.
 
 Score weights
 -------------
 Every allowed trial is a Bernoulli decision with probability p(θ): an accept adds
 log p − stop_gradient(log p) to ``log_weight``, a reject log(1 − p) − stop_gradient(log(1 − p)),
 p clipped into (0, 1). Values are 0 (events stay unweighted); the gradient of any Σ w O/Σ w picks
-up ∂θ log P(history), so ∂⟨O⟩/∂α_s(m_Z) is unbiased. ``TimeShower:pTmin`` only cuts
-θ-independent trials: its gradient is not estimated (returned as 0).
+up ∂θ log P(history), so ∂⟨O⟩/∂α_s(m_Z) is unbiased.
+
+Cut-off and the ``TimeShower:pTmin`` gradient: a hard cut in p⊥ moves the support of the
+histories, which the score function cannot see (its derivative would need the observable with and
+without the emission at the cut). The shower therefore switches emissions off smoothly around
+t_min = ln pTmin²: every accept probability is multiplied by s((t − t_min)/w) with the C¹ step
+s(u) = 1/2 + 3u/4 − u³/4 on |u| < 1 (0 below, 1 above), w = ``pt_min_width`` (default 0.2 in
+ln p⊥², i.e. p⊥ within ±10 % of pTmin), and trials stop at t_floor = max(t_min − w,
+ln(1.21 Λ²_max)). Since s(u) + s(−u) = 1, the emission rate removed above pTmin is put back below
+it (to first order in w), and s depends on pTmin through the accept probabilities only, so its
+score terms make ∂⟨O⟩/∂pTmin unbiased for this smooth cut-off. ``pt_min_width = 0`` gives
+Pythia's hard cut at max(pTmin, 1.1 Λ₃) with no pTmin gradient. The 1.1 Λ₃ limit (active only when
+pTmin < 1.1 Λ₃, e.g. pTmin = 0.5 GeV with α_s(m_Z) > 0.159) stays hard; its α_s dependence is not
+differentiated.
 
 Fixed shapes
 ------------
@@ -86,9 +102,10 @@ from diffgen.events import Events, Status
 from diffgen.numerics import safe_div, safe_log
 from diffgen.params import SETTINGS, out_of_range
 from diffgen.schedule import run_pool
+from diffgen.shower import coupling as _as
 from diffgen.shower import splitting as _sp
 from diffgen.shower.dipole_kinematics import branch_dipole, precise_dot
-from diffgen.shower.me_correction import me_correction_ratio
+from diffgen.shower.me_correction import massive_me_ratio, vector_fraction_couplings
 from diffgen.shower.veto import LN4, accept_probability, grid_up, next_trial_t, score_log_weight
 from diffgen.stage import Stage, event_keys
 
@@ -96,6 +113,8 @@ __all__ = ["final_state_shower", "SHOWER_SETTINGS", "DEFAULT_CAPACITY", "default
 
 SHOWER_SETTINGS = ("TimeShower:alphaSvalue", "TimeShower:pTmin")
 DEFAULT_CAPACITY = 48
+_SIN2_THETA_W_BAR = SETTINGS["StandardModel:sin2thetaWbar"].default  # Z couplings of the massive ME correction
+DEFAULT_PT_MIN_WIDTH = 0.2  #: half-width in ln p⊥² of the smooth cut-off around TimeShower:pTmin
 _N_UNIFORMS = 7
 _NO_DIPOLE = -1.0e30
 
@@ -155,7 +174,8 @@ def _update_ell(ell, p4, pid, partner, changed, dtype):
     return ell.at[rows_partner, 1 - cols].set(val, mode="drop")
 
 
-def _one_trial(state: _State, rnd, alpha_mz, pt2min, *, capacity, max_emissions, me_correction):
+def _one_trial(state: _State, rnd, alpha_mz, t_cut, t_min, log_lam2, *, capacity, max_emissions, me_correction,
+               width):
     """One veto-algorithm trial for a single event (vmapped over events)."""
     dtype = state.p4.dtype
     slots = jnp.arange(capacity)
@@ -171,7 +191,7 @@ def _one_trial(state: _State, rnd, alpha_mz, pt2min, *, capacity, max_emissions,
     #       ε = p⊥/(2M̂) (masses: every allowed branching has 1 − z ≥ p⊥/(2E_ab) ≥ p⊥/(2M)),
     #   w_qq = c range_qq/ln 4 with range_qq = ln(2M̂/p⊥) ≥ ln 4 below the kink (≥ the flat c).
     partner = state.partner
-    end_on = (is_q | is_g)[:, None] & (partner >= 0) & (state.ell > jnp.log(4.0 * pt2min))
+    end_on = (is_q | is_g)[:, None] & (partner >= 0) & (state.ell > t_cut + LN4)
     ell, cls = grid_up(jnp.where(end_on, state.ell, 0.0))
     m_self = shower_mass(state.pid)
     massless = (m_self == 0)[:, None] & (shower_mass(state.pid[jnp.maximum(partner, 0)]) == 0)
@@ -183,18 +203,22 @@ def _one_trial(state: _State, rnd, alpha_mz, pt2min, *, capacity, max_emissions,
     kink = (ell - LN4).reshape(-1)
 
     expo = -jnp.log1p(-rnd[0])  # Exp(1)
-    t_new, ahat = next_trial_t(state.t, kink, cls.reshape(-1), coef_b_end, coef_s_end, expo)
-    pt2 = jnp.exp(t_new)
-    stop = (t_new < jnp.log(pt2min)) | ~jnp.any(end_on)
+    t_new, c_m, below = next_trial_t(state.t, t_cut, log_lam2, kink, cls.reshape(-1), coef_b_end, coef_s_end,
+                                     expo)
+    stop = below | ~jnp.any(end_on)
+    t_use = jnp.where(below, t_cut, t_new)  # (a trial below the cut-off is never used)
+    pt2 = jnp.exp(t_use)
 
-    # choose the dipole end ∝ its density at t_new, then the channel ∝ w_soft : w_qq
-    dens = jnp.where((coef_b_end > 0) & (kink >= t_new), coef_s_end - coef_b_end * t_new, 0.0)
+    # choose the dipole end ∝ its density at t_use, then the channel ∝ w_soft : w_qq
+    dens = jnp.where((coef_b_end > 0) & (kink >= t_use), coef_s_end - coef_b_end * t_use, 0.0)
     cum = jnp.cumsum(dens)
+    dens_total = cum[-1]
+    thin = jnp.clip(safe_div(dens_total, c_m), 0.0, 1.0)  # Σ_e (S_e − B_e t)/C_m of the interval
     end = jnp.minimum(jnp.sum(cum <= rnd[1] * cum[-1]), 2 * capacity - 1)
     slot, side_i = end // 2, end % 2
     side = side_i == 1  # False: colour end, True: anticolour end
-    range_soft = 0.5 * (lam_soft.reshape(-1)[end] - t_new)
-    range_qq = jnp.maximum(0.5 * (ell.reshape(-1)[end] + LN4 - t_new), LN4)
+    range_soft = 0.5 * (lam_soft.reshape(-1)[end] - t_use)
+    range_qq = jnp.maximum(0.5 * (ell.reshape(-1)[end] + LN4 - t_use), LN4)
     w_soft = b_half.reshape(-1)[end] * 2.0 * range_soft
     w_qq = c_half.reshape(-1)[end] * 2.0 * range_qq
     oh_i = slots == slot
@@ -223,17 +247,17 @@ def _one_trial(state: _State, rnd, alpha_mz, pt2min, *, capacity, max_emissions,
     m_a = jnp.where(g2qq, m_f, m_i)
     m_b = jnp.where(g2qq, m_f, 0.0)
     q2 = jnp.where(g2qq, 0.0, m_i * m_i) + pt2 * safe_div(1.0, z * omz)
-    p_a, p_b, p_kn, ok, x_a, _, x_k = branch_dipole(p_i, p_k, m_i, m_k, q2, m_a, m_b, z, omz, phi)
+    p_a, p_b, p_kn, ok, _, _, _ = branch_dipole(p_i, p_k, m_i, m_k, q2, m_a, m_b, z, omz, phi)
 
-    first_me = (state.n_emit == 0) & (m_i == 0) & (m_k == 0) if me_correction else jnp.zeros((), bool)
-    ratio_quark = jnp.where(first_me, me_correction_ratio(x_a, x_k), _sp.ratio_q2qg(z, omz, pt2, m_i * m_i))
-    ratio_qq = _sp.ratio_g2qq(z, omz, q2, m_f * m_f) * (LN4 / range_qq)
-    ratio = jnp.where(g2qq, ratio_qq, jnp.where(gluon, _sp.ratio_g2gg(z), ratio_quark))
-    allowed = ~state.done & ~stop & ok & (ratio > 0)
+    m2_dip = jnp.exp(state.ell.reshape(-1)[end])
+    ratio = _kernel_ratio(state, slot, k, p_a, p_b, p_kn, m_i, m_k, m_f, m2_dip, q2, z, omz, pt2, range_qq,
+                          gluon, g2qq, me_correction=me_correction)
+    ratio = jnp.where(ok, ratio, 0.0)
+    allowed = ~state.done & ~stop & (ratio > 0)
 
-    p = accept_probability(t_new, alpha_mz, ratio)
+    p = accept_probability(t_new, alpha_mz, thin * ratio, t_min, width)
     accept = allowed & (rnd[6] < p)
-    record = (t_new, jnp.where(allowed, jnp.where(accept, ratio, -ratio), 0.0))
+    record = (t_new, jnp.where(allowed, jnp.where(accept, thin * ratio, -thin * ratio), 0.0))
 
     full = state.n >= capacity
     emit = accept & ~full
@@ -292,6 +316,45 @@ def _one_trial(state: _State, rnd, alpha_mz, pt2min, *, capacity, max_emissions,
     ), record
 
 
+def _kernel_ratio(state, slot, k, p_a, p_b, p_kn, m_i, m_k, m_f, m2_dip, q2, z, omz, pt2, range_qq, gluon, g2qq,
+                  *, me_correction):
+    """Kernel (or matrix element) over overestimate of a trial, Pythia 8.3's defaults:
+
+    * quark ends: with ``me_correction`` (``TimeShower:MEcorrections = on``, ``MEafterFirst = on``)
+      every emission of the primary q or q̄ (slots 0 and 1) is corrected to the e+e- → q q̄ g
+      matrix element with the other primary as ME partner, x_i = 2P·p_i/P², P = p_rad + p_partner +
+      p_g, masses of c and b included (:func:`~diffgen.shower.me_correction.massive_me_ratio`);
+      quarks from g → q q̄ use the kernel with the quasi-collinear dead-cone term (Pythia gives them
+      its ME type 66, not implemented here);
+    * g → g g: (1 + z³)/2, times Pythia's ``recoilDeadCone`` factor for a massive recoiler;
+    * g → q q̄: ``weightGluonToQuark = 4`` (:func:`diffgen.shower.splitting.ratio_g2qq`) times
+      ln 4/range_qq (the overestimate's range factor).
+    """
+    ratio_kernel = _sp.ratio_q2qg(z, omz, pt2, m_i * m_i)
+    if me_correction:
+        partner_slot = 1 - slot
+        p_partner = jnp.where(partner_slot == k, p_kn, state.p4[jnp.clip(partner_slot, 0, 1)])
+        x1, x2, p2_tot = _me_fractions(p_a, p_b, p_partner)
+        v2, a2 = vector_fraction_couplings(state.pid[jnp.clip(slot, 0, 1)], _SIN2_THETA_W_BAR)
+        ratio_me = massive_me_ratio(x1, x2, safe_div(m_i * m_i, p2_tot), v2, a2)
+        ratio_kernel = jnp.where(slot <= 1, ratio_me, ratio_kernel)
+    ratio_gg = _sp.ratio_g2gg(z) * _sp.recoil_dead_cone(z, q2, m2_dip, m_k * m_k)
+    ratio_qq = _sp.ratio_g2qq(z, omz, q2, m_f * m_f, (jnp.sqrt(m2_dip) - m_k) ** 2) * (LN4 / range_qq)
+    return jnp.where(g2qq, ratio_qq, jnp.where(gluon, ratio_gg, ratio_kernel))
+
+
+def _me_fractions(p_rad, p_glue, p_partner):
+    """x₁ = 2P·p_rad/P², x₂ = 2P·p_partner/P² (P = p_rad + p_glue + p_partner) and P²."""
+    tot = p_rad + p_glue + p_partner
+
+    def dot(a, b):
+        return a[..., 0] * b[..., 0] - jnp.sum(a[..., 1:] * b[..., 1:], axis=-1)
+
+    p2_tot = dot(tot, tot)
+    inv = safe_div(2.0, p2_tot)
+    return dot(tot, p_rad) * inv, dot(tot, p_partner) * inv, p2_tot
+
+
 def _initial_state(events: Events, capacity: int) -> _State:
     n_ev = events.n_events
     dtype = events.p4.dtype
@@ -319,7 +382,7 @@ def _initial_state(events: Events, capacity: int) -> _State:
 
 
 def evolve(params, key, events: Events, *, capacity: int, max_emissions: int | None, me_correction: bool,
-           max_trials: int, pool: int | None = None):
+           max_trials: int, pool: int | None = None, pt_min_width: float = 0.0):
     """Run the trial loop of a batch of events (per-event keys ``key[N]`` or one key).
 
     Returns ``(result, log_weight, valid, param_out_of_range, stats)``: a :class:`ShowerResult`, the
@@ -337,8 +400,13 @@ def evolve(params, key, events: Events, *, capacity: int, max_emissions: int | N
     bad = out_of_range("TimeShower:alphaSvalue", alpha_raw) | out_of_range("TimeShower:pTmin", ptmin_raw)
     spec_a, spec_p = SETTINGS["TimeShower:alphaSvalue"], SETTINGS["TimeShower:pTmin"]
     alpha_mz = jnp.clip(jnp.nan_to_num(alpha_raw, nan=spec_a.default), spec_a.lo, spec_a.hi)
-    ptmin = jax.lax.stop_gradient(jnp.clip(jnp.nan_to_num(ptmin_raw, nan=spec_p.default), spec_p.lo, spec_p.hi))
-    pt2min = ptmin * ptmin
+    ptmin = jnp.clip(jnp.nan_to_num(ptmin_raw, nan=spec_p.default), spec_p.lo, spec_p.hi)
+    sg = jax.lax.stop_gradient
+    t_min = 2.0 * jnp.log(ptmin)  # centre of the smooth cut-off (differentiable)
+    if pt_min_width > 0:
+        t_cut = jnp.maximum(t_min - pt_min_width, _as.log_pt2_cut(spec_p.lo, alpha_mz))
+    else:
+        t_cut = _as.log_pt2_cut(ptmin, alpha_mz)  # Pythia's hard max(pTmin, 1.1 Λ₃)
 
     state = _initial_state(events, capacity)
     valid = ~state.done
@@ -348,11 +416,11 @@ def evolve(params, key, events: Events, *, capacity: int, max_emissions: int | N
                               done=jnp.ones_like(state.done), overflow=state.overflow, n_trials=state.n_trials,
                               rec_t=empty, rec_q=empty)
         return result, jnp.zeros_like(alpha_mz) * empty.sum(1), valid, bad, None
-    alpha_value = jax.lax.stop_gradient(alpha_mz)  # the loop is θ-independent except for its decisions
-    result, stats = _run_trials(state, event_keys(key, events.n_events), alpha_value, pt2min, capacity=capacity,
-                                max_emissions=max_emissions, me_correction=me_correction, max_trials=max_trials,
-                                pool=pool)
-    log_weight = score_log_weight(alpha_mz, result.rec_t, result.rec_q)
+    alpha_value = sg(alpha_mz)  # the loop runs at θ₀; θ enters through the score weights below
+    result, stats = _run_trials(state, event_keys(key, events.n_events), alpha_value, sg(t_cut), sg(t_min),
+                                sg(_as.log_lambda2(alpha_value)), capacity=capacity, max_emissions=max_emissions,
+                                me_correction=me_correction, max_trials=max_trials, pool=pool, width=pt_min_width)
+    log_weight = score_log_weight(alpha_mz, result.rec_t, result.rec_q, t_min, pt_min_width)
     return result, log_weight, valid, bad, stats
 
 
@@ -370,14 +438,15 @@ class ShowerResult(NamedTuple):
     rec_q: jax.Array  #: [N, max_trials] ± ratio of every decision (0: none)
 
 
-def _run_trials(state: _State, keys, alpha_value, pt2min, *, capacity, max_emissions, me_correction, max_trials,
-                pool):
+def _run_trials(state: _State, keys, alpha_value, t_cut, t_min, log_lam2, *, capacity, max_emissions,
+                me_correction, max_trials, pool, width):
     """The trial loop on the slot pool of :func:`diffgen.schedule.run_pool`: event i's trial s uses the
     threefry words of counters 8s … 8s + 6 under ``keys[i]`` (23-bit uniforms), whatever slot or
     iteration it runs in."""
     n_ev = keys.shape[0]
     dtype = state.p4.dtype
-    trial = jax.vmap(lambda s, r: _one_trial(s, r, alpha_value, pt2min, capacity=capacity,
+    trial = jax.vmap(lambda s, r: _one_trial(s, r, alpha_value, t_cut, t_min, log_lam2, width=width,
+                                             capacity=capacity,
                                              max_emissions=max_emissions, me_correction=me_correction))
     key_data = jax.random.key_data(keys)  # u32[N, 2] (threefry)
     counter = jnp.arange(8, dtype=jnp.uint32)
@@ -415,18 +484,22 @@ def _run_trials(state: _State, keys, alpha_value, pt2min, *, capacity, max_emiss
 
 def final_state_shower(capacity: int = DEFAULT_CAPACITY, max_emissions: int | None = None,
                        me_correction: bool = True, *, max_trials: int | None = None,
-                       pool: int | None = None) -> Stage:
+                       pool: int | None = None, pt_min_width: float = DEFAULT_PT_MIN_WIDTH) -> Stage:
     """Final-state p⊥-ordered dipole shower of an e+e- → q q̄ event (see module docstring).
 
     Args:
         capacity: particle slots of the output events (static). With the default 48 fewer than
             1e-4 of the events overflow at √s = 91.188 GeV (mean multiplicity 12, largest seen 38).
         max_emissions: stop after this many accepted branchings (``None``: evolve to p⊥min).
-        me_correction: correct the first emission to the e+e- → q q̄ g matrix element.
+        me_correction: correct the emissions of the primary q, q̄ to the e+e- → q q̄ g matrix element
+            (Pythia's ``TimeShower:MEcorrections`` with ``MEafterFirst``).
         max_trials: most trials of one event (default :func:`default_max_trials`).
         pool: slots of the trial scheduler (:func:`diffgen.schedule.run_pool`): events are showered
             ``pool`` at a time, a finished one replaced by the next (static; clipped to the batch;
             default :func:`~diffgen.schedule.default_pool`: 128 on a CPU).
+        pt_min_width: half-width w in ln p⊥² of the smooth cut-off around ``TimeShower:pTmin``
+            (static, 0 ≤ w ≤ 1; default 0.2): what makes ∂/∂pTmin non-zero (module docstring). 0 is
+            Pythia's hard cut, with no pTmin gradient.
 
     Params: ``TimeShower:alphaSvalue`` (α_s(m_Z), one-loop running) and ``TimeShower:pTmin`` (GeV).
 
@@ -440,6 +513,9 @@ def final_state_shower(capacity: int = DEFAULT_CAPACITY, max_emissions: int | No
     max_trials = check_int(max_trials, "max_trials", lo=1)
     pool = check_optional_int(pool, "pool (scheduler slots)", lo=1)
     me_correction = bool(me_correction)
+    if isinstance(pt_min_width, bool) or not isinstance(pt_min_width, (int, float)) or not 0.0 <= pt_min_width <= 1.0:
+        raise ValueError(f"pt_min_width = {pt_min_width!r}: allowed range is a number in [0, 1] (ln pT² units)")
+    pt_min_width = float(pt_min_width)
 
     def init(key):
         return {name: jnp.asarray(SETTINGS[name].default, jnp.result_type(float)) for name in SHOWER_SETTINGS}
@@ -447,7 +523,7 @@ def final_state_shower(capacity: int = DEFAULT_CAPACITY, max_emissions: int | No
     def run(params, key, events: Events):
         state, log_weight, valid, bad, stats = evolve(params, key, events, capacity=capacity,
                                                   max_emissions=max_emissions, me_correction=me_correction,
-                                                  max_trials=max_trials, pool=pool)
+                                                  max_trials=max_trials, pool=pool, pt_min_width=pt_min_width)
         unfinished = ~state.done
         mask_in = jnp.pad(events.mask, ((0, 0), (0, capacity - 2)))
         mask = jnp.where(valid[:, None], jnp.arange(capacity)[None, :] < state.n[:, None], mask_in)

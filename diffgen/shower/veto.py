@@ -1,35 +1,38 @@
-"""The veto algorithm's θ-independent overestimate, its exact sampling, and the score weights.
+"""The veto algorithm's overestimate, its exact sampling, and the score weights.
 
 Overestimate
 ------------
 Per unit t = ln p⊥² (GeV²) the trial density of all dipole ends e of an event is
 
-    ρ̂(t) = (α̂(t)/2π) Σ_e (S_e − B_e t) 1[t ≤ κ_e],   κ_e = ℓ̂_e − ln 4,
+    ρ̂(t) = H (α_s(t; α₀)/2π) C_m,   C_m = Σ_e (S_e − B_e lo_m) 1[t ≤ κ_e]   for t in interval m,
 
-where ℓ̂_e ≥ ln M_e² is the dipole's log-mass rounded *up* to a static grid (so p⊥² ≤ M̂_e²/4 at
-the kink) and S_e − B_e t ≥ 0 collects the end's channels (see :mod:`diffgen.shower.fsr`). The
-coupling α̂(t) is the piecewise-constant :data:`~diffgen.shower.coupling.ALPHA_S_HAT`. Nothing here
-depends on a parameter θ.
+where κ_e = ℓ̂_e − ln 4 with ℓ̂_e ≥ ln M_e² the dipole's log-mass rounded *up* to a static grid (so
+p⊥² ≤ M̂_e²/4 at the kink), S_e − B_e t ≥ 0 collects the end's channels (the exact width of the
+z range at t, see :mod:`diffgen.shower.fsr`), H = :data:`~diffgen.shower.coupling.HEADROOM` and
+α₀ = stop_gradient(α_s(m_Z)). The intervals m lie between static breakpoints: the grid kinks and
+the n_f thresholds ln m_c², ln m_b², ln m_t²; on each, S − B t is replaced by its largest value
+(at the interval's lower end lo_m) and α_s(t) = 2π/(b₀ (t − ln Λ²_{n_f})) is exact one-loop. A
+trial at t is first thinned by f = Σ_e (S_e − B_e t)/C_m ≤ 1 (θ-independent; folded into the
+ratio below), then the end is chosen ∝ S_e − B_e t.
 
 Sampling
 --------
-Because the kinks (grid) and the α̂ edges are static, they are merged and sorted once at import;
-per trial the ends are histogrammed onto the grid (Σ B, Σ S per class), cumulative sums give the
-linear density on every interval between breakpoints, and ∫_t^{t_cur} ρ̂ = E ~ Exp(1) is solved
-in closed form on the interval where it falls:
-
-    (B/2) w² + ρ̂'(hi) w = D,   w = hi − t,   w = 2D/(ρ̂' + √(ρ̂'² + 2BD)),
-
-with ρ̂'(hi) = Σ_e (S_e − B_e hi) evaluated directly for precision.
+On interval m, ∫_{lo}^{hi} ρ̂ = A_m ln((hi − L_m)/(lo − L_m)) with A_m = H C_m/b₀ and
+L_m = ln Λ²_{n_f(m)}; the cumulative sum over intervals (clipped to [t_cut, t_cur]) locates the
+interval where ∫_t^{t_cur} ρ̂ = E ~ Exp(1) falls, and there t = L + (hi − L) exp(−D/A_m). The
+interval ends lie above the cut-off t_cut = ln p⊥²,cut > ln(1.21 Λ²) (see
+:func:`~diffgen.shower.coupling.log_pt2_cut`), so every logarithm is finite. Above t_cur nothing
+is sampled; if E exceeds the whole integral down to t_cut the evolution stops.
 
 Score weights (DESIGN §2)
 -------------------------
-A trial at t with θ-independent ratio r (kernel or matrix element over overestimate, 0 outside
-phase space) is accepted with p(θ) = [α_s,eff(e^t; θ)/α̂(t)] r, α_s,eff = min(α_s^{1-loop}, α̂). The
-loop records (t, ±r) of every decision; afterwards :func:`score_log_weight` adds
+A trial at t with θ-independent ratio r (thinning × kernel or matrix element over overestimate, 0
+outside phase space) is accepted with p(θ) = [α_s(t; α)/(H α_s(t; α₀))] r ≤ r/H·(1 + O(α − α₀)).
+The loop records (t, ±r) of every decision; afterwards :func:`score_log_weight` adds
 log p − sg(log p) for accepts and log(1 − p) − sg(log(1 − p)) for rejects (p clipped into
-(0, 1)): value 0, gradient ∂θ log P(accept/reject history). Since the trials themselves do not
-depend on θ, this makes ∂⟨O⟩/∂θ of any weighted mean ⟨O⟩ = Σ w O/Σ w unbiased.
+(0, 1)): value 0, gradient ∂θ log P(accept/reject history) at fixed trials. Any overestimate
+≥ the true density generates the same events, so holding the trial density fixed at α₀ while
+differentiating in α is exact: ∂⟨O⟩/∂α of any weighted mean ⟨O⟩ = Σ w O/Σ w is unbiased.
 """
 
 from __future__ import annotations
@@ -40,17 +43,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from diffgen.numerics import safe_div, safe_sqrt
+from diffgen.numerics import safe_div
 from diffgen.shower import coupling as _as
 
-__all__ = ["LN4", "grid_up", "next_trial_t", "alpha_hat_of_t", "accept_probability", "score_log_weight"]
+__all__ = ["LN4", "grid_up", "next_trial_t", "cut_off_step", "accept_probability", "score_log_weight"]
 
 LN4 = math.log(4.0)
 _P_EPS = 2.0**-24  # p is clipped into [_P_EPS, 1 − _P_EPS] inside the logarithms
-
-# Overestimate segments: boundaries in ln p⊥² (decreasing) and α̂ on each of len + 1 segments.
-_LN_EDGES = tuple(2.0 * math.log(e) for e in _as.PT_EDGES)
-_A_HAT = _as.ALPHA_S_HAT
 
 
 # The dipole-end overestimates use ℓ̂ = ln M² rounded *up* to a static grid, so that every kink
@@ -66,18 +65,21 @@ _GRID = np.concatenate([_GRID_LO + _GRID_STEP * np.arange(_GRID_FINE), _GRID_MID
 
 
 def _merged_breakpoints():
-    """Static descending breakpoints: grid kinks ĝ_k − ln 4 and the α̂ edges, with their kinds."""
-    x = np.concatenate([_GRID - LN4, np.array(_LN_EDGES)])
-    cls = np.concatenate([np.arange(_GRID_N), -np.ones(len(_LN_EDGES), int)])
+    """Static descending breakpoints (grid kinks ĝ_k − ln 4 and the n_f thresholds), their grid class,
+    whether each is a threshold, and n_f − 3 on every interval m = 0..P (interval m lies below
+    breakpoint m − 1 and above breakpoint m; the last one extends down to the cut-off)."""
+    thresholds = np.array(_as.LN_THRESHOLDS)
+    x = np.concatenate([_GRID - LN4, thresholds])
+    cls = np.concatenate([np.arange(_GRID_N), -np.ones(len(thresholds), int)])
     order = np.argsort(-x, kind="stable")
     x, cls = x[order], cls[order]
-    is_edge = cls < 0
-    seg_below = np.cumsum(is_edge)  # α̂ segment index just below each breakpoint
-    seg = np.concatenate([[0], seg_below])  # for intervals m = 0..P (above breakpoint m)
-    return x, np.maximum(cls, 0), is_edge, seg
+    lower = np.concatenate([x, [-np.inf]])  # lower end of each interval
+    nf_index = np.sum(lower[:, None] >= thresholds[None, :], axis=1)  # 0: n_f = 3 … 3: n_f = 6
+    return x, np.maximum(cls, 0), cls < 0, nf_index
 
 
-_BP_X, _BP_CLASS, _BP_IS_EDGE, _BP_SEG = _merged_breakpoints()
+_BP_X, _BP_CLASS, _BP_IS_EDGE, _BP_NF = _merged_breakpoints()
+_BP_B0 = np.array(_as.B0)[_BP_NF]
 
 
 def grid_up(ell):
@@ -88,59 +90,68 @@ def grid_up(ell):
     return jnp.asarray(_GRID, ell.dtype)[k], k
 
 
-def next_trial_t(t_cur, kink, cls, coef_b_end, coef_s_end, expo):
-    """Next trial ln p⊥² below ``t_cur`` for the summed overestimate density (per unit ln p⊥²)
+def next_trial_t(t_cur, t_cut, log_lam2, kink, cls, coef_b_end, coef_s_end, expo):
+    """Next trial ln p⊥² below ``t_cur`` for the overestimate of the module docstring.
 
-        ρ̂(t) = (α̂(t)/2π) Σ_e (S_e − B_e t) 1[t ≤ κ_e]
-
-    of the dipole ends e (κ_e = ℓ̂_e − ln 4 on the static grid, class ``cls``; B_e = S_e = 0 for
-    inactive ends): solves ∫_t^{t_cur} ρ̂ = ``expo`` exactly. Between the static breakpoints (the
-    grid kinks and the α̂ edges) ρ̂ is linear in t and the integral a quadratic. Returns (t, α̂(t)).
+    ``t_cut``: ln p⊥²,cut; ``log_lam2``: ln Λ²_{n_f} for n_f = 3..6 at α₀ (no gradient is taken
+    through the trial); ``kink``, ``cls``: κ_e and grid class of every dipole end; ``coef_b_end``,
+    ``coef_s_end``: B_e, S_e (0 for inactive ends); ``expo``: an Exp(1) number. Solves
+    ∫_t^{t_cur} ρ̂ = ``expo`` exactly. Returns ``(t, c_m, stop)``: the trial, the constant C_m of its
+    interval (for the thinning ratio Σ_e (S_e − B_e t)/C_m) and whether it fell below ``t_cut``.
     """
     dtype = t_cur.dtype
     hist = jnp.zeros((_GRID_N, 2), dtype).at[cls].add(jnp.stack([coef_b_end, coef_s_end], axis=-1))
     d_bs = jnp.where(jnp.asarray(_BP_IS_EDGE)[:, None], 0.0, hist[jnp.asarray(_BP_CLASS)])
-    d_b, d_s = d_bs[:, 0], d_bs[:, 1]
     xs = jnp.asarray(_BP_X, dtype)
     zero = jnp.zeros((1,), dtype)
-    coef_b = jnp.concatenate([zero, jnp.cumsum(d_b)])  # ΣB of the ends active below breakpoint m − 1
-    coef_s = jnp.concatenate([zero, jnp.cumsum(d_s)])
-    upper = jnp.minimum(jnp.concatenate([t_cur[None], xs]), t_cur)
-    lower = jnp.minimum(jnp.concatenate([xs, (t_cur - 200.0)[None]]), t_cur)
-    ahat = jnp.asarray(np.array(_A_HAT)[_BP_SEG] / (2.0 * math.pi), dtype)
-    h = ahat * (upper - lower) * jnp.maximum(coef_s - 0.5 * coef_b * (upper + lower), 0.0)
+    coef_b = jnp.concatenate([zero, jnp.cumsum(d_bs[:, 0])])  # ΣB of the ends active in interval m
+    coef_s = jnp.concatenate([zero, jnp.cumsum(d_bs[:, 1])])
+    upper = jnp.clip(jnp.concatenate([t_cur[None], xs]), t_cut, t_cur)
+    lower = jnp.clip(jnp.concatenate([xs, t_cut[None]]), t_cut, t_cur)
+    lam = jnp.asarray(log_lam2, dtype)[jnp.asarray(_BP_NF)]
+    c_m = jnp.maximum(coef_s - coef_b * lower, 0.0)
+    a_m = (_as.HEADROOM * c_m / jnp.asarray(_BP_B0, dtype))
+    span = jnp.log(safe_div(upper - lam, lower - lam, 1.0))  # lower − lam ≥ ln 1.21 > 0
+    h = a_m * span
     cum = jnp.cumsum(h)
+    stop = ~(cum[-1] >= expo)
     m = jnp.minimum(jnp.sum(cum < expo), cum.shape[0] - 1)
     prev = jnp.where(m > 0, cum[jnp.maximum(m - 1, 0)], 0.0)
-    hi = upper[m]
-    d = (expo - prev) / ahat[m]
-    dens_hi = jnp.sum(jnp.where(kink >= hi, coef_s_end - coef_b_end * hi, 0.0))  # ρ̂·2π/α̂ at hi
-    w = safe_div(2.0 * d, dens_hi + safe_sqrt(dens_hi * dens_hi + 2.0 * coef_b[m] * d))
-    return hi - w, ahat[m] * (2.0 * math.pi)
+    d = expo - prev
+    t = lam[m] + (upper[m] - lam[m]) * jnp.exp(-safe_div(d, a_m[m], 1.0e30))
+    t = jnp.where(stop, t_cut - 1.0, jnp.clip(t, lower[m], upper[m]))
+    return t, c_m[m], stop
 
 
-def alpha_hat_of_t(t):
-    """α̂ on the segment containing ln p⊥² = t (the same α̂ that :func:`next_trial_t` used)."""
-    idx = jnp.sum(t[..., None] < jnp.asarray(_LN_EDGES, t.dtype), axis=-1)
-    return jnp.asarray(_A_HAT, t.dtype)[idx]
+def cut_off_step(t, t_min, width):
+    """The smooth cut-off s((t − t_min)/w), s(u) = 1/2 + 3u/4 − u³/4 on |u| < 1, 0 below, 1 above
+    (C¹, s(u) + s(−u) = 1); the hard step 1[t ≥ t_min] for ``width`` = 0 (static)."""
+    if width <= 0:
+        return jnp.where(t >= t_min, 1.0, 0.0).astype(jnp.result_type(t))
+    u = jnp.clip((t - t_min) / width, -1.0, 1.0)
+    return 0.5 + 0.75 * u - 0.25 * u * u * u
 
 
-def accept_probability(t, alpha_mz, ratio):
-    """p = α_s,eff(p⊥²; α_s(m_Z))/α̂(p⊥) · ratio with α_s,eff = min(α_s^{1-loop}, α̂); differentiable in α_s(m_Z)."""
-    ahat = alpha_hat_of_t(t)
-    inv_as = _as.inverse_alpha_s(jnp.exp(t), alpha_mz)
-    below_cap = inv_as * ahat > 1.0
-    alpha_eff = jnp.where(below_cap, safe_div(1.0, jnp.where(below_cap, inv_as, 1.0)), ahat)
-    return alpha_eff / ahat * ratio
+def accept_probability(t, alpha_mz, ratio, t_min=None, width=0.0):
+    """p = α_s(e^t; α)/(H α_s(e^t; α₀)) · s((t − t_min)/w) · ratio with α₀ = stop_gradient(α): in value
+    s/H · ratio; differentiable in α_s(m_Z) = ``alpha_mz`` and in ``t_min`` = ln pTmin² (no step if
+    ``t_min`` is None)."""
+    q2 = jnp.exp(t)
+    inv_true = _as.inverse_alpha_s(q2, alpha_mz)
+    inv_trial = _as.inverse_alpha_s(q2, jax.lax.stop_gradient(alpha_mz))
+    step = 1.0 if t_min is None else cut_off_step(t, t_min, width)
+    return safe_div(inv_trial, _as.HEADROOM * inv_true) * step * ratio
 
 
-def score_log_weight(alpha_mz, rec_t, rec_q):
+def score_log_weight(alpha_mz, rec_t, rec_q, t_min=None, width=0.0):
     """Σ over recorded trials of log p − sg(log p) (accepts, q > 0) or log(1 − p) − sg(...) (rejects, q < 0).
 
-    ``rec_t``: ln p⊥² of each trial; ``rec_q``: ± the θ-independent ratio (0: no decision).
-    The value is 0; the gradient in ``alpha_mz`` is the score of the accept/reject history.
+    ``rec_t``: ln p⊥² of each trial; ``rec_q``: ± the θ-independent ratio (0: no decision); ``t_min``
+    [N] or scalar, ``width``: the smooth cut-off. The value is 0; the gradient in ``alpha_mz`` and
+    ``t_min`` is the score of the accept/reject history.
     """
-    pc = jnp.clip(accept_probability(rec_t, alpha_mz, jnp.abs(rec_q)), _P_EPS, 1.0 - _P_EPS)
+    t_min_b = None if t_min is None else jnp.asarray(t_min)[..., None]
+    pc = jnp.clip(accept_probability(rec_t, alpha_mz, jnp.abs(rec_q), t_min_b, width), _P_EPS, 1.0 - _P_EPS)
     log_p = jnp.log(pc)
     log_q = jnp.log1p(-pc)
     sg = jax.lax.stop_gradient
