@@ -235,7 +235,10 @@ def _compare_edges(compare: _Compare | None, process: str) -> dict | None:
     from diffgen import plotting
 
     names = list(_PRINTED.get(process, ("cos_theta",)))
-    matched = plotting.match_yoda(list(compare.yoda), names)
+    try:
+        matched = plotting.match_yoda(list(compare.yoda), names)
+    except ValueError as err:
+        raise ValueError(f"--compare {compare.path!r}: {err}") from None
     return {name: plotting.yoda_reference(name, compare.yoda[p], "").edges for name, p in matched.items()}
 
 
