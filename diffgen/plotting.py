@@ -39,8 +39,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["Hist1D", "PlotStyle", "STYLES", "style", "count_edges", "density", "ratio", "chi2",
-           "yoda_reference", "match_yoda", "figure", "save_figure", "compact_summary"]
+__all__ = ["Hist1D", "PlotStyle", "STYLES", "style", "count_edges", "density", "ratio", "chi2", "Panel", "panels",
+           "yoda_reference", "match_yoda", "scaled_like", "axis_labels", "figure", "save_figure", "sparkline",
+           "compact_summary"]
 
 
 class PlotStyle(NamedTuple):
@@ -291,13 +292,10 @@ def axis_labels(name: str, absolute: bool = False) -> tuple[str, str]:
     sym = style(name).symbol
     d = r"\mathrm{d}"
     x = f"${sym}$"
+    dx = f"{d}({sym})" if any(op in sym for op in "+-") else f"{d}{sym}"
     if absolute:
-        return x, f"${d}\\sigma/{d}{sym}$ [pb]"
-    return x, f"$1/\\sigma\\;{d}\\sigma/{d}{sym}$"
-
-
-def _step(ax, edges, y, **kw):
-    ax.stairs(y, edges, **kw)
+        return x, f"${d}\\sigma/{dx}$ [pb]"
+    return x, f"$1/\\sigma\\;{d}\\sigma/{dx}$"
 
 
 def figure(hists: Sequence[Hist1D], refs: dict | None = None, *, absolute: bool = False, title: str = "",
@@ -330,7 +328,7 @@ def figure(hists: Sequence[Hist1D], refs: dict | None = None, *, absolute: bool 
             ax, rax = fig.add_subplot(outer[k // cols, k % cols]), None
         centres = 0.5 * (p.edges[1:] + p.edges[:-1])
         if p.ref is not None:
-            _step(ax, p.edges, p.ref, color="tab:blue", label=p.ref_label, baseline=None)
+            ax.stairs(p.ref, p.edges, color="tab:blue", label=p.ref_label, baseline=None)
             ax.fill_between(p.edges, np.append(p.ref - p.ref_err, 0), np.append(p.ref + p.ref_err, 0),
                             step="post", color="tab:blue", alpha=0.25, linewidth=0)
         ax.errorbar(centres, p.y, yerr=p.yerr, xerr=0.5 * np.diff(p.edges), fmt="o", ms=3, color="black",
@@ -338,8 +336,8 @@ def figure(hists: Sequence[Hist1D], refs: dict | None = None, *, absolute: bool 
         if extra and p.name in extra:
             fine = np.linspace(p.edges[0], p.edges[-1], 200)
             ax.plot(fine, extra[p.name](fine), color="tab:red", label="analytic")
-        positive = p.y[p.y > 0] if not np.any(p.ref is not None and p.ref > 0) else np.concatenate(
-            [p.y[p.y > 0], p.ref[p.ref > 0]])
+        shown = p.y if p.ref is None else np.concatenate([p.y, p.ref])
+        positive = shown[shown > 0]
         if st.logy and positive.size:
             ax.set_yscale("log")
             ax.set_ylim(0.5 * positive.min(), 10 ** (math.log10(positive.max()) + 0.6))

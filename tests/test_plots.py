@@ -88,7 +88,7 @@ def test_physics_labels_log_scales_and_thrust_as_one_minus_t():
     axes = [a for a in fig.axes if a.get_visible()]
     assert [a.get_xlabel() for a in axes] == ["$1-T$", "$C$", r"$N_\mathrm{ch}$"]
     assert [a.get_yscale() for a in axes] == ["log", "log", "linear"]
-    assert axes[0].get_ylabel() == r"$1/\sigma\;\mathrm{d}\sigma/\mathrm{d}1-T$"
+    assert axes[0].get_ylabel() == r"$1/\sigma\;\mathrm{d}\sigma/\mathrm{d}(1-T)$"
     for ax, p in zip(axes, drawn):  # the points drawn are the normalised densities
         line = ax.lines[0]
         np.testing.assert_allclose(line.get_ydata(), p.y)
