@@ -11,8 +11,13 @@ Settings as in Pythia: ``--settings run.cmnd`` reads a ``.cmnd`` file (:mod:`dif
 
 Everything is validated before any event is generated: process name, √s (against the process's
 threshold), number of events (``--events 1e5`` is fine), ``--set`` syntax, setting names and ranges,
-output paths (an existing ``--out`` or ``--plot`` needs ``--force``). Ctrl-C stops with exit code
+output paths (an existing ``--out`` or ``--plot`` needs ``--force``) and a ``--compare`` file. Ctrl-C stops with exit code
 130 and leaves no partial file; progress bars are drawn only on a terminal.
+
+``--plot`` draws 1/σ dσ/dX (``--absolute``: dσ/dX in pb) with physics labels, log scales and
+integer-aligned count bins (:mod:`diffgen.plotting`); ``--compare FILE`` overlays a reference (an
+event file analysed like the run, or YODA histograms matched by name) with a ratio panel. The terminal
+gets one line per histogram, ``--histograms`` the full text histograms.
 
 ``generate`` and ``tune`` keep JAX's persistent compilation cache (compiled programs, so a second
 run skips most of the compilation) in ``$DIFFGEN_CACHE_DIR``, by default
