@@ -11,8 +11,13 @@ Settings as in Pythia: ``--settings run.cmnd`` reads a ``.cmnd`` file (:mod:`dif
 
 Everything is validated before any event is generated: process name, √s (against the process's
 threshold), number of events (``--events 1e5`` is fine), ``--set`` syntax, setting names and ranges,
-output paths (an existing ``--out`` or ``--plot`` needs ``--force``). Ctrl-C stops with exit code
+output paths (an existing ``--out`` or ``--plot`` needs ``--force``) and a ``--compare`` file. Ctrl-C stops with exit code
 130 and leaves no partial file; progress bars are drawn only on a terminal.
+
+``--plot`` draws 1/σ dσ/dX (``--absolute``: dσ/dX in pb) with physics labels, log scales and
+integer-aligned count bins (:mod:`diffgen.plotting`); ``--compare FILE`` overlays a reference (an
+event file analysed like the run, or YODA histograms matched by name) with a ratio panel. The terminal
+gets one line per histogram, ``--histograms`` the full text histograms.
 
 ``generate`` and ``tune`` keep JAX's persistent compilation cache (compiled programs, so a second
 run skips most of the compilation) in ``$DIFFGEN_CACHE_DIR``, by default
@@ -128,12 +133,22 @@ def _analytic_dsigma(gen, params, centres):
     return total
 
 
+def _analytic_sigma(gen, params) -> float:
+    """Σ_f σ_f (pb), to normalise the analytic curve."""
+    from diffgen.amplitudes import ee_ffbar
+    from diffgen.processes import fermion_mass
+
+    return float(sum(float(ee_ffbar.sigma_total(params["hard"], f, fermion_mass(f)))
+                     for f in gen.info.get("flavours", ())))
+
+
 #: Registry names of the histograms ``diffgen generate`` prints, by process (default: ``cos_theta``).
 _PRINTED = {"ee-hadrons": ("thrust", "c_parameter", "sphericity", "charged_multiplicity")}
 
 
 class _Histogrammed(NamedTuple):
-    """One printed histogram: its registry spec, a jitted host function of a chunk, and the edges."""
+    """One histogram of the run: its registry name, plain-text label, a host function of a chunk
+    giving the plotted variable (1 − T for thrust, :mod:`diffgen.plotting`), and the edges."""
 
     name: str
     label: str
@@ -141,53 +156,124 @@ class _Histogrammed(NamedTuple):
     edges: np.ndarray
 
 
-def _histogram_specs(process: str, bins: int) -> list[_Histogrammed]:
-    """The histograms the CLI prints for ``process``, from :data:`diffgen.observables.REGISTRY`."""
+def _histogram_specs(process: str, bins: int, edges: dict | None = None) -> list[_Histogrammed]:
+    """The histograms the CLI fills for ``process``, from :data:`diffgen.observables.REGISTRY` and the
+    plot styles of :mod:`diffgen.plotting`: ``bins`` equal bins in the plotted range, integer-aligned
+    bins (:func:`diffgen.plotting.count_edges`, the registry's width) for counts, or ``edges[name]``
+    (a YODA reference's binning)."""
     import jax
 
+    from diffgen import plotting
     from diffgen.observables import observable_spec
 
     out = []
     for name in _PRINTED.get(process, ("cos_theta",)):
         spec = observable_spec(name)
+        st = plotting.style(name)
         f = jax.jit(spec.fn)
-        out.append(_Histogrammed(name, spec.label, lambda ev, f=f: np.asarray(f(ev), float), spec.edges(bins)))
+        tr = st.transform or (lambda x: x)
+        if edges and name in edges:
+            e = np.asarray(edges[name], float)
+        elif st.integer:
+            e = plotting.count_edges(spec.range[0], spec.range[1] - 0.5, int(spec.step or 1))
+        else:
+            lo, hi = st.range or spec.range
+            e = np.linspace(lo, hi, bins + 1)
+        out.append(_Histogrammed(name, st.text, lambda ev, f=f, tr=tr: np.asarray(tr(np.asarray(f(ev), float))), e))
     return out
 
 
-def _plot(path, hists, sigma, title, analytic=None):
-    import matplotlib
+def _plot(args, hists, refs, title, analytic=None) -> list:
+    """Draw the run's histograms (and references) into ``args.plot``; return the drawn panels."""
+    from diffgen import plotting
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import mplhep
+    fig, drawn = plotting.figure(hists, refs, absolute=args.absolute, title=title,
+                                 extra={"cos_theta": analytic} if analytic is not None else None)
+    plotting.save_figure(fig, args.plot)
+    return drawn
 
-    from diffgen.io.atomic import atomic_write
 
-    plt.style.use(mplhep.style.ATLAS)
-    n = len(hists)
-    cols = 1 if n == 1 else 2
-    rows = -(-n // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(7 * cols, 5 * rows), squeeze=False)
-    for ax, (name, label, h, herr, edges) in zip(axes.flat, hists):
-        width = np.diff(edges)
-        mplhep.histplot(h / width, edges, yerr=herr / width, ax=ax, histtype="errorbar", color="black",
-                        label=f"diffgen, σ = {sigma:.4g} pb")
-        if analytic is not None and name == "cos_theta":
-            fine = np.linspace(edges[0], edges[-1], 200)
-            ax.plot(fine, analytic(fine), color="tab:red", label="analytic dσ/dcos θ")
-        ax.set_xlabel(label)
-        ax.set_ylabel(f"dσ/d({name}) [pb]")
-        ax.set_ylim(0, 1.35 * float(np.max(h / width)) if np.max(h) > 0 else 1.0)
-        ax.set_title(title, fontsize=12)
-        ax.legend(loc="upper center", fontsize=11)
-    for ax in list(axes.flat)[n:]:
-        ax.set_visible(False)
-    fig.tight_layout()
-    suffix = os.path.splitext(path)[1]
-    with atomic_write(path, "wb") as fh:
-        fig.savefig(fh, format=suffix.lstrip("."))
-    plt.close(fig)
+_YODA_SUFFIXES = (".yoda",)
+
+
+class _Compare(NamedTuple):
+    """A ``--compare`` reference read before generation: YODA histograms by path, or events."""
+
+    path: str
+    yoda: dict | None
+    events: object | None
+    n: int
+
+
+def _read_compare(path: str) -> _Compare:
+    """Read ``--compare FILE`` (before any event is generated): ``ValueError`` naming the file if it is
+    missing, of an unknown kind or unreadable."""
+    from diffgen.io import SUFFIXES, read_events
+    from diffgen.io.yoda import read_histograms
+
+    if not os.path.isfile(path):
+        raise ValueError(f"--compare {path!r} does not exist or is not a file")
+    low = path.lower()
+    if not low.endswith(SUFFIXES + _YODA_SUFFIXES):
+        raise ValueError(f"--compare {path!r} has an unknown suffix; allowed: {', '.join(SUFFIXES + _YODA_SUFFIXES)}")
+    try:
+        if low.endswith(_YODA_SUFFIXES):
+            return _Compare(path, read_histograms(path), None, 0)
+        events, meta = read_events(path)
+    except ValueError as err:
+        raise ValueError(f"--compare {path!r} cannot be read: {err}") from None
+    except Exception as err:  # noqa: BLE001 - any failure of a reader (zip, gzip, UnicodeDecodeError, OSError)
+        raise ValueError(f"--compare {path!r} cannot be read: {type(err).__name__}: {err}") from None
+    n = events.n_events
+    n_gen = meta.get("n_generated") if isinstance(meta, dict) else None
+    if isinstance(n_gen, (int, np.integer)) and n_gen >= n:  # LHE/HepMC leave flagged events out
+        n = int(n_gen)
+    if events.n_events == 0:
+        raise ValueError(f"--compare {path!r} holds no events")
+    return _Compare(path, None, events, n)
+
+
+def _compare_edges(compare: _Compare | None, process: str) -> dict | None:
+    """The run's edges taken from a YODA reference, ``{name: edges}`` (``ValueError`` if none matches)."""
+    if compare is None or compare.yoda is None:
+        return None
+    from diffgen import plotting
+
+    names = list(_PRINTED.get(process, ("cos_theta",)))
+    try:
+        matched = plotting.match_yoda(list(compare.yoda), names)
+    except ValueError as err:
+        raise ValueError(f"--compare {compare.path!r}: {err}") from None
+    return {name: plotting.yoda_reference(name, compare.yoda[p], "").edges for name, p in matched.items()}
+
+
+def _references(compare: _Compare | None, specs: list[_Histogrammed], chunk: int) -> dict:
+    """``{name: (Hist1D, kind)}`` for :func:`diffgen.plotting.figure`: the YODA histograms matched by
+    name, or the reference events analysed with the run's own observables and edges, in chunks."""
+    if compare is None:
+        return {}
+    from diffgen import plotting
+
+    label = os.path.basename(compare.path)
+    if compare.yoda is not None:
+        matched = plotting.match_yoda(list(compare.yoda), [s.name for s in specs])
+        return {name: (plotting.yoda_reference(name, compare.yoda[p], label), "yoda") for name, p in matched.items()}
+    ev = compare.events
+    n = ev.n_events
+    size = min(chunk, n)
+    values = {s.name: [] for s in specs}
+    weights = []
+    for start in range(0, n, size):  # a padded last chunk: one compiled shape
+        idx = np.minimum(np.arange(start, start + size), n - 1)
+        part = ev[idx]
+        keep = min(size, n - start)
+        status = np.asarray(part.status)[:keep]
+        weights.append(np.where(status == 0, np.exp(np.asarray(part.log_weight, float)[:keep]), 0.0))
+        for s in specs:
+            values[s.name].append(s.fn(part)[:keep])
+    w = np.concatenate(weights)
+    return {s.name: (plotting.Hist1D.fill(s.name, np.concatenate(values[s.name]), w, s.edges, compare.n, label),
+                     "events") for s in specs}
 
 
 def cache_dir(no_cache: bool = False, environ=None) -> str | None:
@@ -296,6 +382,13 @@ class _Totals:
                 self.bw += w[~f].sum()
                 self.bw2 += (w[~f] ** 2).sum()
 
+    def hists(self) -> list:
+        """The filled histograms as :class:`diffgen.plotting.Hist1D` (σ normalisation: all events)."""
+        from diffgen.plotting import Hist1D
+
+        return [Hist1D(s.name, s.edges, self.h[s.name], self.h2[s.name], self.sw, self.sw2, self.n)
+                for s in self.specs]
+
     def sigma(self) -> tuple[float, float]:
         """σ ± error (pb) from the weights accumulated so far."""
         mean = self.sw / self.n
@@ -360,9 +453,11 @@ def _run_chunks(args, gen, params, totals: _Totals, transform=None) -> tuple[flo
     return sigma, sigma_err, writer.n_skipped if writer is not None else 0
 
 
-def _report(args, params, totals: _Totals, sigma: float, sigma_err: float) -> list:
-    """Print the run summary and the text histograms; return the histograms for the plot."""
+def _report(args, params, totals: _Totals, sigma: float, sigma_err: float) -> None:
+    """Print the run summary and, per histogram, one compact line (``--histograms``: the full text
+    histograms in pb per bin)."""
     import diffgen
+    from diffgen.plotting import compact_summary
 
     is_ffbar = args.process != "ee-hadrons"
     e_cm = float(diffgen.settings(params)["Beams:eCM"])
@@ -378,39 +473,54 @@ def _report(args, params, totals: _Totals, sigma: float, sigma_err: float) -> li
         afb = totals.afb()
         print("A_FB  = undefined (no event with non-zero weight)" if afb is None else
               f"A_FB  = {afb[0]:.5f} +- {afb[1]:.5f}")
-    hists = []
-    for s in totals.specs:
-        h = totals.h[s.name] / n
-        herr = np.sqrt(totals.h2[s.name]) / n
-        hists.append((s.name, s.label, h, herr, s.edges))
-        if not is_ffbar and totals.sw > 0:
-            print(f"<{s.name}> = {totals.mean[s.name] / totals.sw:.5g}")
-        print(text_histogram(h, herr, s.edges, label=f"dsigma per bin [pb] vs {s.label}"))
-    return hists
+    for s, h in zip(totals.specs, totals.hists()):
+        mean = totals.mean[s.name] / totals.sw if totals.sw > 0 else float("nan")
+        if args.histograms:
+            print(f"<{s.label}> = {mean:.5g}")
+            print(text_histogram(h.sumw / n, np.sqrt(h.sumw2) / n, s.edges, label=f"dsigma per bin [pb] vs {s.label}"))
+        else:
+            print(compact_summary(h, mean))
+
+
+def _report_compare(drawn, path: str) -> None:
+    """One line per compared histogram: χ²/ndf of diffgen against the reference."""
+    for p in drawn:
+        c = p.chi2()
+        if c is not None:
+            print(f"compare {p.name} with {os.path.basename(path)}: chi2/ndf = {c[0]:.1f}/{c[1]}")
 
 
 def _cmd_generate(args) -> int:
     import diffgen
-    from diffgen import presets
+    from diffgen import plotting, presets
     from diffgen.cmnd import plain_value
 
     changes = _check_generate_args(args)
+    compare = _read_compare(args.compare) if args.compare else None
     _enable_compilation_cache(args.no_cache)  # before the first compilation
     gen, params = presets.configure(args.process, changes, args.sqrt_s, detector=args.detector)
     args.sqrt_s = plain_value(diffgen.settings(params)["Beams:eCM"])
-    totals = _Totals(_histogram_specs(args.process, args.bins))
+    specs = _histogram_specs(args.process, args.bins, _compare_edges(compare, args.process))
+    refs = _references(compare, specs, args.chunk)  # the reference is analysed before generation
+    totals = _Totals(specs)
     unweighter = _unweighter(args, gen, params) if args.unweighted else None
     sigma, sigma_err, n_skipped = _run_chunks(args, gen, params, totals, unweighter)
-    hists = _report(args, params, totals, sigma, sigma_err)
+    _report(args, params, totals, sigma, sigma_err)
     if unweighter is not None:
         print(unweighter.summary())
     if args.out:
         print(f"wrote {args.out}{f' ({n_skipped} flagged events left out)' if n_skipped else ''}")
+    if compare is not None and not args.plot:
+        _report_compare(plotting.panels(totals.hists(), refs, args.absolute), args.compare)
     if args.plot:
         e_cm = float(diffgen.settings(params)["Beams:eCM"])
-        is_ffbar = args.process != "ee-hadrons"
-        _plot(args.plot, hists, sigma, f"{args.process}, √s = {e_cm:g} GeV",
-              analytic=(lambda c: _analytic_dsigma(gen, params, c)) if is_ffbar else None)
+        analytic = None
+        if args.process != "ee-hadrons":
+            scale = 1.0 if args.absolute else 1.0 / _analytic_sigma(gen, params)
+            analytic = lambda c: scale * _analytic_dsigma(gen, params, c)  # noqa: E731
+        drawn = _plot(args, totals.hists(), refs, f"{args.process}, √s = {e_cm:g} GeV", analytic)
+        if compare is not None:
+            _report_compare(drawn, args.compare)
         print(f"wrote {args.plot}")
     return 0
 
@@ -531,7 +641,7 @@ def build_parser() -> argparse.ArgumentParser:
     fmt = {"formatter_class": _HelpFormatter}
     parser = argparse.ArgumentParser(prog="diffgen", description="Differentiable event generator", **fmt)
     sub = parser.add_subparsers(dest="command", required=True)
-    g = sub.add_parser("generate", help="generate events, print sigma, A_FB and a histogram", **fmt)
+    g = sub.add_parser("generate", help="generate events, print sigma, A_FB and histograms; plot them", **fmt)
     g.add_argument("--process", default="ee-mumu", help=f"one of {', '.join(sorted(presets.PROCESSES))}")
     g.add_argument("--sqrt-s", type=float, default=None,
                    help=f"centre-of-mass energy in GeV (default: Beams:eCM of --settings/--set, else {DEFAULT_SQRT_S})")
@@ -550,11 +660,21 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--detector", default=None, metavar="NAME",
                    help="append the parametric detector (ee-hadrons only; e.g. aleph): reconstructed events")
     g.add_argument("--out", help="event file (.lhe, .npz, .parquet or .hepmc3; .lhe.gz/.hepmc3.gz compressed)")
-    g.add_argument("--plot", help="figure of the histograms (.png, .pdf or .svg)")
+    g.add_argument("--plot", help="figure of the histograms (.png, .pdf or .svg): 1/sigma dsigma/dX with physics "
+                                  "labels, log y for event shapes (1-T, C, ...), integer-aligned bins for counts")
+    g.add_argument("--absolute", action="store_true",
+                   help="plot dsigma/dX in pb instead of the normalised 1/sigma dsigma/dX")
+    g.add_argument("--compare", metavar="FILE",
+                   help="overlay a reference with a ratio panel: events (.npz, .parquet, .lhe, .hepmc3; analysed "
+                        "with the run's observables and bins) or a YODA file (.yoda; histograms matched by the last "
+                        "part of their path, e.g. /REF/thrust or /REF/one_minus_thrust, whose bins the run then uses)")
+    g.add_argument("--histograms", action="store_true",
+                   help="print the full text histograms (pb per bin) instead of one summary line each")
     g.add_argument("--force", action="store_true", help="overwrite an existing --out or --plot file")
     g.add_argument("--chunk", type=int, default=None,
                    help="events per chunk (memory bound; default 100000, 2000 for ee-hadrons)")
-    g.add_argument("--bins", type=int, default=20, help="bins of each printed histogram")
+    g.add_argument("--bins", type=int, default=20,
+                   help="bins of each histogram (counts have integer-aligned bins of fixed width)")
     g.add_argument("--list", type=int, default=0, metavar="N",
                    help="print the first N events as a table, like Pythia's event.list()")
     g.add_argument("--quiet", action="store_true", help="no progress bar (it is drawn only on a terminal anyway)")

@@ -22,7 +22,7 @@ def _number(pattern, text):
 def test_generate_prints_sigma_afb_and_writes_file(tmp_path, capsys, suffix):
     out = tmp_path / f"ev{suffix}"
     rc = main(["generate", "--process", "ee-mumu", "--sqrt-s", "91.188", "--events", "20000", "--seed", "1",
-               "--set", "23:m0=91.2", "--out", str(out), "--quiet", "--chunk", "7000"])
+               "--set", "23:m0=91.2", "--out", str(out), "--quiet", "--chunk", "7000", "--histograms"])
     assert rc == 0
     text = capsys.readouterr().out
     sigma, err = _number(r"sigma = ([0-9.e+-]+) \+- ([0-9.e+-]+) pb", text)
@@ -30,7 +30,7 @@ def test_generate_prints_sigma_afb_and_writes_file(tmp_path, capsys, suffix):
     p = diffgen.with_settings(diffgen.presets.ee_mumu().default_params(), {"23:m0": 91.2})["hard"]
     assert abs(sigma - float(ee_ffbar.sigma_total(p, 13, 0.1056584))) < 3 * err
     assert abs(afb - float(ee_ffbar.afb(p, 13, 0.1056584))) < 3 * afb_err
-    assert text.count("|#") >= 15  # the text histogram has its bars
+    assert text.count("|#") >= 15  # --histograms: the full text histogram has its bars
     events, meta = read_events(str(out))
     assert events.p4.shape[0] == 20000
     np.testing.assert_allclose(np.asarray(events.p4)[:, :2].sum(axis=1)[:, 0], 91.188, rtol=1e-5)

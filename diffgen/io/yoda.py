@@ -1,4 +1,4 @@
-"""YODA text: read one 1-d histogram (``HISTO1D`` V1/V2/V3 or ``SCATTER2D``), write ``HISTO1D_V2``.
+"""YODA text: read 1-d histograms (``HISTO1D`` V1/V2/V3 or ``SCATTER2D``), write ``HISTO1D_V2``.
 
 Pure text ↔ arrays, independent of the fit (which turns the arrays into targets,
 :func:`diffgen.fit.targets.from_yoda_text`). Contents are per bin; a ``SCATTER2D`` read with
@@ -25,7 +25,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["YodaHistogram", "read_histogram", "histo1d_text"]
+__all__ = ["YodaHistogram", "read_histogram", "read_histograms", "histo1d_text"]
 
 _NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?:inf|nan)"
 
@@ -198,3 +198,35 @@ def histo1d_text(contents, errors, edges, path: str, title: str | None = None) -
         lines.append(f"{lo:.17e}\t{hi:.17e}\t{ci:.17e}\t{si * si:.17e}\t0\t0\t1")
     lines.append("END YODA_HISTO1D_V2")
     return "\n".join(lines) + "\n"
+
+
+def read_histograms(path_or_text, *, scatter_density: bool = True) -> dict[str, YodaHistogram]:
+    """Every ``HISTO1D``/``SCATTER2D`` histogram of YODA text (a file path or the text), by YODA path.
+
+    Other blocks (counters, 2-d histograms) are skipped. ``ValueError`` (naming the file and line) on
+    malformed text, or when there is no 1-d histogram at all.
+
+    Example:
+        >>> from diffgen.io.yoda import histo1d_text, read_histograms
+        >>> text = histo1d_text([1.0], [1.0], [0.0, 1.0], "/A/x") + histo1d_text([2.0], [1.0], [0.0, 1.0], "/A/y")
+        >>> sorted(read_histograms(text))
+        ['/A/x', '/A/y']
+    """
+    text, where = _read_text(path_or_text)
+    out: dict[str, YodaHistogram] = {}
+    for kind, path, body in _blocks(text, where):
+        if not kind.startswith(("YODA_HISTO1D", "YODA_SCATTER2D")):
+            continue
+        if path in out:
+            raise ValueError(f"{where}: histogram path {path!r} appears twice")
+        if kind.startswith("YODA_HISTO1D"):
+            edges, contents, sumw2 = _histo(kind, path, body, where)
+            out[path] = YodaHistogram(path, kind, edges, contents, np.sqrt(np.abs(sumw2)))
+        else:
+            edges, y, err = _scatter(kind, path, body, where)
+            if scatter_density:
+                y, err = y * np.diff(edges), err * np.diff(edges)
+            out[path] = YodaHistogram(path, kind, edges, y, err)
+    if not out:
+        raise ValueError(f"{where}: no YODA_HISTO1D or YODA_SCATTER2D block found")
+    return out
