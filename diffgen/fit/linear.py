@@ -89,6 +89,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from diffgen.checks import check_int
+from diffgen.expect import DEFAULT_SPLIT
 from diffgen.fit.problem import Problem, make_problem, predict, start_values
 from diffgen.fit.result import FitResult
 from diffgen.fit.targets import BinnedTarget
@@ -249,7 +250,8 @@ def _surrogate_minimum(h_e, jac, theta_e, y, var, transform, phi_start, max_iter
 def fit_linearized(gen, params, datasets, observables, free: Sequence[str], *, bounds=None, n_events: int = 20000,
                    key, iterations: int = 5, tol: float = 0.1, common_random_numbers: bool = True,
                    pool: int = 1, pool_radius: float = 1.0, smoothing: float | None = 0.25,
-                   straight_through: bool = True, progress: bool = True, jacobian_noise: str = "ignore"):
+                   straight_through: bool = True, progress: bool = True, jacobian_noise: str = "ignore",
+                   replicas: int = 1, baseline: str = "mean", split: str = DEFAULT_SPLIT):
     """Fit ``free`` to one dataset or to many datasets at once on the forward-mode linearisation.
 
     Args:
@@ -275,6 +277,10 @@ def fit_linearized(gen, params, datasets, observables, free: Sequence[str], *, b
             subtracts the Jacobian's statistical noise, estimated from ``NOISE_BATCHES`` batches of each
             sample, from the Gauss–Newton matrix and the surrogate χ² (module docstring, *Jacobian noise*).
             Either way ``FitResult.jacobian_noise`` reports ‖δJ_j‖/‖J_j‖ of one sample.
+        replicas, baseline, split: variance reduction of the score-function Jacobian: every event of the
+            stages before ``split`` is continued ``replicas`` times and the downstream score terms get
+            the sibling baseline ``baseline`` (:mod:`diffgen.expect`, *Sibling baselines*; measured in
+            ``docs/gradients.md``). ``n_events`` must be a multiple of ``replicas``.
 
     Returns:
         a :class:`~diffgen.fit.FitResult` for one dataset, a list of them for several.
@@ -283,7 +289,10 @@ def fit_linearized(gen, params, datasets, observables, free: Sequence[str], *, b
     check_key(key)
     n_events, iterations, pool = _check_options(n_events, iterations, tol, pool, pool_radius, common_random_numbers)
     sets, single = _as_datasets(datasets)
-    problem = make_problem(gen, params, sets[0], observables, free, bounds, smoothing, straight_through)
+    problem = make_problem(gen, params, sets[0], observables, free, bounds, smoothing, straight_through,
+                           replicas=replicas, baseline=baseline, split=split)
+    if n_events % problem.replicas:
+        raise ValueError(f"n_events ({n_events}) must be a multiple of replicas ({problem.replicas})")
     start = start_values(params, problem.transform.names)
     data = _data_vectors(sets)
     if jacobian_noise not in ("correct", "ignore"):
