@@ -69,7 +69,7 @@ from diffgen.params import SETTINGS, settings
 __all__ = ["event_weights", "cross_section", "expect", "Histogram", "histogram", "bin_one_hot", "linearize",
            "forward_backward_asymmetry", "tangent_from_settings", "BASELINES", "DEFAULT_SPLIT",
            "ReplicatedEvents", "sample_replicated", "sample_replicated_traced", "sibling_baseline",
-           "score_baseline_correction", "grouped_sum_squares", "check_variance_options"]
+           "score_baseline_correction", "grouped_sum_squares", "check_variance_options", "weighted_mean"]
 
 #: Score-function baselines (module docstring, *Sibling baselines*): ``"mean"`` the self-normalised
 #: global ⟨O⟩ only; ``"siblings"`` the sibling replicas' mean for downstream scores; ``"siblings_cv"``
@@ -337,6 +337,15 @@ def expect_of(observable, events: Events, with_error: bool = False, *, log_weigh
     if values.shape[:1] != w.shape:
         raise ValueError(f"observable must return one value per event (leading axis {w.shape[0]}), "
                          f"got shape {values.shape}")
+    return weighted_mean(values, w, with_error, log_weight_down=log_weight_down, replicas=replicas, baseline=baseline)
+
+
+def weighted_mean(values, w, with_error: bool = False, *, log_weight_down=None, replicas: int = 1,
+                  baseline: str = "mean"):
+    """Σ w O / Σ w of per-event ``values`` f[N, ...] with weights ``w`` f[N] (with gradients), its score part
+    given the ``baseline`` (module docstring, *Sibling baselines*; ``log_weight_down`` f[N] the downstream
+    log-weights for the sibling baselines); with ``with_error`` also the statistical error (residuals
+    summed per group of ``replicas``). The arithmetic of :func:`expect_of`, on arrays."""
     out = _weighted_mean(values, w, with_error, replicas)
     if baseline == "mean":
         return out

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import diffgen
 from diffgen.events import Events
 from diffgen.expect import (
     BASELINES,
@@ -26,9 +27,11 @@ from diffgen.expect import (
     sibling_baseline,
 )
 from diffgen.fit.binning import binned
+from diffgen.params import settings, with_settings
 from diffgen.stage import Generator, Stage, chain, normals, uniforms
 
 THETA = 0.3
+SMEAR = 0.3  # the downstream choices' share of the histogrammed observable (test_binned_...)
 
 
 def _parent_stage():
@@ -143,7 +146,7 @@ def test_sibling_baselines_reduce_variance_on_the_same_events():
 
 
 def _exact_bin_slopes(edges):
-    """dP(lo ≤ O < hi)/dθ per bin, O = c + 2x: Σ_c ∫ φ(x) dP(c | x)/dθ 1{lo ≤ c + 2x < hi} dx on a fine grid."""
+    """dP(lo ≤ O′ < hi)/dθ per bin, O′ = 2x + SMEAR·c: Σ_c ∫ φ(x) dP(c | x)/dθ 1{lo ≤ O′ < hi} dx on a fine grid."""
     x = np.linspace(-9.0, 9.0, 360001)
     phi = np.exp(-0.5 * x * x) / np.sqrt(2 * np.pi)
     p = _sig(THETA + x)
@@ -153,17 +156,21 @@ def _exact_bin_slopes(edges):
     for lo, hi in zip(edges[:-1], edges[1:]):
         total = 0.0
         for c, dc in d_count.items():
-            inside = (c + 2 * x >= lo) & (c + 2 * x < hi)
+            o = SMEAR * c + 2 * x
+            inside = (o >= lo) & (o < hi)
             total += np.trapezoid(phi * dc * inside, x)
         out.append(total)
     return np.asarray(out)
 
 
 def test_binned_siblings_keeps_contents_and_is_unbiased():
-    """Histogram of O: contents identical to the plain ones, every estimator's gradient of every bin
-    within 3σ of the exact dP(bin)/dθ over independent seeds, and the sibling estimators' summed
-    variance over the bins lower than the plain one's on the same events."""
-    edges = np.array([-8.0, -3.0, -1.0, 1.0, 3.0, 5.0, 9.0])
+    """Histogram of O′ = 2x + SMEAR·c (the downstream choices smear a parent-level value, as hadronization
+    smears an event shape of the partons): contents identical to the plain ones, every estimator's
+    gradient of every bin within 3σ of the exact dP(bin)/dθ over independent seeds, and the
+    cross-fitted sibling estimator's variance summed over the bins lower than the plain one's on the
+    same events (measured 0.62 with seeds 0–23; a variance ratio from 24 paired seeds is known to about
+    ±20 %, so the bound 0.85 is > 1.5σ away and still asserts a reduction)."""
+    edges = np.array([-8.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0, 8.0])
     params = TOY.default_params()
 
     def contents(p, seed, baseline):
@@ -171,7 +178,7 @@ def test_binned_siblings_keeps_contents_and_is_unbiased():
         ev = rep.events
         w = event_weights(ev, normalise=True)
         down = ev.log_weight - rep.upstream_log_weight
-        return binned(toy_observable(ev), w, jnp.asarray(edges), log_weight_down=down, replicas=4,
+        return binned(2.0 * ev.p4[:, 0, 1] + SMEAR * jnp.sum(ev.mask, axis=1), w, jnp.asarray(edges), log_weight_down=down, replicas=4,
                       baseline=baseline).contents
 
     tangent = {"parent": {}, "toss": {"theta": jnp.asarray(1.0)}}
@@ -189,7 +196,7 @@ def test_binned_siblings_keeps_contents_and_is_unbiased():
     assert resolved.sum() >= 3
     ratio = {b: np.sum(res[b][1].var(0)) / np.sum(res["mean"][1].var(0)) for b in BASELINES}
     print(ratio)
-    assert ratio["siblings_cv"] < 0.8, ratio
+    assert ratio["siblings_cv"] < 0.85, ratio
 
 
 def test_bad_options():
@@ -205,3 +212,108 @@ def test_bad_options():
         sample_replicated(TOY, TOY.default_params(), jax.random.key(0), 8, 2)
     with pytest.raises(ValueError, match="first stage"):
         sample_replicated(TOY, TOY.default_params(), jax.random.key(0), 8, 2, split="parent")
+
+
+# --------------------------------------------------------------------------------------------------
+# e+e- → hadrons at 91.2 GeV: autodiff of every estimator against finite differences of independent
+# samples, for the five tune parameters, and the variance of each estimator on the same events.
+
+HAD_PARAMS = ("TimeShower:alphaSvalue", "StringZ:aLund", "StringZ:bLund", "StringPT:sigma", "StringFlav:probStoUD")
+#: central-difference half steps (a few % to 20 % of the Monash values: slopes resolved with 2·10⁴ events,
+#: curvature terms h² f‴/6 well below the statistical errors)
+HAD_STEPS = {"TimeShower:alphaSvalue": 0.012, "StringZ:aLund": 0.2, "StringZ:bLund": 0.25, "StringPT:sigma": 0.08,
+             "StringFlav:probStoUD": 0.08}
+AD_EVENTS, AD_BATCHES, AD_REPLICAS, FD_EVENTS = 16384, 16, 4, 20480
+
+
+def _had_observables():
+    from diffgen.fit import lep
+    from diffgen.observables import REGISTRY
+
+    return {"n_charged": REGISTRY["charged_multiplicity"].fn, "one_minus_thrust": lep.one_minus_thrust,
+            "x_lead": lep.x_lead, "n_kaons": REGISTRY["n_kaons"].fn, "c_parameter": REGISTRY["c_parameter"].fn,
+            "b_wide": REGISTRY["b_wide"].fn}
+
+
+def _had_values(ev):
+    return jnp.stack([jnp.asarray(fn(ev), ev.p4.dtype) for fn in _had_observables().values()], axis=-1)
+
+
+@pytest.fixture(scope="module")
+def hadrons():
+    gen = diffgen.presets.ee_hadrons(91.2)
+    return gen, gen.default_params()
+
+
+@pytest.fixture(scope="module")
+def ad_gradients(hadrons):
+    """[baseline, batch, observable, parameter]: the gradient of the observables' means in each of
+    ``AD_BATCHES`` disjoint batches of one replicated sample, for each baseline (the same events)."""
+    from diffgen.expect import sample_replicated_traced, weighted_mean
+
+    gen, params = hadrons
+    theta0 = jnp.asarray([float(settings(params)[n]) for n in HAD_PARAMS])
+    size = AD_EVENTS // AD_BATCHES
+
+    def means(theta):
+        p = with_settings(params, dict(zip(HAD_PARAMS, theta)))
+        rep = sample_replicated_traced(gen, p, jax.random.key(2026), AD_EVENTS, AD_REPLICAS)
+        ev = rep.events
+        w = event_weights(ev, normalise=True)
+        down = ev.log_weight - rep.upstream_log_weight
+        vals = _had_values(ev)
+
+        def split(x):
+            return x.reshape((AD_BATCHES, size) + x.shape[1:])
+
+        return jnp.stack([jax.vmap(lambda v, ww, d, b=b: weighted_mean(v, ww, log_weight_down=d, replicas=AD_REPLICAS,
+                                                                     baseline=b))(split(vals), split(w), split(down))
+                          for b in BASELINES])
+
+    return np.asarray(jax.jit(jax.jacfwd(means))(theta0), float)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", HAD_PARAMS)
+def test_hadron_gradients_match_finite_differences(hadrons, ad_gradients, name):
+    """Each estimator's d⟨O⟩/dθ (mean over batches ± their scatter/√B) agrees within 3σ with central
+    differences of independent plain samples of FD_EVENTS events at θ ± h (errors from the ratio
+    estimator), on every observable; at least three observables' slopes are resolved at > 3σ."""
+    from diffgen.expect import expect_of
+
+    gen, params = hadrons
+    j = HAD_PARAMS.index(name)
+    h = HAD_STEPS[name]
+    theta = float(settings(params)[name])
+    ends = []
+    for sign, seed in ((+1, 11), (-1, 12)):
+        ev = gen.sample(with_settings(params, {name: theta + sign * h}), jax.random.key(1000 * j + seed), FD_EVENTS)
+        m, e = expect_of(_had_values, ev, with_error=True)
+        ends.append((np.asarray(m, float), np.asarray(e, float)))
+    fd = (ends[0][0] - ends[1][0]) / (2 * h)
+    fd_err = np.hypot(ends[0][1], ends[1][1]) / (2 * h)
+    names = list(_had_observables())
+    report = []
+    for bi, b in enumerate(BASELINES):
+        g = ad_gradients[bi, :, :, j]
+        ad, ad_err = g.mean(0), g.std(0, ddof=1) / np.sqrt(g.shape[0])
+        pull = (ad - fd) / np.hypot(ad_err, fd_err)
+        report.append((b, ad, ad_err, pull))
+        resolved = (np.abs(fd) > 3 * fd_err) & (np.abs(ad) > 3 * ad_err)
+        assert np.all(np.abs(pull) < 3), (name, b, dict(zip(names, pull.round(2))), fd, ad)
+        assert resolved.sum() >= 3, (name, b, [n for n, r in zip(names, resolved) if r], fd / fd_err, ad / ad_err)
+    print(name, {n: (round(float(f), 4), round(float(e), 4)) for n, f, e in zip(names, fd, fd_err)}, report)
+
+
+@pytest.mark.slow
+def test_hadron_sibling_cv_variance_lower(ad_gradients):
+    """On the same events, the cross-fitted sibling baseline's batch-to-batch variance of the string
+    parameters' gradients, summed over the observables in units of the plain estimator's variance,
+    is lower than the plain one's (B = 16 batches: a variance ratio is known to ≈ ±35 %; the bound
+    0.85 leaves room)."""
+    var = ad_gradients.var(axis=1, ddof=1)  # [baseline, observable, parameter]
+    ratio = var[BASELINES.index("siblings_cv")] / var[BASELINES.index("mean")]
+    strings = [HAD_PARAMS.index(n) for n in ("StringZ:aLund", "StringZ:bLund", "StringPT:sigma")]
+    per_param = ratio[:, strings].mean(axis=0)
+    print(dict(zip(HAD_PARAMS, ratio.mean(axis=0).round(3))))
+    assert np.all(per_param < 0.85), per_param
