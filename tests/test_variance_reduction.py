@@ -11,6 +11,8 @@ variance, which is what the sibling baseline removes. The slow tests do the same
 at 91.2 GeV against finite differences of independent samples.
 """
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -24,13 +26,16 @@ from diffgen.expect import (
     event_weights,
     expect,
     sample_replicated,
+    sample_replicated_traced,
     sibling_baseline,
+    weighted_mean,
 )
 from diffgen.fit.binning import binned
 from diffgen.params import settings, with_settings
 from diffgen.stage import Generator, Stage, chain, normals, uniforms
 
 THETA = 0.3
+HIST_EDGES = np.array([-8.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0, 8.0])
 SMEAR = 0.3  # the downstream choices' share of the histogrammed observable (test_binned_...)
 
 
@@ -79,15 +84,34 @@ def exact_slope(theta=THETA):
     return _gauss_hermite(lambda x: 2 * _sig(theta + x) * (1 - _sig(theta + x)))
 
 
-def _grad(baseline, replicas, seed, n=2048, split="toss"):
-    params = TOY.default_params()
+def _toy_theta(theta):
+    return {"parent": {}, "toss": {"theta": theta}}
 
-    def f(p):
-        return expect(toy_observable, TOY, p, jax.random.key(seed), n, baseline=baseline, replicas=replicas,
-                      split=split)
 
-    val, tan = jax.jvp(f, (params,), ({"parent": {}, "toss": {"theta": jnp.asarray(1.0)}},))
-    return float(val), float(tan)
+@functools.cache
+def _toy_runner(baseline, replicas, n, what="mean"):
+    """A jitted ``seeds[S] -> (values, d/dθ)`` over S independent samples of ``n`` toy events (one compile)."""
+    edges = jnp.asarray(HIST_EDGES)
+
+    def one(seed):
+        def f(theta):
+            rep = sample_replicated_traced(TOY, _toy_theta(theta), jax.random.key(seed), n, replicas, "toss")
+            ev = rep.events
+            w = event_weights(ev, normalise=True)
+            down = ev.log_weight - rep.upstream_log_weight
+            if what == "mean":
+                return weighted_mean(toy_observable(ev), w, log_weight_down=down, replicas=replicas, baseline=baseline)
+            values = 2.0 * ev.p4[:, 0, 1] + SMEAR * jnp.sum(ev.mask, axis=1)
+            return binned(values, w, edges, log_weight_down=down, replicas=replicas, baseline=baseline).contents
+
+        return jax.jvp(f, (jnp.asarray(THETA),), (jnp.asarray(1.0),))
+
+    return jax.jit(jax.vmap(one))
+
+
+def _toy(baseline, replicas, seeds, n=2048, what="mean"):
+    val, tan = _toy_runner(baseline, replicas, n, what)(jnp.asarray(seeds, jnp.uint32))
+    return np.asarray(val, float), np.asarray(tan, float)
 
 
 def test_replicas_one_reproduces_sample():
@@ -117,30 +141,55 @@ def test_sibling_baseline_is_leave_one_out():
     np.testing.assert_allclose(out, [[3.0, 4.0], [1.0, 2.0], [0.0, 0.0], [5.0, 6.0]])
 
 
+def test_expect_with_sibling_baselines():
+    """The public path: expect(..., replicas, baseline) equals the array arithmetic on the same sample,
+    in value and in forward- and reverse-mode derivative."""
+    params = TOY.default_params()
+    key = jax.random.key(7)
+    ref_val, ref_tan = _toy("siblings_cv", 4, [7], n=512)
+
+    def f(p):
+        return expect(toy_observable, TOY, p, key, 512, baseline="siblings_cv", replicas=4, split="toss")
+
+    val, tan = jax.jvp(f, (params,), (_toy_theta(jnp.asarray(1.0)),))
+    grad = jax.grad(f)(params)["toss"]["theta"]
+    np.testing.assert_allclose([float(val), float(tan), float(grad)], [ref_val[0], ref_tan[0], ref_tan[0]], rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_expect_error_counts_correlated_replicas():
+    """The error of a replicated sample's mean sums the residuals per parent: it matches the scatter of
+    the mean over 32 independent samples (±25 %), and exceeds the naive per-event error (x is common to
+    the four replicas: the naive error would be too small by about √(1 + 3ρ), ρ ≈ 0.9)."""
+    params = TOY.default_params()
+    key = jax.random.key(7)
+    _, err = expect(toy_observable, TOY, params, key, 512, True, baseline="siblings_cv", replicas=4, split="toss")
+    _, naive = expect(toy_observable, TOY, params, key, 512, True)
+    vals = _toy("mean", 4, range(200, 232), n=512)[0]
+    assert 0.7 < float(err) / vals.std(ddof=1) < 1.4
+    assert float(err) > 1.5 * float(naive)
+
+
 @pytest.mark.parametrize("baseline", BASELINES)
 def test_value_unchanged_and_gradient_unbiased(baseline):
-    """Every estimator's gradient agrees with the exact slope within 3σ over independent seeds, and
+    """Every estimator's gradient agrees with the exact slope within 3σ over 32 independent seeds, and
     the value equals the plain self-normalised mean on the same events."""
     k = 1 if baseline == "mean" else 4
-    vals, grads = zip(*[_grad(baseline, k, seed) for seed in range(24)])
-    vals_plain = [_grad("mean", k, seed)[0] for seed in range(3)]
-    np.testing.assert_allclose(vals[:3], vals_plain, rtol=1e-6)
-    g = np.asarray(grads)
-    err = g.std(ddof=1) / np.sqrt(g.size)
-    assert abs(g.mean() - exact_slope()) < 3 * err, (g.mean(), err, exact_slope())
+    vals, grads = _toy(baseline, k, range(32))
+    np.testing.assert_allclose(vals, _toy("mean", k, range(32))[0], rtol=1e-6)
+    err = grads.std(ddof=1) / np.sqrt(grads.size)
+    assert abs(grads.mean() - exact_slope()) < 3 * err, (grads.mean(), err, exact_slope())
     assert exact_slope() > 10 * err  # the slope is resolved
-    v = np.asarray(vals)
-    assert abs(v.mean() - exact_mean()) < 3 * v.std(ddof=1) / np.sqrt(v.size) + 1e-9
+    assert abs(vals.mean() - exact_mean()) < 3 * vals.std(ddof=1) / np.sqrt(vals.size)
 
 
 def test_sibling_baselines_reduce_variance_on_the_same_events():
     """Same replicated events, three baselines: Var(siblings) and Var(siblings_cv) < Var(mean).
 
     Here Var(O | parent) is small (two bits) and Var(E[O | parent]) = 4 Var(x) large, so the sibling
-    baseline removes most of the score term's variance; with 40 seeds the ratio of variances is known
-    to about ±30 %, and 0.5 is well above the expected ≈ 0.1."""
-    out = {b: np.asarray([_grad(b, 4, 100 + s)[1] for s in range(40)]) for b in BASELINES}
-    var = {b: g.var(ddof=1) for b, g in out.items()}
+    baseline removes most of the score term's variance (measured ratio ≈ 0.1); with 64 paired seeds
+    a variance ratio is known to about ±20 %, so the bound 0.5 is far from the measurement."""
+    var = {b: _toy(b, 4, range(100, 164))[1].var(ddof=1) for b in BASELINES}
     assert var["siblings"] / var["mean"] < 0.5, var
     assert var["siblings_cv"] / var["mean"] < 0.5, var
 
@@ -170,22 +219,8 @@ def test_binned_siblings_keeps_contents_and_is_unbiased():
     cross-fitted sibling estimator's variance summed over the bins lower than the plain one's on the
     same events (measured 0.62 with seeds 0–23; a variance ratio from 24 paired seeds is known to about
     ±20 %, so the bound 0.85 is > 1.5σ away and still asserts a reduction)."""
-    edges = np.array([-8.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0, 8.0])
-    params = TOY.default_params()
-
-    def contents(p, seed, baseline):
-        rep = sample_replicated(TOY, p, jax.random.key(seed), 2048, 4, split="toss")
-        ev = rep.events
-        w = event_weights(ev, normalise=True)
-        down = ev.log_weight - rep.upstream_log_weight
-        return binned(2.0 * ev.p4[:, 0, 1] + SMEAR * jnp.sum(ev.mask, axis=1), w, jnp.asarray(edges), log_weight_down=down, replicas=4,
-                      baseline=baseline).contents
-
-    tangent = {"parent": {}, "toss": {"theta": jnp.asarray(1.0)}}
-    res = {}
-    for b in BASELINES:
-        rows = [jax.jvp(lambda p, s=s, b=b: contents(p, s, b), (params,), (tangent,)) for s in range(24)]
-        res[b] = (np.asarray([r[0] for r in rows]), np.asarray([r[1] for r in rows]))
+    edges = HIST_EDGES
+    res = {b: _toy(b, 4, range(24), what="hist") for b in BASELINES}
     np.testing.assert_allclose(res["siblings"][0], res["mean"][0], rtol=1e-6)
     exact = _exact_bin_slopes(edges)
     for b in BASELINES:
@@ -317,3 +352,62 @@ def test_hadron_sibling_cv_variance_lower(ad_gradients):
     per_param = ratio[:, strings].mean(axis=0)
     print(dict(zip(HAD_PARAMS, ratio.mean(axis=0).round(3))))
     assert np.all(per_param < 0.85), per_param
+
+
+def test_default_estimator_resolution():
+    from diffgen.expect import AUTO_BASELINE, AUTO_REPLICAS, resolve_variance_options
+
+    assert resolve_variance_options(TOY, None, None) == (1, "mean")  # no "hadronization" stage
+    assert resolve_variance_options(TOY, None, None, split="toss") == (AUTO_REPLICAS, AUTO_BASELINE)
+    assert resolve_variance_options(TOY, None, None, split="toss", n=AUTO_REPLICAS * 10 + 1) == (1, "mean")
+    assert resolve_variance_options(TOY, 2, None, split="toss") == (2, AUTO_BASELINE)
+    assert resolve_variance_options(TOY, None, "mean", split="toss") == (1, "mean")
+    assert resolve_variance_options(TOY, 3, "siblings", split="toss", n=30) == (3, "siblings")
+    with pytest.raises(ValueError, match="multiple of replicas"):
+        resolve_variance_options(TOY, 3, "siblings", split="toss", n=31)
+
+
+def test_variance_report_basics():
+    """One report on ee → μμ (pathwise gradients only): small noise, the 1/√n planning arithmetic, bad targets."""
+    from diffgen.fit import targets, variance_report
+    from diffgen.presets import ee_mumu
+
+    gen = ee_mumu(94.0)
+    obs = [("cos_theta", targets.cos_theta, np.linspace(-1, 1, 11))]
+    name = "StandardModel:sin2thetaWbar"
+    rep = variance_report(gen, gen.default_params(), obs, [name], key=jax.random.key(0), n_events=2000)
+    assert rep.replicas == 1 and rep.baseline == "mean"  # no hadronization stage: the plain estimator
+    assert 0 < rep.noise[name] < 0.5 and rep.jacobian.shape == (10, 1)
+    assert abs(rep.events_for_noise(rep.noise[name] / 2)[name] - 8000) <= 1
+    assert rep.events_for_error(rep.param_error[name] / 3)[name] == pytest.approx(18000, abs=1)
+    assert name in rep.table()
+    with pytest.raises(ValueError, match="target Jacobian noise ratio must be a finite number > 0"):
+        rep.events_for_noise(0.0)
+    with pytest.raises(ValueError, match="batches"):
+        variance_report(gen, gen.default_params(), obs, [name], key=jax.random.key(0), n_events=2000, batches=1)
+
+
+@pytest.mark.slow
+def test_variance_report_noise_matches_independent_samples():
+    """ee → μμ at 94 GeV, d(cos θ histogram)/d sin²θ̄_W: the report's per-bin Jacobian error (from 10
+    batches of one sample) agrees with the scatter of the Jacobian over 6 independent samples (summed
+    over the 10 bins: ≈ 50 degrees of freedom, the ratio known to ±20 %), and the noise ratio falls as
+    1/√n (4× the events: half the ratio, within 25 %)."""
+    from diffgen.fit import targets, variance_report
+    from diffgen.presets import ee_mumu
+
+    gen = ee_mumu(94.0)
+    params = gen.default_params()
+    obs = [("cos_theta", targets.cos_theta, np.linspace(-1, 1, 11))]
+    name = "StandardModel:sin2thetaWbar"
+    reps = [variance_report(gen, params, obs, [name], key=jax.random.key(s), n_events=2000) for s in range(6)]
+    jac = np.stack([r.jacobian[:, 0] for r in reps])
+    reported = np.mean([r.jacobian_error[:, 0] ** 2 for r in reps], axis=0)
+    ratio = np.sum(jac.var(0, ddof=1)) / np.sum(reported)
+    assert 0.5 < ratio < 2.0, ratio
+    assert reps[0].replicas == 1 and reps[0].baseline == "mean"  # no hadronization stage: plain
+    big = variance_report(gen, params, obs, [name], key=jax.random.key(9), n_events=8000)
+    small = np.mean([r.noise[name] for r in reps])
+    assert 0.375 < big.noise[name] / small < 0.625, (big.noise[name], small)
+    need = reps[0].events_for_noise(reps[0].noise[name] / 2)[name]
+    assert abs(need - 8000) <= 1

@@ -89,7 +89,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from diffgen.checks import check_int
-from diffgen.expect import DEFAULT_SPLIT
+from diffgen.expect import DEFAULT_SPLIT, resolve_variance_options
 from diffgen.fit.problem import Problem, make_problem, predict, start_values
 from diffgen.fit.result import FitResult
 from diffgen.fit.targets import BinnedTarget
@@ -251,7 +251,7 @@ def fit_linearized(gen, params, datasets, observables, free: Sequence[str], *, b
                    key, iterations: int = 5, tol: float = 0.1, common_random_numbers: bool = True,
                    pool: int = 1, pool_radius: float = 1.0, smoothing: float | None = 0.25,
                    straight_through: bool = True, progress: bool = True, jacobian_noise: str = "ignore",
-                   replicas: int = 1, baseline: str = "mean", split: str = DEFAULT_SPLIT):
+                   replicas: int | None = None, baseline: str | None = None, split: str = DEFAULT_SPLIT):
     """Fit ``free`` to one dataset or to many datasets at once on the forward-mode linearisation.
 
     Args:
@@ -280,7 +280,9 @@ def fit_linearized(gen, params, datasets, observables, free: Sequence[str], *, b
         replicas, baseline, split: variance reduction of the score-function Jacobian: every event of the
             stages before ``split`` is continued ``replicas`` times and the downstream score terms get
             the sibling baseline ``baseline`` (:mod:`diffgen.expect`, *Sibling baselines*; measured in
-            ``docs/gradients.md``). ``n_events`` must be a multiple of ``replicas``.
+            ``docs/gradients.md``). ``n_events`` must be a multiple of ``replicas``. ``None`` (default):
+            :func:`diffgen.expect.resolve_variance_options` — the best measured estimator
+            (``AUTO_REPLICAS``, ``AUTO_BASELINE``) for chains with a ``split`` stage, the plain one otherwise.
 
     Returns:
         a :class:`~diffgen.fit.FitResult` for one dataset, a list of them for several.
@@ -289,6 +291,7 @@ def fit_linearized(gen, params, datasets, observables, free: Sequence[str], *, b
     check_key(key)
     n_events, iterations, pool = _check_options(n_events, iterations, tol, pool, pool_radius, common_random_numbers)
     sets, single = _as_datasets(datasets)
+    replicas, baseline = resolve_variance_options(gen, replicas, baseline, split, n_events)
     problem = make_problem(gen, params, sets[0], observables, free, bounds, smoothing, straight_through,
                            replicas=replicas, baseline=baseline, split=split)
     if n_events % problem.replicas:

@@ -40,7 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from diffgen.checks import check_int
-from diffgen.expect import DEFAULT_SPLIT
+from diffgen.expect import DEFAULT_SPLIT, resolve_variance_options
 from diffgen.fit.problem import make_problem, predict, start_values
 from diffgen.fit.targets import BinnedTarget, as_observables, from_arrays
 from diffgen.fit.util import inverse_or_nan
@@ -132,7 +132,7 @@ def _dummy_targets(observables) -> list[BinnedTarget]:
 
 
 def variance_report(gen, params, observables, free: Sequence[str], *, key, n_events: int = 20000, targets=None,
-                    replicas: int = 1, baseline: str = "mean", split: str = DEFAULT_SPLIT,
+                    replicas: int | None = None, baseline: str | None = None, split: str = DEFAULT_SPLIT,
                     batches: int = DEFAULT_BATCHES, smoothing: float | None = 0.25,
                     straight_through: bool = True) -> VarianceReport:
     """Measure the Jacobian noise of the binned ``observables`` in the ``free`` settings at ``params``.
@@ -147,7 +147,8 @@ def variance_report(gen, params, observables, free: Sequence[str], *, key, n_eve
         key, n_events: the sample.
         targets: optional :class:`~diffgen.fit.targets.BinnedTarget` list (data): bins are then weighted
             by 1/(σ_data² + σ_sim²) and normalised like the targets; without them by 1/σ_sim².
-        replicas, baseline, split: the estimator (:func:`diffgen.expect.sample_replicated`).
+        replicas, baseline, split: the estimator (:func:`diffgen.expect.sample_replicated`); ``None``: the
+            default of :func:`diffgen.expect.resolve_variance_options`, as in ``fit_linearized``.
         batches: batches of the sample for the noise estimate (≥ 2; more batches, less noise on the noise).
         smoothing, straight_through: soft binning as in the fits.
 
@@ -161,6 +162,7 @@ def variance_report(gen, params, observables, free: Sequence[str], *, key, n_eve
     if not free:
         raise ValueError("variance_report needs at least one free setting")
     tgts = _dummy_targets(observables) if targets is None else list(targets)
+    replicas, baseline = resolve_variance_options(gen, replicas, baseline, split, n_events)
     problem = make_problem(gen, params, tgts, observables, free, None, smoothing, straight_through,
                            replicas=replicas, baseline=baseline, split=split)
     if n_events % problem.replicas:
