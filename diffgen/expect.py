@@ -83,7 +83,7 @@ DEFAULT_SPLIT = "hadronization"
 #: The estimator that the fits (:func:`diffgen.fit.linear.fit_linearized`, :func:`diffgen.fit.variance_report`)
 #: use by default where the generator's chain has the ``split`` stage: the lowest Jacobian noise measured
 #: for the LEP observables at 2·10⁴ events (docs/gradients.md, §4).
-AUTO_REPLICAS, AUTO_BASELINE = 4, "siblings_cv"
+AUTO_REPLICAS, AUTO_BASELINE = 2, "siblings_cv"
 
 
 def event_weights(events: Events, normalise: bool = False):
