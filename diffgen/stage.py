@@ -71,6 +71,9 @@ class Stage(NamedTuple):
     init: Callable[[jax.Array], Params]
     apply: Callable[[Params, jax.Array, Events], Events]
     diagnose: Callable | None = None
+    #: for a :func:`chain`, its ``(name, stage)`` pairs in order (empty otherwise): lets
+    #: :func:`diffgen.expect.sample_replicated` run a chain in two parts (variance reduction, issue 17)
+    parts: tuple = ()
 
 
 def stable_id(name: str) -> int:
@@ -136,7 +139,7 @@ def chain(*named_stages: tuple[str, Stage]) -> Stage:
         return (events, info) if with_info else events
 
     return Stage(init=init, apply=lambda p, k, ev: run(p, k, ev, False),
-                 diagnose=lambda p, k, ev: run(p, k, ev, True))
+                 diagnose=lambda p, k, ev: run(p, k, ev, True), parts=tuple(named_stages))
 
 
 def check_n(n, what: str = "number of events n") -> int:

@@ -13,6 +13,8 @@ Modules, each importing only from those above it (and from outside ``diffgen.fit
 * :mod:`~diffgen.fit.fitter` — :func:`fit` (values, Hessian errors, χ² before/after);
 * :mod:`~diffgen.fit.linear` — :func:`~diffgen.fit.linear.fit_linearized` (Gauss–Newton on the linearisation);
 * :mod:`~diffgen.fit.variations` — :func:`linearized_histograms` (sim(θ0 + ε) ≈ nominal + J ε);
+* :mod:`~diffgen.fit.variance` — :func:`variance_report`: the Jacobian's noise ‖δJ‖/‖J‖ per parameter and the
+  events a tune needs;
 * :mod:`~diffgen.fit.lep` — LEP-style observables and pseudo-data for e+e- → hadrons tunes;
 * :mod:`~diffgen.fit.tune_config` → :mod:`~diffgen.fit.tune_report` → :mod:`~diffgen.fit.tune_run` — the
   ``diffgen tune tune.toml`` backend (parse and validate; write the report; fit), re-exported by
@@ -36,11 +38,13 @@ from diffgen.fit.targets import (
 )
 from diffgen.fit.transforms import BoundedTransform, bounded_transform
 from diffgen.fit.tune_file import TuneConfig, load, run
+from diffgen.fit.variance import VarianceReport, variance_report
 from diffgen.fit.variations import LinearizedHistograms, linearized_histograms
 
 __all__ = [
     "fit", "FitResult", "BinnedTarget", "Observable", "from_arrays", "from_events", "from_hist", "from_yoda_text",
     "to_yoda_text", "observable_registry", "BinnedPrediction", "binned", "chi2", "energy_distance", "mmd",
     "sample_distance", "BoundedTransform", "bounded_transform", "linearized_histograms", "LinearizedHistograms",
-    "TuneConfig", "load", "run", "binning", "losses", "targets", "transforms", "tune_file", "variations",
+    "TuneConfig", "load", "run", "variance_report", "VarianceReport", "binning", "losses", "targets", "transforms",
+    "tune_file", "variations",
 ]

@@ -11,6 +11,13 @@ bin b: 0/1 for per-event observables), :func:`binned` gives the contents in one 
 and their delta-method (ratio-estimator) variances, computed without gradient. Soft binning and
 the straight-through estimator are described in :mod:`diffgen.fit.losses`.
 
+For events from :func:`diffgen.expect.sample_replicated` (``replicas`` consecutive events per parent)
+the variances sum the residuals per parent first (the replicas are correlated), and ``baseline =
+"siblings"`` or ``"siblings_cv"`` gives the downstream score terms of each bin the sibling baseline
+of :mod:`diffgen.expect` (value unchanged, gradient unbiased with lower variance): the score part of
+bin b's gradient becomes Σ w [∂ℓᵘ d_b + ∂ℓᵈ (d_b − β_b B[d_b])] / D with d_ib the per-event deviation
+of the normalisation (n_ib − c_b, n_ib − c_b T_i, or n_ib for ``sigma``) and D = Σ w (or N).
+
 Example:
     >>> import jax.numpy as jnp
     >>> from diffgen.fit.binning import binned
@@ -25,6 +32,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 from jax.scipy.special import ndtr
+
+from diffgen.expect import check_variance_options, grouped_sum_squares, score_baseline_correction
 
 __all__ = ["NORMALISATIONS", "BinnedPrediction", "binned", "check_normalisation"]
 
@@ -54,7 +63,8 @@ def _edge_widths(edges, smoothing):
 
 
 def binned(values, weights, edges, *, mask=None, normalisation: str = "events", smoothing: float | None = None,
-           straight_through: bool = True) -> BinnedPrediction:
+           straight_through: bool = True, log_weight_down=None, replicas: int = 1,
+           baseline: str = "mean") -> BinnedPrediction:
     """Normalised, optionally soft-binned histogram with MC variances (see module docstring).
 
     Args:
@@ -66,8 +76,14 @@ def binned(values, weights, edges, *, mask=None, normalisation: str = "events", 
         normalisation: ``"events"``, ``"unit"`` or ``"sigma"``.
         smoothing: kernel width as a fraction of the bin width, or None for hard bins.
         straight_through: value from hard bins, value-gradient from the kernel (default).
+        log_weight_down, replicas, baseline: for :func:`diffgen.expect.sample_replicated` samples, the
+            downstream log-weights ℓᵈ f[N] (with gradient), the group size and the score baseline (one
+            of :data:`diffgen.expect.BASELINES`; module docstring).
     """
     check_normalisation(normalisation)
+    replicas = check_variance_options(baseline, replicas, jnp.shape(weights)[0])
+    if baseline != "mean" and log_weight_down is None:
+        raise ValueError(f"baseline={baseline!r} needs log_weight_down (the downstream stages' log-weights)")
     values = jnp.asarray(values)
     if values.ndim == 1:
         values = values[:, None]
@@ -95,15 +111,18 @@ def binned(values, weights, edges, *, mask=None, normalisation: str = "events", 
         total = jnp.sum(w)
         contents = num / total
         dev = hg - jax.lax.stop_gradient(contents)
-        var = jnp.sum((wg[:, None] * dev) ** 2, 0) / jax.lax.stop_gradient(total) ** 2
+        resid, denom = wg[:, None] * dev, jax.lax.stop_gradient(total)
     elif normalisation == "unit":
         total = w @ jnp.sum(n, -1)
         contents = num / total
         dev = hg - jax.lax.stop_gradient(contents) * jnp.sum(hg, -1, keepdims=True)
-        var = jnp.sum((wg[:, None] * dev) ** 2, 0) / jax.lax.stop_gradient(total) ** 2
+        resid, denom = wg[:, None] * dev, jax.lax.stop_gradient(total)
     else:
         count = float(w.shape[0])
         contents = num / count
-        dev = wg[:, None] * hg - jax.lax.stop_gradient(contents)
-        var = jnp.sum(dev * dev, 0) / count / count
+        dev = hg
+        resid, denom = wg[:, None] * hg - jax.lax.stop_gradient(contents), count
+    var = grouped_sum_squares(resid, replicas) / denom ** 2
+    if baseline != "mean":
+        contents = contents + score_baseline_correction(dev, w, log_weight_down, replicas, baseline) / denom
     return BinnedPrediction(contents, var)

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from diffgen.expect import event_weights
+from diffgen.expect import DEFAULT_SPLIT, check_variance_options, event_weights, sample_replicated_traced
 from diffgen.fit.binning import BinnedPrediction, binned
 from diffgen.fit.targets import BinnedTarget, as_observables, check_binning, evaluate
 from diffgen.fit.transforms import BoundedTransform, bounded_transform
@@ -39,6 +39,11 @@ class Problem(NamedTuple):
     smoothing: float | None
     straight_through: bool
     flag_monitor: Any = None  #: a :class:`diffgen.flagged.FlagMonitor` that sees every sample's status, or None
+    #: variance reduction of the score terms (:mod:`diffgen.expect`, *Sibling baselines*): hadronizations per
+    #: upstream event, the score baseline, and the stage where the chain is split
+    replicas: int = 1
+    baseline: str = "mean"
+    split: str = DEFAULT_SPLIT
 
 
 def _freeze(conditions: Mapping) -> tuple:
@@ -46,8 +51,13 @@ def _freeze(conditions: Mapping) -> tuple:
 
 
 def make_problem(gen, params, targets, observables, free, bounds=None, smoothing: float | None = 0.25,
-                 straight_through: bool = True) -> Problem:
-    """Validate everything a fit needs, before any event is generated (``ValueError`` naming the problem)."""
+                 straight_through: bool = True, *, replicas: int = 1, baseline: str = "mean",
+                 split: str = DEFAULT_SPLIT) -> Problem:
+    """Validate everything a fit needs, before any event is generated (``ValueError`` naming the problem).
+
+    ``replicas``, ``baseline``, ``split``: the variance reduction of the score terms (see
+    :func:`diffgen.expect.sample_replicated`; ``replicas > 1`` needs a chain with a stage ``split``).
+    """
     if not hasattr(gen, "sample_traced"):
         raise ValueError(f"gen must be a diffgen Generator, got {type(gen).__name__}")
     if isinstance(targets, BinnedTarget):
@@ -89,8 +99,14 @@ def make_problem(gen, params, targets, observables, free, bounds=None, smoothing
             raise ValueError(f"target {t.name!r} conditions: {err}") from None
         groups.setdefault(_freeze(t.conditions), []).append(i)
     grouped = tuple((dict(k), tuple(v)) for k, v in groups.items())
+    replicas = check_variance_options(baseline, replicas)
+    if replicas > 1:
+        from diffgen.expect import _split_chain
+
+        _split_chain(gen, split)
     return Problem(gen, params, targets, obs, transform, grouped,
-                   None if smoothing is None else float(smoothing), bool(straight_through))
+                   None if smoothing is None else float(smoothing), bool(straight_through),
+                   replicas=replicas, baseline=baseline, split=split)
 
 
 def predict(problem: Problem, theta, key, n: int, batches: int = 0):
@@ -104,10 +120,17 @@ def predict(problem: Problem, theta, key, n: int, batches: int = 0):
     changes = {name: theta[j] for j, name in enumerate(problem.transform.names)}
     preds: list[BinnedPrediction | None] = [None] * len(problem.targets)
     per_batch: list[BinnedPrediction | None] = [None] * len(problem.targets)
-    size = n // batches if batches > 1 else 0
+    k = problem.replicas
+    if n % k:
+        raise ValueError(f"the number of events ({n}) must be a multiple of replicas ({k})")
+    size = (n // batches) // k * k if batches > 1 else 0  # whole parents per batch
     for g, (conditions, indices) in enumerate(problem.groups):
         p = with_settings(problem.params, {**changes, **conditions})
-        ev = problem.gen.sample_traced(p, jax.random.fold_in(key, g), n)
+        if k > 1:
+            rep = sample_replicated_traced(problem.gen, p, jax.random.fold_in(key, g), n, k, problem.split)
+            ev, lw_down = rep.events, rep.events.log_weight - rep.upstream_log_weight
+        else:
+            ev, lw_down = problem.gen.sample_traced(p, jax.random.fold_in(key, g), n), None
         if problem.flag_monitor is not None:
             problem.flag_monitor.watch(ev)
         w_shape = event_weights(ev, normalise=True)
@@ -123,16 +146,16 @@ def predict(problem: Problem, theta, key, n: int, batches: int = 0):
                 w_sigma = event_weights(ev) if w_sigma is None else w_sigma
             w = w_sigma if t.normalisation == "sigma" else w_shape
 
-            def one(v, ww, m, _o=o, _t=t):
+            def one(v, ww, m, ld, _o=o, _t=t):
                 return binned(v, ww, _o.bins, mask=m, normalisation=_t.normalisation,
-                              smoothing=problem.smoothing, straight_through=problem.straight_through)
+                              smoothing=problem.smoothing, straight_through=problem.straight_through,
+                              log_weight_down=ld, replicas=k, baseline=problem.baseline)
 
-            preds[i] = one(values, w, mask)
+            preds[i] = one(values, w, mask, lw_down)
             if size:
                 def split(x):
                     return None if x is None else x[:batches * size].reshape((batches, size) + x.shape[1:])
-                per_batch[i] = jax.vmap(one)(split(values), split(w), split(mask)) if mask is not None else \
-                    jax.vmap(lambda v, ww: one(v, ww, None))(split(values), split(w))
+                per_batch[i] = jax.vmap(one)(split(values), split(w), split(mask), split(lw_down))
     return (preds, per_batch) if size else preds
 
 
