@@ -42,11 +42,18 @@ def pythia_partons(alpha: float, n_events: int, seed: int = 1, extra=()) -> np.n
     return out
 
 
-def slope(lo: np.ndarray, hi: np.ndarray, d_alpha: float, paired: bool):
-    """(mean(hi) − mean(lo))/dα and its error (paired: from the per-event differences)."""
+def weighted_mean(x: np.ndarray, w: np.ndarray):
+    """Σ w x/Σ w and its error √(Σ w² (x − x̄)²)/Σ w."""
+    m = np.sum(w * x) / np.sum(w)
+    return m, math.sqrt(np.sum(w * w * (x - m) ** 2)) / np.sum(w)
+
+
+def slope(lo: np.ndarray, hi: np.ndarray, d_alpha: float, paired: bool, w: np.ndarray | None = None):
+    """(mean(hi) − mean(lo))/dα and its error (paired: from the per-event differences, with the
+    common event weights ``w``)."""
     if paired:
-        diff = hi - lo
-        return diff.mean() / d_alpha, diff.std(ddof=1) / math.sqrt(len(diff)) / d_alpha
+        m, e = weighted_mean(hi - lo, np.ones_like(hi) if w is None else w)
+        return m / d_alpha, e / d_alpha
     err = math.sqrt(lo.var(ddof=1) / len(lo) + hi.var(ddof=1) / len(hi))
     return (hi.mean() - lo.mean()) / d_alpha, err / d_alpha
 
@@ -86,32 +93,35 @@ def run_diffgen(n: int, hadrons: bool, chunk: int = 2000, grad: bool = True):
 
     @jax.jit
     def grad_mean(alpha, key):
-        def mean(a):
+        def mean(a):  # the weighted mean Σ w n/Σ w (the hard process's events carry σ weights)
             n_, lw = sample(a, key)
-            w = jnp.exp(lw)
-            centred = n_ - jax.lax.stop_gradient(jnp.mean(n_))  # baseline control variate
-            return jnp.mean(w * centred) + jax.lax.stop_gradient(jnp.mean(n_))
+            w = jnp.exp(lw - jax.lax.stop_gradient(jnp.max(lw)))
+            return jnp.sum(w * n_) / jnp.sum(w)
         return jax.grad(mean)(alpha)
 
     t0 = time.time()
     res = {a: [] for a in (ALPHAS[0], ALPHA0, ALPHAS[1])}
-    grads = []
+    grads, weights = [], []
     for c in range(n // chunk):
         key = jax.random.fold_in(jax.random.key(2026), c)
         for a in res:
-            res[a].append(np.asarray(sample(jnp.float32(a), key)[0]))
+            n_, lw = sample(jnp.float32(a), key)
+            res[a].append(np.asarray(n_, np.float64))
+        weights.append(np.asarray(lw, np.float64))  # log weights: independent of the shower's α_s
         if grad:
             grads.append(float(grad_mean(jnp.float32(ALPHA0), key)))
     res = {a: np.concatenate(v) for a, v in res.items()}
-    s, e = slope(res[ALPHAS[0]], res[ALPHAS[1]], ALPHAS[1] - ALPHAS[0], paired=True)
+    w = np.concatenate(weights)
+    w = np.exp(w - w.max())
+    s, e = slope(res[ALPHAS[0]], res[ALPHAS[1]], ALPHAS[1] - ALPHAS[0], paired=True, w=w)
     g = np.array(grads)
     what = "n_ch" if hadrons else "n_partons"
-    m0 = res[ALPHA0]
+    m0, e0 = weighted_mean(res[ALPHA0], w)
     auto = (f"{g.mean():.2f} +- {g.std(ddof=1) / math.sqrt(len(g)):.2f} (spread of {len(g)} chunk means)"
             if len(g) > 1 else "not computed")
-    print(f"diffgen: <{what}>(0.1365) = {m0.mean():.4f} +- {m0.std(ddof=1) / math.sqrt(len(m0)):.4f}; "
+    print(f"diffgen: <{what}>(0.1365) = {m0:.4f} +- {e0:.4f} (weighted); "
           f"finite-difference d<{what}>/d alpha_s = {s:.2f} +- {e:.2f} (common keys); autodiff = {auto}  "
-          f"(N = {len(m0)} per point, {time.time() - t0:.0f} s)", flush=True)
+          f"(N = {len(w)} per point, {time.time() - t0:.0f} s)", flush=True)
 
 
 def main():

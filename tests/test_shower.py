@@ -19,7 +19,7 @@ from scipy import stats
 
 from diffgen.events import Events, Status
 from diffgen.params import SETTINGS
-from diffgen.shower import DEFAULT_CAPACITY, alpha_s, final_state_shower, shower_mass, veto
+from diffgen.shower import DEFAULT_CAPACITY, alpha_s, final_state_shower, shower_mass
 from diffgen.shower.fsr import default_max_trials
 
 SQRT_S = 91.188

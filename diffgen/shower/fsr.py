@@ -59,9 +59,9 @@ ln p⊥², i.e. p⊥ within ±10 % of pTmin), and trials stop at t_floor = max(t
 ln(1.21 Λ²_max)). Since s(u) + s(−u) = 1, the emission rate removed above pTmin is put back below
 it (to first order in w), and s depends on pTmin through the accept probabilities only, so its
 score terms make ∂⟨O⟩/∂pTmin unbiased for this smooth cut-off. ``pt_min_width = 0`` gives
-Pythia's hard cut at max(pTmin, 1.1 Λ₃) with no pTmin gradient. The 1.1 Λ₃ limit (active only when
-pTmin < 1.1 Λ₃, e.g. pTmin = 0.5 GeV with α_s(m_Z) > 0.159) stays hard; its α_s dependence is not
-differentiated.
+Pythia's hard cut at max(pTmin, 1.1 Λ₃) with no pTmin gradient. The 1.1 Λ₃ limit stays a hard
+floor: it starts to cut into the smooth step when 1.1 Λ₃ > pTmin e^(−w/2) (at pTmin = 0.5 GeV:
+α_s(m_Z) > 0.143, and it replaces pTmin above 0.146), and its α_s dependence is not differentiated.
 
 Fixed shapes
 ------------

@@ -1,4 +1,4 @@
-"""First-emission matrix-element correction to e+e- → q q̄ g (Pythia's ``TimeShower:MEcorrections``).
+"""Matrix-element corrections to e+e- → q q̄ g (Pythia's ``TimeShower:MEcorrections``, ``MEafterFirst``).
 
 The O(α_s) matrix element (Ellis, Ross & Terrano) for massless quarks, with x_i = 2E_i/√s in
 the q q̄ g rest frame and x₁ + x₂ + x₃ = 2, is
@@ -19,9 +19,11 @@ After the first emission (Pythia's ``TimeShower:MEafterFirst = on``, the default
 quark keeps its ME type and its ME partner, the primary antiquark (and vice versa): a later gluon
 emission off it, whatever its dipole recoiler, is accepted with the same ratio (x₁² + x₂²)/2,
 now with x₁ = 2P·p_q/P², x₂ = 2P·p_q̄/P² in the rest frame of P = p_q + p_q̄ + p_g (Pythia's
-``findMEcorr`` with ``iMEpartner``). Massive quarks (c, b; Pythia's ``calcMEcorr`` kind 2 with ``MEcombi = 3``): with μ = m²/P²,
-β = √(1 − 4μ), a = 1 − x₁, b = 1 − x₂ (equal masses, so 2p_q·p_g = P² b and 2p_q̄·p_g = P² a),
-the tree-level V → Q Q̄ g matrix elements, each normalised to its own Born (derived here from
+``findMEcorr`` with ``iMEpartner``).
+
+Massive quarks (c, b; Pythia's ``calcMEcorr`` kind 2 with ``MEcombi = 3``): with μ = m²/P²,
+β = √(1 − 4μ), a = 1 − x₁, b = 1 − x₂ (equal masses, so 2p_q·p_g = P² b and 2p_q̄·p_g = P² a), the
+tree-level V → Q Q̄ g matrix elements, each normalised to its own Born (derived here from
 the Dirac traces, −g_μν + q_μq_ν/P² for the vector boson, and checked against them numerically in
 ``tests/test_shower_alignment.py``), are
 
