@@ -11,8 +11,8 @@ Settings as in Pythia: ``--settings run.cmnd`` reads a ``.cmnd`` file (:mod:`dif
 
 Everything is validated before any event is generated: process name, √s (against the process's
 threshold), number of events (``--events 1e5`` is fine), ``--set`` syntax, setting names and ranges,
-output paths (an existing ``--out`` or ``--plot`` needs ``--force``) and a ``--compare`` file. Ctrl-C stops with exit code
-130 and leaves no partial file; progress bars are drawn only on a terminal.
+output paths (an existing ``--out`` or ``--plot`` needs ``--force``) and a ``--compare`` file.
+Ctrl-C stops with exit code 130 and leaves no partial file; progress bars are drawn only on a terminal.
 
 ``--plot`` draws 1/σ dσ/dX (``--absolute``: dσ/dX in pb) with physics labels, log scales and
 integer-aligned count bins (:mod:`diffgen.plotting`); ``--compare FILE`` overlays a reference (an
