@@ -27,18 +27,22 @@ ALPHA0 = 0.1365
 ALPHAS = (0.1324, 0.1406)  # ∓ 3 %
 
 
-def pythia_partons(alpha: float, n_events: int, seed: int = 1, extra=()) -> np.ndarray:
-    """Per-event number of final quarks and gluons of Pythia at parton level."""
+def pythia_partons(alpha: float, n_events: int, seed: int = 1, extra=(), hadrons: bool = False) -> np.ndarray:
+    """Per-event number of final quarks and gluons of Pythia at parton level (``hadrons``: the number
+    of charged final particles with hadronization and decays on)."""
     import pythia_peer
 
-    lines = [*pythia_peer._hadrons_lines(91.188), "HadronLevel:all = off", f"TimeShower:alphaSvalue = {alpha}",
-             *extra]
+    level = [] if hadrons else ["HadronLevel:all = off"]
+    lines = [*pythia_peer._hadrons_lines(91.188), *level, f"TimeShower:alphaSvalue = {alpha}", *extra]
     py = pythia_peer._pythia(lines, seed)
     out = np.zeros(n_events)
     failed = [0]
     for i in range(n_events):
         pythia_peer._next(py, failed, max(100, n_events))
-        out[i] = sum(1 for p in py.event if p.isFinal() and (p.idAbs() <= 5 or p.id() == 21))
+        if hadrons:
+            out[i] = sum(1 for p in py.event if p.isFinal() and p.isCharged())
+        else:
+            out[i] = sum(1 for p in py.event if p.isFinal() and (p.idAbs() <= 5 or p.id() == 21))
     return out
 
 
@@ -58,13 +62,14 @@ def slope(lo: np.ndarray, hi: np.ndarray, d_alpha: float, paired: bool, w: np.nd
     return (hi.mean() - lo.mean()) / d_alpha, err / d_alpha
 
 
-def run_pythia(n: int, extra=()):
+def run_pythia(n: int, extra=(), hadrons: bool = False):
     t0 = time.time()
-    res = {a: pythia_partons(a, n, seed=12345, extra=extra) for a in (ALPHAS[0], ALPHA0, ALPHAS[1])}
+    res = {a: pythia_partons(a, n, seed=12345, extra=extra, hadrons=hadrons) for a in (ALPHAS[0], ALPHA0, ALPHAS[1])}
     s, e = slope(res[ALPHAS[0]], res[ALPHAS[1]], ALPHAS[1] - ALPHAS[0], paired=False)
     m0 = res[ALPHA0]
-    print(f"pythia {' '.join(extra) or 'defaults'}: <n_partons>(0.1365) = {m0.mean():.4f} +- "
-          f"{m0.std(ddof=1) / math.sqrt(n):.4f}; d<n_partons>/d alpha_s = {s:.2f} +- {e:.2f}  "
+    what = "n_ch" if hadrons else "n_partons"
+    print(f"pythia {' '.join(extra) or 'defaults'}: <{what}>(0.1365) = {m0.mean():.4f} +- "
+          f"{m0.std(ddof=1) / math.sqrt(n):.4f}; d<{what}>/d alpha_s = {s:.2f} +- {e:.2f}  "
           f"(N = {n} per point, {time.time() - t0:.0f} s)", flush=True)
 
 
@@ -130,12 +135,12 @@ def main():
     ap.add_argument("--pythia", action="store_true")
     ap.add_argument("--pythia-noqed", action="store_true", help="also Pythia with TimeShower:QEDshowerByQ = off")
     ap.add_argument("--diffgen", action="store_true")
-    ap.add_argument("--hadrons", action="store_true", help="diffgen: n_ch after hadronization and decays")
+    ap.add_argument("--hadrons", action="store_true", help="n_ch after hadronization and decays (both generators)")
     ap.add_argument("--no-grad", action="store_true", help="diffgen: skip the autodiff derivative")
     ap.add_argument("--chunk", type=int, default=2000)
     args = ap.parse_args()
     if args.pythia:
-        run_pythia(args.n)
+        run_pythia(args.n, hadrons=args.hadrons)
     if args.pythia_noqed:
         run_pythia(args.n, extra=("TimeShower:QEDshowerByQ = off",))
     if args.diffgen:
