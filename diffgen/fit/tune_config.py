@@ -119,8 +119,6 @@ _TARGET = {"name", "observable", "yoda", "histogram", "events", "normalisation",
 NOT_FITTABLE = {
     "Beams:eCM": "the collision energy is a condition of the data, not a parameter: give it per target "
                  "(conditions = { \"Beams:eCM\" = 94.0 }) or as generator.sqrt_s",
-    "TimeShower:pTmin": "the shower cut-off has no gradient in diffgen (the fit's errors would be NaN): fix it in "
-                        "[generator.settings] and compare fits at several values instead",
 }
 
 
