@@ -251,7 +251,9 @@ def _step(st: _KState, t, key_t, get, take, n_active, fp: FragParams, n_steps: i
     b = st.bundle
 
     # --- the straight view of the remainder (frozen once both vertices share a region)
-    same = (st.cur_a[0] == n - 1 - st.cur_b[1]) & (st.cur_b[0] == n - 1 - st.cur_a[1])
+    # both vertices in the same lowest region (no corner offset in Γ): the remainder is a straight string
+    same = ((st.cur_a[0] == n - 1 - st.cur_b[1]) & (st.cur_b[0] == n - 1 - st.cur_a[1])
+            & (st.cur_a[0] == st.cur_b[0]))
     straight = st.straight | same
     frame = jnp.where(st.straight, st.frame, _view(take, g0, n, st))
     r_plus = 2.0 * _dot(st.rem, frame[1])
