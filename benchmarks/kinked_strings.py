@@ -45,7 +45,7 @@ def main():
     for model in args.models:
         gen = build({"kinked": True, "straight": False, "default": None}[model])
         params = gen.default_params()
-        fn = jax.jit(lambda p, k: gen.sample(p, k, args.events))
+        fn = jax.jit(lambda p, k, g=gen: g.sample(p, k, args.events))
         t0 = time.time()
         ev = jax.block_until_ready(fn(params, jax.random.key(args.seed)))
         t_first = time.time() - t0

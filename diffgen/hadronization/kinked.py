@@ -60,10 +60,19 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from diffgen import kinematics as kin
 from diffgen.hadronization.flavour import CONSTITUENT_MASS, Bundle, sample_bundle
-from diffgen.hadronization.fragment import (DELTA, FIT_WIDTH, QUARK_MASS, R_FACTOR, STOP_MASS, STOP_NEW_FLAV,
-                                            STOP_SMEAR, FragParams, StartChoices, smoothstep)
+from diffgen.hadronization.fragment import (
+    DELTA,
+    FIT_WIDTH,
+    QUARK_MASS,
+    R_FACTOR,
+    STOP_MASS,
+    STOP_NEW_FLAV,
+    STOP_SMEAR,
+    FragParams,
+    StartChoices,
+    smoothstep,
+)
 from diffgen.hadronization.lund_z import S_MAX, sample_log_z
 from diffgen.hadronization.string import Chains, Regions, light_cone_frame
 from diffgen.numerics import safe_div, safe_log, safe_sqrt
@@ -71,7 +80,7 @@ from diffgen.schedule import run_pool
 
 __all__ = ["MAX_REGION_STEPS", "fragment_chains_event", "fragment_chains_batch"]
 
-MAX_REGION_STEPS = 4  #: region moves allowed while solving for one hadron (more: the straight fallback)
+MAX_REGION_STEPS = 3  #: region moves allowed while solving for one hadron (more: the straight fallback)
 _N_STEP_UNIFORMS = 6
 _TOL = 1.0e-5
 
@@ -105,24 +114,22 @@ class _KState(NamedTuple):
 class _Access(NamedTuple):
     """Region vectors of the current chain seen from one end (``plus``), ``r`` in the end's own order."""
 
-    take: object  # (field, i) -> vector
+    row: object  # i -> Regions.rows[i] of the event
     g0: jax.Array
     n: jax.Array
     plus: jax.Array
+    bottom: jax.Array  #: rows[g0]: its Σ_{j<g0} (pos, neg) are the chain's zero
+    top: jax.Array  #: rows[g0 + n − 1]: its Σ_{j≤·} (pos, neg) are the chain's totals
 
-    def vecs(self, r):
-        """(Dir_r, Inv_r)."""
+    def at(self, r):
+        """(Dir_r, Inv_r, Σ_{j<r} Dir_j, Σ_{j<r} Inv_j) with one gather."""
         idx = jnp.where(self.plus, self.g0 + r, self.g0 + self.n - 1 - r)
-        p, q = self.take("pos", idx), self.take("neg", idx)
-        return jnp.where(self.plus, p, q), jnp.where(self.plus, q, p)
-
-    def cums(self, r):
-        """(Σ_{j<r} Dir_j, Σ_{j<r} Inv_j)."""
-        lo = jnp.where(self.plus, self.g0, self.g0 + self.n - r)
-        hi = jnp.where(self.plus, self.g0 + r, self.g0 + self.n)
-        cp = self.take("cum_pos", hi) - self.take("cum_pos", lo)
-        cn = self.take("cum_neg", hi) - self.take("cum_neg", lo)
-        return jnp.where(self.plus, cp, cn), jnp.where(self.plus, cn, cp)
+        v = self.row(idx)
+        pos, neg = v[0:4], v[4:8]
+        cp_fwd, cn_fwd = v[8:12] - self.bottom[8:12], v[12:16] - self.bottom[12:16]
+        cp_bwd, cn_bwd = self.top[16:20] - v[16:20], self.top[20:24] - v[20:24]
+        return (jnp.where(self.plus, pos, neg), jnp.where(self.plus, neg, pos),
+                jnp.where(self.plus, cp_fwd, cn_bwd), jnp.where(self.plus, cn_fwd, cp_bwd))
 
 
 def _transverse(pt, e1, e2, p, n):
@@ -147,15 +154,13 @@ def _solve_vertex(acc: _Access, a0, y0, b0, x0, pt, e1, e2, m2, gamma_new):
     (e₁, e₂).
 
     Returns (ok, a, y, b, x, p4)."""
-    dir_a0, inv_b0 = acc.vecs(a0)[0], acc.vecs(b0)[1]
-    cd0, ci0 = acc.cums(a0)[0], acc.cums(b0)[1]
+    dir_a0, _, cd0, _ = acc.at(a0)
+    _, inv_b0, _, ci0 = acc.at(b0)
     def body(_, carry):
         a, b, done, ok, res = carry
-        p_dir, _ = acc.vecs(a)
-        _, n_inv = acc.vecs(b)
-        cd, _ = acc.cums(a)
-        _, ci = acc.cums(b)
-        o = acc.cums(b + 1)[0] - acc.cums(a + 1)[0]
+        p_dir, _, cd, _ = acc.at(a)
+        dir_b, n_inv, cd_b, ci = acc.at(b)
+        o = (cd_b + dir_b) - (cd + p_dir)  # Σ_{a<r≤b} Dir_r
         t4 = _transverse(pt, e1, e2, p_dir, n_inv)
         d = (cd - cd0 - y0 * dir_a0) + (ci - ci0 - x0 * inv_b0) + t4
         q = p_dir + o
@@ -200,16 +205,17 @@ def _solve_vertex(acc: _Access, a0, y0, b0, x0, pt, e1, e2, m2, gamma_new):
     return (ok, *res)
 
 
-def _view(take, g0, n, st: _KState):
+def _view(row, g0, n, st: _KState):
     """(n̂₊, n̂₋, e₁, e₂) of the straight view of the remainder between the two vertices."""
     ap, am = st.cur_a[0], st.cur_a[1]
     bp, bm = st.cur_b[0], st.cur_b[1]
     yp, ym = st.cur_y[0], st.cur_y[1]
     xp, xm = st.cur_x[0], st.cur_x[1]
-    rp = g0 + n - 1 - bm  # P index of the − end's inverse cursor
-    rn = g0 + n - 1 - am  # N index of the − end's direction cursor
-    r_pos = (take("cum_pos", rp) + (1.0 - xm) * take("pos", rp)) - (take("cum_pos", g0 + ap) + yp * take("pos", g0 + ap))
-    r_neg = (take("cum_neg", rn) + (1.0 - ym) * take("neg", rn)) - (take("cum_neg", g0 + bp) + xp * take("neg", g0 + bp))
+    v_rp = row(g0 + n - 1 - bm)  # P slot of the − end's inverse cursor
+    v_rn = row(g0 + n - 1 - am)  # N slot of the − end's direction cursor
+    v_ap, v_bp = row(g0 + ap), row(g0 + bp)
+    r_pos = (v_rp[8:12] + (1.0 - xm) * v_rp[0:4]) - (v_ap[8:12] + yp * v_ap[0:4])
+    r_neg = (v_rn[12:16] + (1.0 - ym) * v_rn[4:8]) - (v_bp[12:16] + xp * v_bp[4:8])
     _, w, n_plus, n_minus, e1, e2 = light_cone_frame(r_pos, r_neg)
     inv_w = safe_div(1.0, w)
     return jnp.stack([n_plus * inv_w, n_minus * inv_w, e1, e2])
@@ -239,7 +245,7 @@ def _lc(frame, p_plus, p_minus, pt, mass):
 
 def _step(st: _KState, t, key_t, get, take, n_active, fp: FragParams, n_steps: int):
     """One step of one event: a hadron from the current chain (or its last two). ``get(s)`` reads chain
-    ``s`` and its start choices, ``take(field, i)`` a region vector of the event."""
+    ``s`` and its start choices, ``take(i)`` row ``i`` of the event's :class:`Regions` ``rows``."""
     dtype = st.rem.dtype
     mq = jnp.asarray(CONSTITUENT_MASS, dtype)
     r_fac = jnp.asarray(R_FACTOR, dtype)
@@ -323,7 +329,7 @@ def _step(st: _KState, t, key_t, get, take, n_active, fp: FragParams, n_steps: i
     side = jnp.where(plus, 0, 1)
     pt_k = jnp.where(plus, st.k_pos - st.k, st.k_neg + st.k)
     gamma_new = -jnp.expm1(log_z) * (st.gamma[side] + safe_div(b.mass_h ** 2 + jnp.sum(pt_k * pt_k), z))
-    acc = _Access(take, g0, n, plus)
+    acc = _Access(take, g0, n, plus, take(g0), take(g0 + n - 1))
     ok_k, a_k, y_k, b_k, x_k, p4_k = _solve_vertex(acc, st.cur_a[side], st.cur_y[side], st.cur_b[side],
                                                    st.cur_x[side], pt_k, frame[2], frame[3], b.mass_h ** 2,
                                                    gamma_new)
@@ -384,11 +390,8 @@ def fragment_chains_event(key, chains: Chains, regions: Regions, n_active, start
         s = jnp.clip(s, 0, n_s - 1)
         return jax.tree_util.tree_map(lambda x: x[s], chains), jax.tree_util.tree_map(lambda x: x[s], start)
 
-    def take(field, i):
-        arr = getattr(regions, field)
-        return arr[jnp.clip(i, 0, arr.shape[0] - 1)]
-
-    del n_e
+    def take(i):
+        return regions.rows[jnp.clip(i, 0, n_e - 1)]
 
     def step(st, t):
         return _step(st, t, jax.random.fold_in(key, t), get, take, n_active, fp, n_steps)
@@ -432,9 +435,8 @@ def _pool(key_data, chains, regions, n_active, start, fp, n_steps, pool):
             at = (lambda x: x[ev, s])  # noqa: E731
             return jax.tree_util.tree_map(at, chains), jax.tree_util.tree_map(at, start)
 
-        def take(field, i):
-            arr = getattr(regions, field)
-            return arr[ev, jnp.clip(i, 0, arr.shape[1] - 1)]
+        def take(i):
+            return regions.rows[ev, jnp.clip(i, 0, regions.rows.shape[1] - 1)]
 
         return _step(st, t, jax.random.fold_in(k, t), get, take, n_active[ev], fp, n_steps)
 

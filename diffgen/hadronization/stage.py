@@ -6,11 +6,14 @@
   :data:`diffgen.params.SETTINGS`): ``StringZ:aLund``, ``StringZ:bLund``, ``StringPT:sigma``,
   ``StringFlav:probStoUD``, ``StringFlav:mesonUDvector``, ``StringFlav:mesonSvector``.
 * ``apply(params, key, events)``: the partons of each event (quarks 1..5 with a colour tag,
-  antiquarks with an anticolour tag, gluons 21 with both, in the event CM frame) are cut
-  into straight colour-singlet pieces (gluons split into collinear q q̄ halves,
-  :mod:`~diffgen.hadronization.string`), pieces too light for two mesons collapse into one
-  meson (with a momentum reshuffle), and the others fragment iteratively
-  (:mod:`~diffgen.hadronization.fragment`). Non-parton particles pass through unchanged.
+  antiquarks with an anticolour tag, gluons 21 with both, in the event CM frame) form colour
+  chains q g₁ … g_k q̄; by default each chain is one kinked Lund string (regions between
+  adjacent partons, gluons split into halves, nearby partons joined below
+  ``FragmentationSystems:mJoin``; :func:`~diffgen.hadronization.string.build_chains`,
+  :mod:`~diffgen.hadronization.kinked`); with ``kinked=False`` the older model cuts them into
+  straight pieces (gluons split into collinear q q̄ halves, :func:`~diffgen.hadronization.string.build_pieces`).
+  Strings too light for two mesons collapse into one meson (with a momentum reshuffle), and the
+  others fragment iteratively. Non-parton particles pass through unchanged.
   The output has ``capacity`` slots of on-shell primary mesons (colour tags 0);
   four-momentum is conserved per string and per event, and charge and flavour exactly.
 
@@ -19,14 +22,19 @@ adds ``log p − stop_gradient(log p)`` to ``log_weight`` (value 0), so that wei
 ``Σ w O / Σ w`` have the score-function part of their gradients; ``z`` (implicit
 reparameterisation) and ``pT`` (``σ Φ⁻¹(u)``) are pathwise.
 
-Status bits: ``CAPACITY_OVERFLOW`` (more pieces than ``max_partons`` string slots, a string
+Status bits: ``CAPACITY_OVERFLOW`` (more chains/pieces than ``max_partons`` string slots, a string
 unfinished after ``capacity`` steps, or more hadrons than ``capacity``), ``FAILED_KINEMATICS``
 (broken colour flow, or a light piece that could not be collapsed), ``PARAM_OUT_OF_RANGE``
 (traced parameters outside their range), ``NONFINITE``.
 
 Approximations (documented in the modules): mesons only (no diquarks/baryons), resonances
-at their pole mass, gluons as dipole pieces (not kinks), Pythia's string restart replaced by
-a truncated ``z`` in the last steps, Pythia's uniform stop smearing by a smooth one.
+at their pole mass, Pythia's string restart replaced by a truncated ``z`` (and, for kinked strings,
+a straight-view fallback near the end of a string), Pythia's uniform stop smearing by a smooth one,
+closed gluon loops not fragmented by the kinked model (flagged ``FAILED_KINEMATICS``; they do not
+occur in e+e- → q q̄ showers).
+
+Diagnostics (``diagnose``): ``work``, ``strings`` and the scheduler's statistics, and ``fallbacks``,
+the number of kinked-string steps per event that fell back to the straight view.
 
 Example:
     >>> import jax, jax.numpy as jnp
@@ -52,8 +60,15 @@ from diffgen.events import Events, Status, compact_slots
 from diffgen.hadronization.flavour import new_flavour_probs, species_probs, vector_ratios
 from diffgen.hadronization.fragment import FragParams, fragment_batch, start_choices
 from diffgen.hadronization.kinked import fragment_chains_batch
-from diffgen.hadronization.string import (M_JOIN, build_chains, build_pieces, collapse_light, collapse_light_chains,
-                                          compact_chains, compact_strings)
+from diffgen.hadronization.string import (
+    M_JOIN,
+    build_chains,
+    build_pieces,
+    collapse_light,
+    collapse_light_chains,
+    compact_chains,
+    compact_strings,
+)
 from diffgen.kinematics import match_total_momentum
 from diffgen.params import SETTINGS, out_of_range
 from diffgen.stage import Stage, event_keys, uniforms
@@ -63,6 +78,7 @@ __all__ = ["string_fragmentation", "SETTING_NAMES", "DEFAULT_CAPACITY"]
 SETTING_NAMES = ("StringZ:aLund", "StringZ:bLund", "StringPT:sigma", "StringFlav:probStoUD",
                  "StringFlav:mesonUDvector", "StringFlav:mesonSvector")
 DEFAULT_CAPACITY = 96  #: output slots (and fragmentation steps) per event
+MAX_CHAINS = 16  #: default kinked-string slots per event (more chains set CAPACITY_OVERFLOW)
 
 
 def _sample_gluon_flavours(keys, pid, mask, flav_probs):
@@ -82,8 +98,9 @@ def string_fragmentation(capacity: int = DEFAULT_CAPACITY, max_partons: int | No
     Args:
         capacity: particle slots of the output events; also the number of fragmentation
             steps per event (each step makes ≥ 1 hadron). Must be an int ≥ 2.
-        max_partons: number of string-piece slots (one per quark or gluon colour end);
-            default: the input capacity. More pieces than this set ``CAPACITY_OVERFLOW``.
+        max_partons: number of string slots (kinked: one per colour chain, default
+            min(input capacity // 2, :data:`MAX_CHAINS`); straight pieces: one per quark or gluon colour
+            end, default the input capacity). More strings than this set ``CAPACITY_OVERFLOW``.
         pool: slots of the fragmentation scheduler (:func:`diffgen.schedule.run_pool`): events are
             fragmented ``pool`` at a time, each for as many steps as it needs (static; default
             :func:`~diffgen.schedule.default_pool`: 128 on a CPU).
@@ -122,7 +139,12 @@ def string_fragmentation(capacity: int = DEFAULT_CAPACITY, max_partons: int | No
                         sp_weights=species_probs(vector_ratios(theta)),
                         flav_probs=new_flavour_probs(theta["StringFlav:probStoUD"]))
         n_events, n_in = events.pid.shape
-        n_strings = max_partons if max_partons is not None else max(n_in, 1)
+        if max_partons is not None:
+            n_strings = max_partons
+        elif kinked:  # a chain has ≥ 2 partons; e+e- showers make a handful of chains (g → q q̄ adds one)
+            n_strings = max(1, min(n_in // 2, MAX_CHAINS))
+        else:
+            n_strings = max(n_in, 1)
         keys = event_keys(key, n_events)
         k3 = jax.vmap(lambda k: jax.random.split(k, 3))(keys)
         k_glue, k_start, k_frag = k3[:, 0], k3[:, 1], k3[:, 2]

@@ -1,4 +1,10 @@
-"""Colour-singlet string pieces and their light-cone frames (per event; vmapped by the caller).
+"""Colour-singlet strings and their light-cone frames (per event; vmapped by the caller).
+
+Two models. Kinked strings (the default of :func:`~diffgen.hadronization.string_fragmentation`):
+:func:`build_chains` orders each colour chain q g₁ … g_k q̄ from its quark end, joins adjacent partons
+lighter than ``FragmentationSystems:mJoin`` and sets up its string regions (:class:`Regions`),
+fragmented as one string by :mod:`diffgen.hadronization.kinked`. Straight pieces (``kinked=False``,
+kept for comparison) are described below.
 
 Gluons as dipole pieces. Every gluon is split into a collinear q q̄ pair, each carrying half
 of its four-momentum, with a new flavour u : d : s = 1 : 1 : probStoUD; the gluon's colour
@@ -50,7 +56,8 @@ from diffgen.hadronization.flavour import CONSTITUENT_MASS, lightest_meson, min_
 from diffgen.numerics import safe_div, safe_norm, safe_sqrt
 
 __all__ = ["Strings", "light_cone_frame", "build_pieces", "collapse_light", "LIGHT_MARGIN", "PT_KINK_MIN",
-           "compact_strings", "M_JOIN", "Chains", "Regions", "build_chains", "collapse_light_chains", "compact_chains"]
+           "compact_strings", "M_JOIN", "JOIN_PASSES", "Chains", "Regions", "make_regions", "build_chains",
+           "collapse_light_chains", "compact_chains"]
 
 LIGHT_MARGIN = 0.01  #: GeV added to the two-meson threshold below which a piece collapses
 #: GeV; gluons whose kink pT (s_ag s_gb / s_ab with their colour neighbours) is below this are
@@ -239,6 +246,8 @@ def compact_strings(strings: Strings) -> Strings:
 # --------------------------------------------------------------------------------------------------
 
 M_JOIN = 0.3  #: GeV, Pythia 8.3 FragmentationSystems:mJoin (allowed 0.2 … 1.0)
+#: joins per event (one pair each, smallest mass first); more joinable pairs than this stay unjoined
+JOIN_PASSES = 8
 
 
 class Chains(NamedTuple):
@@ -260,12 +269,23 @@ class Chains(NamedTuple):
 class Regions(NamedTuple):
     """String regions of one event, ``E`` slots: region ``r`` of a chain is spanned by the light-like
     ``pos[r]`` (the colour-side parton, a gluon with half its momentum) and ``neg[r]`` (the next parton,
-    halved if a gluon); ``cum_pos[r] = Σ_{j<r} pos[j]`` (and ``cum_neg``) over the flat slot index."""
+    halved if a gluon). ``rows[r]`` packs, for one gather per region, ``pos[r]``, ``neg[r]``,
+    ``Σ_{j<r} pos[j]``, ``Σ_{j<r} neg[j]``, ``Σ_{j≤r} pos[j]``, ``Σ_{j≤r} neg[j]`` (f[E, 24], sums over
+    the flat slot index)."""
 
     pos: jax.Array  #: f[E, 4]
     neg: jax.Array  #: f[E, 4]
-    cum_pos: jax.Array  #: f[E + 1, 4]
-    cum_neg: jax.Array  #: f[E + 1, 4]
+    rows: jax.Array  #: f[E, 24]
+
+
+def make_regions(pos, neg) -> Regions:
+    """:class:`Regions` from the region vectors (zero in unused slots)."""
+    zero = jnp.zeros((1, 4), pos.dtype)
+    cp = jnp.cumsum(pos, axis=0)
+    cn = jnp.cumsum(neg, axis=0)
+    below_p = jnp.concatenate([zero, cp[:-1]])
+    below_n = jnp.concatenate([zero, cn[:-1]])
+    return Regions(pos, neg, jnp.concatenate([pos, neg, below_p, below_n, cp, cn], axis=-1))
 
 
 def _colour_links(pid, mask, colour):
@@ -309,7 +329,8 @@ def build_chains(p4, pid, mask, colour, n_chains: int, m_join: float = M_JOIN):
 
     Partons are ordered along each chain from the quark (colour) end; adjacent partons whose invariant
     mass (a gluon counted with half its momentum) is below ``m_join`` are joined, smallest pair first
-    (Pythia's ``FragmentationSystems:mJoin``). Region ``r`` of a chain is spanned by parton ``r``
+    (Pythia's ``FragmentationSystems:mJoin``; at most :data:`JOIN_PASSES` joins per event). Region ``r`` of
+    a chain is spanned by parton ``r``
     (halved if a gluon) and parton ``r + 1`` (halved if a gluon); a massive pair (heavy-quark end, or a
     joined parton) is replaced by the two light-like vectors with the same sum along the same axis in
     its rest frame (:func:`light_cone_frame`), so Σ regions = Σ partons exactly.
@@ -343,7 +364,7 @@ def build_chains(p4, pid, mask, colour, n_chains: int, m_join: float = M_JOIN):
     q4 = jnp.where(alive[:, None], p4[order], 0.0)
 
     q4, kind, chain, alive = jax.lax.fori_loop(
-        0, n_slots, lambda _, c: _join_pass(*c, m_join), (q4, kind, chain, alive))
+        0, min(n_slots, JOIN_PASSES), lambda _, c: _join_pass(*c, m_join), (q4, kind, chain, alive))
 
     half = jnp.where(kind == 1, 0.5, 1.0)[:, None]
     has_reg = alive[:-1] & alive[1:] & (chain[:-1] == chain[1:])
@@ -354,9 +375,6 @@ def build_chains(p4, pid, mask, colour, n_chains: int, m_join: float = M_JOIN):
                                                    jnp.where(has_reg[:, None], b, jnp.array([1.0, 0, 0, -1.0])))
     pos = jnp.where(has_reg[:, None], n_plus, 0.0)
     neg = jnp.where(has_reg[:, None], n_minus, 0.0)
-    zero = jnp.zeros((1, 4), q4.dtype)
-    cum_pos = jnp.concatenate([zero, jnp.cumsum(pos, axis=0)])
-    cum_neg = jnp.concatenate([zero, jnp.cumsum(neg, axis=0)])
 
     is_start = alive & (kind == 0)
     starts = jnp.argsort(~is_start, stable=True)
@@ -380,7 +398,7 @@ def build_chains(p4, pid, mask, colour, n_chains: int, m_join: float = M_JOIN):
     mass = kin.mass(p_total)
     chains = Chains(active=active & (mass > 0), start=c_idx.astype(jnp.int32), n_reg=n_reg, p_total=p_total,
                     mass=mass, f_pos=f_pos, f_neg=f_neg)
-    return chains, Regions(pos, neg, cum_pos, cum_neg), bad, overflow, parton
+    return chains, make_regions(pos, neg), bad, overflow, parton
 
 
 def collapse_light_chains(chains: Chains, regions: Regions):
@@ -419,10 +437,7 @@ def collapse_light_chains(chains: Chains, regions: Regions):
     def move(v):
         return jnp.where(mine[:, None], kin.boost(kin.boost(v, -beta_old), beta_new), v)
 
-    pos, neg = move(regions.pos), move(regions.neg)
-    zero = jnp.zeros((1, 4), pos.dtype)
-    regions = Regions(pos, neg, jnp.concatenate([zero, jnp.cumsum(pos, axis=0)]),
-                      jnp.concatenate([zero, jnp.cumsum(neg, axis=0)]))
+    regions = make_regions(move(regions.pos), move(regions.neg))
     chains = chains._replace(active=chains.active & ~light,
                              p_total=chains.p_total.at[nb].set(jnp.where(moved, p_nb, p_nb0)))
     return chains, regions, jnp.where(light, pid_l, 0), hadrons, light, failed
