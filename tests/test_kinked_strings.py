@@ -199,7 +199,7 @@ def test_hard_gluon_adds_hadrons_and_fallbacks_are_rare(qgq_hard):
     _, out_q, _ = _run(FWD_K, KINKED, _qqbar(), seed=22)
     n, e = _mean_err(_n(out))
     nq, eq = _mean_err(_n(out_q))
-    assert n > nq + 5.0  # a 20 GeV gluon at 115° adds ~6 primary hadrons (Pythia 8.317: +6.6)
+    assert n > nq + 5.0  # a 20 GeV gluon at 115° adds ~6 primary hadrons (Pythia 8.317: +6.6, benchmarks/kinked_qgq.py)
     # the straight-view fallback (module docstring) happens in a minority of strings
     assert float(np.asarray(info["fallbacks"]).mean()) < 0.25
 

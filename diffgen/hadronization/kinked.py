@@ -34,8 +34,8 @@ is viewed as a straight string, spanned by ``R_pos`` (the unused parts of the ``
 (of the ``N_r``) (:func:`diffgen.hadronization.string.light_cone_frame`), with light-cone components
 ``R± = 2 R·n̂∓`` of the remaining momentum ``R``. The stop rule, the feasibility factor and the final
 two hadrons are those of the straight string (:mod:`diffgen.hadronization.fragment`) in this view.
-Once both vertices are in the same region the remainder *is* a straight string: from then on the view
-is frozen and the string continues exactly as a straight one (``z`` a fraction of the remaining
+Once both vertices are in the same lowest region the remainder *is* a straight string: from then on the
+view is frozen and the string continues exactly as a straight one (``z`` a fraction of the remaining
 ``R±``, truncated so that the last two hadrons fit). A q q̄ chain (one region) is therefore fragmented
 exactly as by :mod:`diffgen.hadronization.fragment`.
 
@@ -45,11 +45,20 @@ remainder's view room for the next step's hadron pair (as for straight strings; 
 reparameterisation, no accept/reject), and the continue/stop decision is a Bernoulli draw whose
 score ``log p − stop_gradient(log p)`` enters the weight. While the vertices are in different regions
 the window is that of the straight view (exact for one region, approximate across kinks): if the kinked
-solution nevertheless has no region, crosses the other end's vertex, or leaves a remainder lighter than
-the next hadron pair, the hadron is taken from the straight view instead (same ``z``) and the string is
-finished as a straight one (a "fallback", counted in ``diagnose``; measured ≈ 1 % of strings at the Z
-pole). That switch is a deterministic function of the continuous draws, so its boundary is not
-differentiated (the only term of the gradient that is dropped).
+solution nevertheless has no region (within :data:`MAX_REGION_STEPS` moves), crosses the other end's
+vertex, or leaves a remainder lighter than the next hadron pair, the hadron is taken from the straight
+view instead (same ``z``) and the string is finished as a straight one (a "fallback", counted in
+``diagnose``; measured 0.11 per event for a u g ū event with a 20 GeV gluon at 115°, 0.27 for a 1 GeV
+gluon, almost always in the last steps where the remainder is a few GeV). That switch is a
+deterministic function of the continuous draws, so its boundary is not differentiated (the only
+term of the gradient that is dropped). Where no root satisfies ``y ≥ y_old, x ≥ x_old`` (a vertex
+passing a gluon corner through a higher region) Pythia's root (the larger ``x``) is accepted if the
+hadron has positive energy, as in Pythia.
+
+Compared with Pythia 8.317 (primary hadrons, meson-only, decays off; 3000 events each, u g ū with the
+quark along z): q q̄ at 91.2 GeV 12.24 (diffgen 12.59, identical for both string models), 20 GeV gluon at
+2 rad 18.86 (kinked 18.56, straight pieces 19.10), 1 GeV gluon 12.72 (kinked 12.55, pieces 12.59),
+30 GeV gluon at 2.5 rad 19.56 (kinked 19.06, pieces 19.78); statistical errors ±0.05.
 """
 
 from __future__ import annotations
