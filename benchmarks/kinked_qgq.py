@@ -18,6 +18,7 @@ import numpy as np
 
 SQRT_S = 91.2
 CONFIGS = {"qqbar": (0.0, 0.0), "qgq 20GeV 2rad": (20.0, 2.0), "qgq 1GeV 2rad": (1.0, 2.0),
+           "qgq 50MeV 2rad": (0.05, 2.0), "qgq 5MeV 2rad": (0.005, 2.0),
            "qgq 30GeV 2.5rad": (30.0, 2.5)}
 
 
