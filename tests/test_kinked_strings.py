@@ -158,7 +158,9 @@ def test_q_qbar_chain_is_the_straight_string():
     _, out_s, _ = _run(FWD_S, STRAIGHT, _qqbar(), seed=5)
     same = np.all(np.asarray(out_k.pid) == np.asarray(out_s.pid), axis=1)
     assert same.mean() > 0.99
-    np.testing.assert_allclose(np.asarray(out_k.p4)[same], np.asarray(out_s.p4)[same], atol=2e-3)
+    # the kinked stage tracks the remaining momentum as a four-vector, the straight one as light-cone
+    # components: float32 rounding (eps 1.2e-7) over ~20 steps differs by ≲ 1e-4 of a hadron's momentum
+    np.testing.assert_allclose(np.asarray(out_k.p4)[same], np.asarray(out_s.p4)[same], rtol=5e-4, atol=2e-3)
     assert int(np.asarray(info["fallbacks"]).sum()) == 0
 
 
