@@ -7,11 +7,14 @@
   ``StringFlav:probStoUD``, ``StringFlav:mesonUDvector``, ``StringFlav:mesonSvector`` and the
   baryon settings :data:`BARYON_SETTING_NAMES`.
 * ``apply(params, key, events)``: the partons of each event (quarks 1..5 with a colour tag,
-  antiquarks with an anticolour tag, gluons 21 with both, in the event CM frame) are cut
-  into straight colour-singlet pieces (gluons split into collinear q q̄ halves,
-  :mod:`~diffgen.hadronization.string`), pieces too light for two mesons collapse into one
-  meson (with a momentum reshuffle), and the others fragment iteratively
-  (:mod:`~diffgen.hadronization.fragment`). Non-parton particles pass through unchanged.
+  antiquarks with an anticolour tag, gluons 21 with both, in the event CM frame) form colour
+  chains q g₁ … g_k q̄; by default each chain is one kinked Lund string (regions between
+  adjacent partons, gluons split into halves, nearby partons joined below
+  ``FragmentationSystems:mJoin``; :func:`~diffgen.hadronization.string.build_chains`,
+  :mod:`~diffgen.hadronization.kinked`); with ``kinked=False`` the older model cuts them into
+  straight pieces (gluons split into collinear q q̄ halves, :func:`~diffgen.hadronization.string.build_pieces`).
+  Strings too light for two mesons collapse into one meson (with a momentum reshuffle), and the
+  others fragment iteratively. Non-parton particles pass through unchanged.
   The output has ``capacity`` slots of on-shell primary hadrons (colour tags 0);
   four-momentum is conserved per string and per event, and charge and flavour exactly.
 
@@ -20,7 +23,7 @@ adds ``log p − stop_gradient(log p)`` to ``log_weight`` (value 0), so that wei
 ``Σ w O / Σ w`` have the score-function part of their gradients; ``z`` (implicit
 reparameterisation) and ``pT`` (``σ Φ⁻¹(u)``) are pathwise.
 
-Status bits: ``CAPACITY_OVERFLOW`` (more pieces than ``max_partons`` string slots, a string
+Status bits: ``CAPACITY_OVERFLOW`` (more chains/pieces than ``max_partons`` string slots, a string
 unfinished after ``capacity`` steps, or more hadrons than ``capacity``), ``FAILED_KINEMATICS``
 (broken colour flow, or a light piece that could not be collapsed), ``PARAM_OUT_OF_RANGE``
 (traced parameters outside their range), ``NONFINITE``.
@@ -30,8 +33,13 @@ Baryons: breaks make diquarks (``StringFlav:probQQtoQ`` and friends, ``StringZ:a
 :mod:`~diffgen.hadronization.flavour` (no popcorn mesons).
 
 Approximations (documented in the modules): no popcorn B M B̄ configurations, resonances
-at their pole mass, gluons as dipole pieces (not kinks), Pythia's string restart replaced by
-a truncated ``z`` in the last steps, Pythia's uniform stop smearing by a smooth one.
+at their pole mass, Pythia's string restart replaced by a truncated ``z`` (and, for kinked strings,
+a straight-view fallback near the end of a string), Pythia's uniform stop smearing by a smooth one,
+closed gluon loops not fragmented by the kinked model (flagged ``FAILED_KINEMATICS``; they do not
+occur in e+e- → q q̄ showers).
+
+Diagnostics (``diagnose``): ``work``, ``strings`` and the scheduler's statistics, and ``fallbacks``,
+the number of kinked-string steps per event that fell back to the straight view.
 
 Example:
     >>> import jax, jax.numpy as jnp
@@ -56,7 +64,16 @@ from diffgen.checks import check_int, check_optional_int
 from diffgen.events import Events, Status, compact_slots
 from diffgen.hadronization.flavour import break_flavour_probs, new_flavour_probs, species_probs, vector_ratios
 from diffgen.hadronization.fragment import FragParams, fragment_batch, start_choices
-from diffgen.hadronization.string import build_pieces, collapse_light, compact_strings
+from diffgen.hadronization.kinked import fragment_chains_batch
+from diffgen.hadronization.string import (
+    M_JOIN,
+    build_chains,
+    build_pieces,
+    collapse_light,
+    collapse_light_chains,
+    compact_chains,
+    compact_strings,
+)
 from diffgen.kinematics import match_total_momentum
 from diffgen.params import SETTINGS, out_of_range
 from diffgen.stage import Stage, event_keys, uniforms
@@ -69,6 +86,7 @@ SETTING_NAMES = ("StringZ:aLund", "StringZ:bLund", "StringPT:sigma", "StringFlav
 BARYON_SETTING_NAMES = ("StringFlav:probQQtoQ", "StringFlav:probSQtoQQ", "StringFlav:probQQ1toQQ0",
                         "StringFlav:decupletSup", "StringZ:aExtraDiquark")
 DEFAULT_CAPACITY = 96  #: output slots (and fragmentation steps) per event
+MAX_CHAINS = 16  #: default kinked-string slots per event (more chains set CAPACITY_OVERFLOW)
 
 
 def _sample_gluon_flavours(keys, pid, mask, flav_probs):
@@ -82,17 +100,25 @@ def _sample_gluon_flavours(keys, pid, mask, flav_probs):
 
 
 def string_fragmentation(capacity: int = DEFAULT_CAPACITY, max_partons: int | None = None,
-                         pool: int | None = None) -> Stage:
+                         pool: int | None = None, kinked: bool = True, m_join: float = M_JOIN) -> Stage:
     """Lund string fragmentation of colour-connected partons into primary mesons.
 
     Args:
         capacity: particle slots of the output events; also the number of fragmentation
             steps per event (each step makes ≥ 1 hadron). Must be an int ≥ 2.
-        max_partons: number of string-piece slots (one per quark or gluon colour end);
-            default: the input capacity. More pieces than this set ``CAPACITY_OVERFLOW``.
+        max_partons: number of string slots (kinked: one per colour chain, default
+            min(input capacity // 2, :data:`MAX_CHAINS`); straight pieces: one per quark or gluon colour
+            end, default the input capacity). More strings than this set ``CAPACITY_OVERFLOW``.
         pool: slots of the fragmentation scheduler (:func:`diffgen.schedule.run_pool`): events are
             fragmented ``pool`` at a time, each for as many steps as it needs (static; default
             :func:`~diffgen.schedule.default_pool`: 128 on a CPU).
+        kinked: ``True`` (default): every colour chain q g₁ … g_k q̄ is one kinked Lund string
+            (:mod:`~diffgen.hadronization.kinked`); ``False``: the older straight-piece model (gluons split
+            into collinear q q̄ halves, soft gluons absorbed, :func:`~diffgen.hadronization.string.build_pieces`),
+            kept for comparison. Static.
+        m_join: GeV, Pythia's ``FragmentationSystems:mJoin`` (kinked strings only): adjacent partons
+            (gluons at half momentum) lighter than this are joined before fragmentation. Static, in
+            [0.2, 1.0] as in Pythia 8.3 (default 0.3).
 
     Returns:
         A :class:`~diffgen.stage.Stage` (see the module docstring).
@@ -100,6 +126,12 @@ def string_fragmentation(capacity: int = DEFAULT_CAPACITY, max_partons: int | No
     capacity = check_int(capacity, "capacity", lo=2)
     max_partons = check_optional_int(max_partons, "max_partons", lo=1)
     pool = check_optional_int(pool, "pool (scheduler slots)", lo=1)
+    if not isinstance(kinked, bool):
+        raise ValueError(f"string_fragmentation kinked must be True or False, got {kinked!r}")
+    if isinstance(m_join, bool) or not isinstance(m_join, (int, float)) or not 0.2 <= float(m_join) <= 1.0:
+        raise ValueError(f"FragmentationSystems:mJoin (m_join) = {m_join!r} GeV is outside the allowed range "
+                         f"[0.2, 1.0] GeV")
+    m_join = float(m_join)
 
     def init(key):
         del key
@@ -118,30 +150,57 @@ def string_fragmentation(capacity: int = DEFAULT_CAPACITY, max_partons: int | No
                                                                              *BARYON_SETTING_NAMES[:4]))),
                         a_extra_diquark=theta["StringZ:aExtraDiquark"])
         n_events, n_in = events.pid.shape
-        n_strings = max_partons if max_partons is not None else max(n_in, 1)
+        if max_partons is not None:
+            n_strings = max_partons
+        elif kinked:  # a chain has ≥ 2 partons; e+e- showers make a handful of chains (g → q q̄ adds one)
+            n_strings = max(1, min(n_in // 2, MAX_CHAINS))
+        else:
+            n_strings = max(n_in, 1)
         keys = event_keys(key, n_events)
         k3 = jax.vmap(lambda k: jax.random.split(k, 3))(keys)
         k_glue, k_start, k_frag = k3[:, 0], k3[:, 1], k3[:, 2]
-        gluon_flavour, lp_glue = _sample_gluon_flavours(k_glue, events.pid, events.mask,
-                                                        new_flavour_probs(theta["StringFlav:probStoUD"]))
+        if kinked:
+            def prepare_k(k_s, p4, pid, mask, colour):
+                chains, regions, bad, over_s, parton = build_chains(p4, pid, mask, colour, n_strings, m_join)
+                chains, regions, c_pid, c_p4, c_valid, failed = collapse_light_chains(chains, regions)
+                chains = compact_chains(chains)
+                start, lp_start = start_choices(k_s, chains, fp)
+                lp = jnp.sum(jnp.where(chains.active, lp_start, 0.0))
+                return (chains, regions, jnp.sum(chains.active), start, lp, (c_pid, c_p4, c_valid), parton, over_s,
+                        bad | failed)
 
-        def prepare(k_s, p4, pid, mask, colour, g_flav, lp_g):
-            strings, bad, over_s, parton, absorbed = build_pieces(p4, pid, mask, colour, g_flav, n_strings)
-            strings, c_pid, c_p4, c_valid, failed = collapse_light(strings)
-            strings = compact_strings(strings)
-            start, lp_start = start_choices(k_s, strings, fp)
-            lp = jnp.sum(jnp.where(strings.active, lp_start, 0.0)) + jnp.sum(jnp.where(absorbed, 0.0, lp_g))
-            return strings, jnp.sum(strings.active), start, lp, (c_pid, c_p4, c_valid), parton, over_s, bad | failed
+            chains, regions, n_active, start, lp_choice, collapsed, parton, over_s, failed = jax.vmap(prepare_k)(
+                k_start, events.p4, events.pid, events.mask, events.colour)
+            frags = fragment_chains_batch(k_frag, chains, regions, n_active, start, fp, capacity, pool,
+                                          with_stats=with_info)
+            if with_info:
+                frags, stats = frags
+            f_pid, f_p4, f_valid, score, over_f, fallback = frags
+        else:
+            gluon_flavour, lp_glue = _sample_gluon_flavours(k_glue, events.pid, events.mask,
+                                                            new_flavour_probs(theta["StringFlav:probStoUD"]))
 
-        strings, n_active, start, lp_choice, collapsed, parton, over_s, failed = jax.vmap(prepare)(
-            k_start, events.p4, events.pid, events.mask, events.colour, gluon_flavour, lp_glue)
-        frags = fragment_batch(k_frag, strings, n_active, start, fp, capacity, pool, with_stats=with_info)
+            def prepare(k_s, p4, pid, mask, colour, g_flav, lp_g):
+                strings, bad, over_s, parton, absorbed = build_pieces(p4, pid, mask, colour, g_flav, n_strings)
+                strings, c_pid, c_p4, c_valid, failed = collapse_light(strings)
+                strings = compact_strings(strings)
+                start, lp_start = start_choices(k_s, strings, fp)
+                lp = (jnp.sum(jnp.where(strings.active, lp_start, 0.0))
+                      + jnp.sum(jnp.where(absorbed, 0.0, lp_g)))
+                return (strings, jnp.sum(strings.active), start, lp, (c_pid, c_p4, c_valid), parton, over_s,
+                        bad | failed)
+
+            strings, n_active, start, lp_choice, collapsed, parton, over_s, failed = jax.vmap(prepare)(
+                k_start, events.p4, events.pid, events.mask, events.colour, gluon_flavour, lp_glue)
+            frags = fragment_batch(k_frag, strings, n_active, start, fp, capacity, pool, with_stats=with_info)
+            if with_info:
+                frags, stats = frags
+            f_pid, f_p4, f_valid, score, over_f = frags
+            fallback = jnp.zeros_like(n_active)
         info = {}
         if with_info:
-            frags, stats = frags
-            info = {"work": jnp.sum(frags[2][:, 0::2], axis=1), "strings": n_active,  # steps = hadrons at an end
-                    **stats._asdict()}
-        f_pid, f_p4, f_valid, score, over_f = frags
+            info = {"work": jnp.sum(f_valid[:, 0::2], axis=1), "strings": n_active,  # steps = hadrons at an end
+                    "fallbacks": fallback, **stats._asdict()}
 
         c_pid, c_p4, c_valid = collapsed
         keep = events.mask & ~parton  # non-parton inputs pass through, then collapsed pieces, then hadrons

@@ -1,0 +1,262 @@
+"""Kinked Lund strings (diffgen.hadronization.kinked): conservation, mass shell, reduction to the straight
+string, the string effect, infrared safety, gradients, compile-once.
+
+All stage calls use N_EVENTS events × 4 parton slots, so the kinked and the straight-piece stages are
+compiled once each for the forward pass (and once more for ``jacfwd`` in the slow gradient test).
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from diffgen import Events, particles
+from diffgen.hadronization import quark_content, string_fragmentation
+from diffgen.hadronization.string import M_JOIN, build_chains
+from diffgen.params import SETTINGS
+
+SQRT_S = 91.2
+CAPACITY = 64
+N_EVENTS = 3000
+KINKED = string_fragmentation(capacity=CAPACITY)
+STRAIGHT = string_fragmentation(capacity=CAPACITY, kinked=False)
+FWD_K = jax.jit(KINKED.diagnose)
+FWD_S = jax.jit(STRAIGHT.diagnose)
+MASS = {p.pid: p.mass for p in particles.TABLE}
+
+
+def _planar(energies, angles):
+    """Massless partons in the x–z plane with the given energies and polar angles (need not balance)."""
+    return np.array([[e, e * np.sin(t), 0.0, e * np.cos(t)] for e, t in zip(energies, angles)])
+
+
+def _qgq(e_g, theta_g):
+    """u g ū with the quark along +z, a gluon of energy e_g at angle theta_g, the antiquark balancing."""
+    g = _planar([e_g], [theta_g])[0]
+    rest = SQRT_S - e_g
+    e_q = (rest ** 2 - g[1] ** 2 - g[3] ** 2) / (2.0 * (rest + g[3]))
+    q = np.array([e_q, 0.0, 0.0, e_q])
+    qb = np.array([rest - e_q, -g[1], 0.0, -(e_q + g[3])])
+    return np.stack([q, g, qb, np.zeros(4)]), [2, 21, -2, 0], [[101, 0], [102, 101], [0, 102], [0, 0]]
+
+
+def _mercedes():
+    """u g ū at 120° to each other, E = √s/3 each (the string-effect configuration)."""
+    p4 = _planar([SQRT_S / 3] * 3, [0.0, 2.0 * np.pi / 3, 4.0 * np.pi / 3])
+    return np.concatenate([p4, np.zeros((1, 4))]), [2, 21, -2, 0], [[101, 0], [102, 101], [0, 102], [0, 0]]
+
+
+def _qggq():
+    """d g g d̄ (two kinks): d, g, g in the x–z plane, d̄ balancing the three-momentum (all massless)."""
+    p4 = _planar([30.0, 15.0, 20.0], [0.0, 1.4, 2.6])
+    qb3 = -p4[:, 1:].sum(axis=0)
+    p4 = np.concatenate([p4, [[np.linalg.norm(qb3), *qb3]]])
+    return p4, [1, 21, 21, -1], [[101, 0], [102, 101], [103, 102], [0, 103]]
+
+
+def _qqbar():
+    e = SQRT_S / 2
+    return (np.array([[e, 0, 0, e], [e, 0, 0, -e], [0, 0, 0, 0], [0, 0, 0, 0]]), [2, -2, 0, 0],
+            [[101, 0], [0, 101], [0, 0], [0, 0]])
+
+
+def _events(config):
+    p4, pid, col = config
+    pid = np.asarray(pid, np.int32)
+    return Events.empty(N_EVENTS, 4).replace(
+        p4=jnp.tile(jnp.asarray(p4, jnp.float32), (N_EVENTS, 1, 1)), pid=jnp.tile(jnp.asarray(pid), (N_EVENTS, 1)),
+        mask=jnp.tile(jnp.asarray(pid != 0), (N_EVENTS, 1)), colour=jnp.tile(jnp.asarray(col, jnp.int32),
+                                                                             (N_EVENTS, 1, 1)))
+
+
+def _run(stage_fn, stage, config, seed=11):
+    ev = _events(config)
+    out, info = stage_fn(stage.init(None), jax.random.key(seed), ev)
+    return ev, out, info
+
+
+@pytest.fixture(scope="module")
+def qgq_hard():
+    return _run(FWD_K, KINKED, _qgq(20.0, 2.0))
+
+
+def _n(out):
+    return np.asarray(out.mask).sum(axis=1).astype(np.float64)
+
+
+def _mean_err(x):
+    return x.mean(), x.std() / np.sqrt(len(x))
+
+
+# ----------------------------------------------------------------------------- structure and arguments
+
+def test_bad_arguments_raise():
+    with pytest.raises(ValueError, match="mJoin"):
+        string_fragmentation(m_join=0.1)
+    with pytest.raises(ValueError, match="mJoin"):
+        string_fragmentation(m_join=True)
+    with pytest.raises(ValueError, match="kinked"):
+        string_fragmentation(kinked=1)
+
+
+def test_chain_regions_sum_to_the_partons_and_soft_gluons_are_joined():
+    p4, pid, col = _qggq()
+    chains, regions, bad, overflow, _ = build_chains(jnp.asarray(p4, jnp.float32), jnp.asarray(pid), jnp.asarray(
+        np.asarray(pid) != 0), jnp.asarray(col), 4)
+    assert not bool(bad) and not bool(overflow)
+    assert int(chains.active.sum()) == 1 and int(chains.n_reg[0]) == 3
+    total = np.asarray(regions.pos + regions.neg).sum(axis=0)
+    np.testing.assert_allclose(total, p4.sum(axis=0), atol=1e-4)
+    m2 = lambda v: v[..., 0] ** 2 - (v[..., 1:] ** 2).sum(-1)  # noqa: E731
+    assert np.all(np.abs(m2(np.asarray(regions.pos))) < 1e-2) and np.all(np.abs(m2(np.asarray(regions.neg))) < 1e-2)
+    # a 1 MeV gluon: the (q, g/2) pair mass is far below mJoin, so the chain becomes q q̄ (one region)
+    p4s, pids, cols = _qgq(1e-3, 2.0)
+    chains, regions, _, _, _ = build_chains(jnp.asarray(p4s, jnp.float32), jnp.asarray(pids),
+                                            jnp.asarray(np.asarray(pids) != 0), jnp.asarray(cols), 4, M_JOIN)
+    assert int(chains.n_reg[0]) == 1
+    np.testing.assert_allclose(np.asarray(chains.p_total[0]), p4s.sum(axis=0), atol=1e-4)
+
+
+# ----------------------------------------------------------------------------- conservation and mass shell
+
+@pytest.mark.parametrize("name", ["qgq_hard", "qggq"])
+def test_four_momentum_flavour_and_mass_shell(name, qgq_hard):
+    ev, out, _ = qgq_hard if name == "qgq_hard" else _run(FWD_K, KINKED, _qggq())
+    assert np.all(np.asarray(out.status) == 0), np.unique(np.asarray(out.status))
+    m = np.asarray(out.mask)
+    p = np.asarray(out.p4, np.float64)
+    # float32 (eps 1.2e-7): ~100 rounding steps (boosts, region solves, the final exact-momentum match) of
+    # momenta up to √s leave ≲ 1e-5 √s per component; 1e-4 √s as in tests/test_hadronization.py
+    dp = (p * m[..., None]).sum(axis=1) - np.asarray(ev.total_p4(), np.float64)
+    assert np.max(np.abs(dp)) / SQRT_S < 1e-4
+    pid = np.asarray(out.pid)[m]
+    pm = p[m]
+    m2 = pm[:, 0] ** 2 - (pm[:, 1:] ** 2).sum(-1)
+    pdg = np.array([MASS[abs(int(c))] for c in pid])
+    # |p² − m²| / max(E², 1 GeV²) < 1e-5: E² − p⃗² cancels, so float32 rounding of E and p⃗ (eps·E each,
+    # ~100 steps) is relative to E²
+    assert np.max(np.abs(m2 - pdg ** 2) / np.maximum(pm[:, 0] ** 2, 1.0)) < 1e-5
+    assert np.all(np.asarray(out.log_weight) == 0.0)  # score terms have value 0
+    content = np.asarray(quark_content(out.pid)) * m[..., None]
+    np.testing.assert_array_equal(content.sum(axis=1), _parton_content(ev))
+
+
+def _parton_content(ev):
+    pid = np.asarray(ev.pid)
+    out = np.zeros(pid.shape[:1] + (5,), int)
+    for f in range(1, 6):
+        out[:, f - 1] = (pid == f).sum(axis=1) - (pid == -f).sum(axis=1)
+    return out
+
+
+def test_q_qbar_chain_is_the_straight_string():
+    """One region: with the same string slots (hence the same random numbers) the kinked stage reproduces
+    the straight-string stage hadron by hadron. Its frame is built from the region vectors rather than the
+    partons, so float32 rounding may flip a discrete draw in a rare event (allowed: 1 %)."""
+    kinked = string_fragmentation(capacity=CAPACITY, max_partons=4)
+    _, out_k, info = _run(jax.jit(kinked.diagnose), kinked, _qqbar(), seed=5)
+    _, out_s, _ = _run(FWD_S, STRAIGHT, _qqbar(), seed=5)
+    same = np.all(np.asarray(out_k.pid) == np.asarray(out_s.pid), axis=1)
+    assert same.mean() > 0.99
+    # the kinked stage tracks the remaining momentum as a four-vector, the straight one as light-cone
+    # components: float32 rounding (eps 1.2e-7) over ~20 steps differs by ≲ 1e-4 of a hadron's momentum
+    np.testing.assert_allclose(np.asarray(out_k.p4)[same], np.asarray(out_s.p4)[same], rtol=5e-4, atol=2e-3)
+    assert int(np.asarray(info["fallbacks"]).sum()) == 0
+
+
+# ----------------------------------------------------------------------------- physics
+
+def _azimuth_in_plane(p4):
+    return np.arctan2(p4[..., 1], p4[..., 3]) % (2 * np.pi)
+
+
+def test_string_effect_fewer_hadrons_between_q_and_qbar():
+    """Mercedes u g ū: hadrons in the 120° wedge between q and q̄ (no string there) are depleted relative
+    to the q–g wedge (Lund string effect), as for the straight-piece model; a q q̄ string of the same
+    total momentum has no such asymmetry. Counts are per event, errors from the event-to-event spread."""
+    counts = {}
+    for label, fn, stage in (("kinked", FWD_K, KINKED), ("straight", FWD_S, STRAIGHT)):
+        _, out, _ = _run(fn, stage, _mercedes())
+        m = np.asarray(out.mask)
+        phi = _azimuth_in_plane(np.asarray(out.p4, np.float64))
+        # wedges (partons at 0 = q, 120° = g, 240° = q̄): q–g is (0°, 120°), q̄–q is (240°, 360°)
+        qg = ((phi > 0) & (phi < 2 * np.pi / 3) & m).sum(axis=1).astype(float)
+        qq = ((phi > 4 * np.pi / 3) & m).sum(axis=1).astype(float)
+        counts[label] = (_mean_err(qg), _mean_err(qq))
+        (n_qg, e_qg), (n_qq, e_qq) = counts[label]
+        print(label, "q-g wedge", n_qg, "+-", e_qg, "q-qbar wedge", n_qq, "+-", e_qq)
+        assert n_qq < n_qg - 5 * np.hypot(e_qg, e_qq)
+    ratio_k = counts["kinked"][1][0] / counts["kinked"][0][0]
+    ratio_s = counts["straight"][1][0] / counts["straight"][0][0]
+    assert ratio_k < 0.9 and ratio_s < 0.9
+
+
+KNOWN_IR_DEFICIT = pytest.mark.xfail(strict=True, reason=(
+    "known deficiency: a very soft gluon that is not joined (pair masses above mJoin) lowers the primary "
+    "multiplicity: measured 12.06 ± 0.05 (5 MeV), 11.95 ± 0.05 (50 MeV) vs q q̄ 12.52 ± 0.05, while Pythia 8.317 "
+    "stays at its q q̄ value (12.15, 12.18 vs 12.24; benchmarks/kinked_qgq.py)"))
+
+
+@pytest.mark.parametrize("e_g", [pytest.param(0.005, marks=KNOWN_IR_DEFICIT),
+                                 pytest.param(0.05, marks=KNOWN_IR_DEFICIT), 1.0])
+def test_infrared_safety_soft_gluon_reproduces_q_qbar(e_g):
+    """A gluon of vanishing energy leaves the primary multiplicity of the q q̄ string unchanged within 4
+    standard errors (3000 events each). Holds at 1 GeV; fails (xfail, strict) at 5 and 50 MeV, see above."""
+    _, out_g, _ = _run(FWD_K, KINKED, _qgq(e_g, 2.0), seed=21)
+    _, out_q, _ = _run(FWD_K, KINKED, _qqbar(), seed=22)
+    assert np.all(np.asarray(out_g.status) == 0)
+    (n_g, e_g_err), (n_q, e_q_err) = _mean_err(_n(out_g)), _mean_err(_n(out_q))
+    print("soft gluon", n_g, "+-", e_g_err, "q qbar", n_q, "+-", e_q_err)
+    assert abs(n_g - n_q) < 4 * np.hypot(e_g_err, e_q_err)
+
+
+def test_hard_gluon_adds_hadrons_and_fallbacks_are_rare(qgq_hard):
+    _, out, info = qgq_hard
+    _, out_q, _ = _run(FWD_K, KINKED, _qqbar(), seed=22)
+    n, e = _mean_err(_n(out))
+    nq, eq = _mean_err(_n(out_q))
+    assert n > nq + 5.0  # a 20 GeV gluon at 115° adds ~6 primary hadrons (Pythia 8.317: +6.6, benchmarks/kinked_qgq.py)
+    # the straight-view fallback (module docstring) happens in a minority of strings
+    assert float(np.asarray(info["fallbacks"]).mean()) < 0.25
+
+
+def test_compiles_once():
+    f = jax.jit(KINKED.apply)
+    ev = _events(_mercedes())[:16]
+    p = KINKED.init(None)
+    f(p, jax.random.key(0), ev)
+    p2 = dict(p, **{"StringZ:bLund": 0.9})
+    f(p2, jax.random.key(1), ev)
+    assert f._cache_size() == 1
+
+
+# ----------------------------------------------------------------------------- gradients
+
+def _obs(theta, key, ev):
+    p = KINKED.init(None)
+    p["StringZ:bLund"] = theta
+    out = KINKED.apply(p, key, ev)
+    return jnp.sum(out.mask, axis=1).astype(out.p4.dtype), out.log_weight
+
+
+@pytest.mark.slow
+def test_d_multiplicity_d_bLund_matches_finite_differences():
+    """d⟨n⟩/db (b = StringZ:bLund) of the weighted mean Σ w n / Σ w on q g q̄ events: forward-mode autodiff
+    (pathwise + score, per-event mean and error) against finite differences of independent samples."""
+    ev = _events(_qgq(20.0, 2.0))
+    b0 = jnp.float32(SETTINGS["StringZ:bLund"].default)
+    n, _ = jax.jit(_obs)(b0, jax.random.key(3), ev)
+    dn, dlw = jax.jit(jax.jacfwd(_obs))(b0, jax.random.key(3), ev)
+    n, dn, dlw = (np.asarray(x, np.float64) for x in (n, dn, dlw))
+    per_event = dn + (n - n.mean()) * dlw
+    grad, grad_err = per_event.mean(), per_event.std() / np.sqrt(len(n))
+    step = 0.15
+    run = jax.jit(_obs)
+    plus = np.asarray(run(b0 + step, jax.random.key(101), ev)[0], np.float64)
+    minus = np.asarray(run(b0 - step, jax.random.key(202), ev)[0], np.float64)
+    fd = (plus.mean() - minus.mean()) / (2 * step)
+    fd_err = np.sqrt(plus.var() / len(plus) + minus.var() / len(minus)) / (2 * step)
+    print("AD", grad, "+-", grad_err, "FD", fd, "+-", fd_err)
+    assert np.all(np.isfinite([grad, grad_err]))
+    assert abs(grad - fd) < 3.0 * np.hypot(grad_err, fd_err)
+    assert abs(fd) > 3 * fd_err  # b visibly moves the multiplicity: the check is not 0 = 0
