@@ -69,7 +69,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from diffgen.hadronization.flavour import CONSTITUENT_MASS, Bundle, sample_bundle
+from diffgen.hadronization.flavour import CONSTITUENT_MASS, Bundle, is_diquark_code, sample_bundle
 from diffgen.hadronization.fragment import (
     DELTA,
     FIT_WIDTH,
@@ -82,7 +82,7 @@ from diffgen.hadronization.fragment import (
     StartChoices,
     smoothstep,
 )
-from diffgen.hadronization.lund_z import S_MAX, sample_log_z
+from diffgen.hadronization.lund_z import S_MAX, diquark_shape, sample_log_z
 from diffgen.hadronization.string import Chains, Regions, light_cone_frame
 from diffgen.numerics import safe_div, safe_log, safe_sqrt
 from diffgen.schedule import run_pool
@@ -327,7 +327,9 @@ def _step(st: _KState, t, key_t, get, take, n_active, fp: FragParams, n_steps: i
     s_hi = jnp.where(valid, jnp.log1p(-fl2_s / (l2_s * y_big)), S_MAX)
     f_end = jnp.where(plus, st.f_pos, st.f_neg)
     alpha = 1.0 + r_fac[f_end - 1] * fp.b * m_heavy[f_end - 1] ** 2
-    log_z = sample_log_z(u[3], fp.a, fp.b * mt2_s, alpha, s_lo, s_hi)
+    # baryons: StringZ:aExtraDiquark for a diquark end or new diquark (lund_z.diquark_shape)
+    a_z, alpha = diquark_shape(fp.a, fp.a_extra_diquark, is_diquark_code(f_end), is_diquark_code(b.q_new), alpha)
+    log_z = sample_log_z(u[3], a_z, fp.b * mt2_s, alpha, s_lo, s_hi)
     z = jnp.exp(log_z)
     r_side_s = jnp.where(valid, r_side, 1.0)
     p_side = z * r_side_s
