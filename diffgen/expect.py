@@ -246,7 +246,7 @@ class ReplicatedEvents(NamedTuple):
     upstream_log_weight: jax.Array
 
 
-def _split_chain(gen, split: str):
+def split_chain(gen, split: str):
     parts = getattr(gen.stage, "parts", ())
     names = [name for name, _ in parts]
     if split not in names:
@@ -274,7 +274,7 @@ def sample_replicated_traced(gen, params, key, n: int, replicas: int, split: str
     from diffgen.events import Status
     from diffgen.stage import _as_typed
 
-    up, down = _split_chain(gen, split)
+    up, down = split_chain(gen, split)
     n_par = n // replicas
     keys = jax.vmap(jax.random.fold_in, (None, 0))(_as_typed(key), jnp.arange(n_par, dtype=jnp.uint32))
     parents = _run_parts(up, params, keys, Events.empty(n_par, 0))
@@ -313,7 +313,7 @@ def sample_replicated(gen, params, key, n: int, replicas: int, split: str = DEFA
     check_key(key)
     check_params(params)
     replicas = check_variance_options("mean", replicas, n)
-    _split_chain(gen, split)
+    split_chain(gen, split)
     return _replicated_jit(gen, n, replicas, split)(params, key)
 
 

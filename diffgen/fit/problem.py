@@ -101,9 +101,9 @@ def make_problem(gen, params, targets, observables, free, bounds=None, smoothing
     grouped = tuple((dict(k), tuple(v)) for k, v in groups.items())
     replicas = check_variance_options(baseline, replicas)
     if replicas > 1:
-        from diffgen.expect import _split_chain
+        from diffgen.expect import split_chain
 
-        _split_chain(gen, split)
+        split_chain(gen, split)
     return Problem(gen, params, targets, obs, transform, grouped,
                    None if smoothing is None else float(smoothing), bool(straight_through),
                    replicas=replicas, baseline=baseline, split=split)
