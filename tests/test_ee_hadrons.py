@@ -41,9 +41,9 @@ def test_preset_settings(full):
 def test_four_momentum_and_charge_conservation_10k(full_sample):
     ev = full_sample
     good = np.asarray(ev.status) == 0
-    # kinked strings flag ~1e-3 of events FAILED_KINEMATICS (weight 0: σ biased low by that fraction, stated in
-    # docs/validation.md): 11 of 10⁴ measured, bound 2e-3
-    assert good.mean() > 0.998, diffgen.events.status_summary(ev.status)
+    # kinked strings flag ~2e-3 of events FAILED_KINEMATICS (weight 0: σ biased low by that fraction, stated in
+    # docs/validation.md): 17 of 10⁴ measured with this sample (2026-12-07; Poisson ± 4), bound 3e-3
+    assert good.mean() > 0.997, diffgen.events.status_summary(ev.status)
     total = np.asarray(ev.total_p4())
     p_in = np.asarray(ev.p4_in).sum(axis=1)
     dev = np.abs(total - p_in).max(axis=1) / SQRT_S
@@ -103,14 +103,12 @@ def test_overflow_is_flagged_never_silent(full_sample):
 #: would exceed ⟨1 − T⟩ itself) ...
 TARGETS = {"n_ch": 0.02, "n": 0.02, "n_K_pm": 0.05, "n_p": 0.10, "S": 0.03, "A": 0.03, "C": 0.03,
            "one_minus_T": 0.05}
-#: ... except where the model does not reach the target yet: there the measured gap (REGRESSION values,
-#: measured with this file's sample on 2026-12-06, see docs/validation.md) is the allowed deviation, so that
-#: the model cannot get worse unnoticed. Shrink these when the model improves.
-KNOWN_GAPS = {"n_ch": 0.075, "n": 0.09, "n_K_pm": 0.10, "C": 0.055, "one_minus_T": 0.065}  # measured −6.7 %,
-#: −7.9 %, −8.2 %, −4.1 %, −5.3 % (±1–1.4 %) at 4000 events with kinked strings, baryons and the aligned shower
-#: Σχ²/Σndf over the eight LEP histograms (diffgen 10⁴ events vs Pythia 10⁵, about the statistical power of
-#: 2·10⁴ per side; issue-16 target ≤ 5) may not exceed this
-CHI2_PER_NDF_MAX = 12.0  # REGRESSION bound: measured 10.7 with this sample (2026-12-06); target 5
+#: ... except where the model does not reach the target yet: there the measured gap (REGRESSION value,
+#: measured with this file's sample, see docs/validation.md and benchmarks/lep_comparison.py) is the allowed
+#: deviation, so that the model cannot get worse unnoticed. Shrink it when the model improves.
+KNOWN_GAPS = {"S": 0.09}  # measured +6.5 ± 1.6 % (2026-12-07, 10⁴ events, kinked strings with Pythia's z)
+#: Σχ²/Σndf over the eight LEP histograms (diffgen 10⁴ events vs Pythia 10⁵) may not exceed this
+CHI2_PER_NDF_MAX = 6.0  # REGRESSION bound: measured 4.52 with this sample (2026-12-07; 10.7 on 2026-12-06)
 
 
 def _observable_values(ev):
