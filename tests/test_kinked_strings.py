@@ -243,6 +243,7 @@ def test_hard_gluon_adds_hadrons_and_fallbacks_are_rare(qgq_hard):
     assert float(np.asarray(info["fallbacks"]).mean()) < 0.25
 
 
+@pytest.mark.slow  # a second compilation (~40 s); the stage-level compile-once checks of tests/test_core.py are fast
 def test_compiles_once():
     f = jax.jit(KINKED.apply)
     ev = _events(_mercedes())[:16]

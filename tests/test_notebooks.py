@@ -80,6 +80,7 @@ def test_quickstart_notebook_executes(tmp_path, monkeypatch):
     assert len(images) == 2, "the histogram and the linearisation figures"
 
 
+@pytest.mark.slow  # 3–7 min on 2 cores: the default run's 20-minute budget (README)
 def test_amortised_notebook_executes(tmp_path, monkeypatch):
     """A Flax network maps dataset summaries to θ, is trained through e+e- → hadrons, and the loss falls."""
     outputs, text, images = _outputs(_execute(AMORTISED_NOTEBOOK, AMORTISED_TEST, tmp_path, monkeypatch))
@@ -103,7 +104,8 @@ def test_mkdocs_build_strict(tmp_path):
 
 
 # Pages whose Python examples are meant to run top to bottom in one session.
-_PAGES = ["quickstart.md", "design.md", "gradients.md", "physics/ee_ffbar.md", "detector.md"]
+_PAGES = ["quickstart.md", "design.md", "gradients.md", "physics/ee_ffbar.md",
+          pytest.param("detector.md", marks=pytest.mark.slow)]  # detector.md: ~70 s, the 20-minute budget
 
 
 @pytest.mark.parametrize("page", _PAGES)
@@ -155,6 +157,7 @@ UNFOLDING_NOTEBOOK = ROOT / "notebooks" / "05_unfolding_and_inference.ipynb"
 UNFOLDING_TEST = {"N_EVENTS": 10000, "N_ITERATIONS": 3, "N_DCTR": 16384}
 
 
+@pytest.mark.slow  # ~1 min on 2 cores: the default run's 20-minute budget (README)
 def test_unfolding_notebook_executes(tmp_path, monkeypatch):
     """OmniFold, DCTR and the joint score run; the printed numbers are finite and in range."""
     outputs, text, images = _outputs(_execute(UNFOLDING_NOTEBOOK, UNFOLDING_TEST, tmp_path, monkeypatch))
@@ -171,6 +174,7 @@ def test_unfolding_notebook_executes(tmp_path, monkeypatch):
 DETECTOR_NOTEBOOK = ROOT / "notebooks" / "04_detector_and_ml_hadronization.ipynb"
 
 
+@pytest.mark.slow  # 3–7 min on 2 cores: the default run's 20-minute budget (README)
 def test_detector_and_ml_hadronization_notebook_executes(tmp_path, monkeypatch):
     """The detector chain, its efficiency gradient and the ML layer run; the numbers printed are physical.
 
