@@ -58,9 +58,9 @@ def main(argv=None):
     if args.events < 2:
         ap.error("--events must be >= 2")
     import jax
+    import lep_reference
 
     import diffgen
-    import lep_reference
     from diffgen.expect import event_weights
 
     ref = lep_reference.load()["ee_hadrons"]["monash"]
@@ -80,7 +80,8 @@ def main(argv=None):
         rel = m / r["mean"] - 1.0
         rel_err = abs(m / r["mean"]) * np.hypot(e / m, r["error"] / r["mean"]) if m else float("nan")
         met = "" if target is None else (f"{target:.0%} (met)" if abs(rel) < target else f"{target:.0%}")
-        print(f"| {label} | {m:.4g} ± {e:.2g} | {r['mean']:.4g} ± {r['error']:.2g} | {rel:+.1%} ± {rel_err:.1%} | {met} |")
+        cells = (label, f"{m:.4g} ± {e:.2g}", f"{r['mean']:.4g} ± {r['error']:.2g}", f"{rel:+.1%} ± {rel_err:.1%}", met)
+        print("| " + " | ".join(cells) + " |")
         out["means"][key] = {"diffgen": [m, e], "pythia": [r["mean"], r["error"]], "rel": rel, "rel_err": rel_err}
     tot = [0.0, 0, 0.0]
     for key, h in ref["histograms"].items():

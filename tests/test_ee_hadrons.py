@@ -3,11 +3,11 @@ autodiff against finite differences for the five tune parameters."""
 
 import jax
 import jax.numpy as jnp
+import lep_reference
 import numpy as np
 import pytest
 
 import diffgen
-import lep_reference
 from diffgen import Status, particles
 from diffgen import observables as obs
 from diffgen.expect import event_weights, expect_of

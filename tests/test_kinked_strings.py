@@ -7,10 +7,9 @@ compiled once each for the forward pass (and once more for ``jacfwd`` in the slo
 
 import jax
 import jax.numpy as jnp
+import lep_reference
 import numpy as np
 import pytest
-
-import lep_reference
 
 from diffgen import Events, Status, particles
 from diffgen.hadronization import quark_content, string_fragmentation
