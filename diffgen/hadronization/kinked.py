@@ -153,19 +153,27 @@ class _Access(NamedTuple):
                 jnp.where(self.plus, cp_fwd, cn_bwd), jnp.where(self.plus, cn_fwd, cp_bwd))
 
 
-def _transverse(pt, e1, e2, p, n):
-    """``pt[0] f₁ + pt[1] f₂`` with (f₁, f₂) the orthonormal transverse basis of the region spanned by the
-    light-like ``p``, ``n`` closest to (e₁, e₂) (Gram–Schmidt; Pythia re-expresses pT per region)."""
+def _nearest_basis(e1, e2, p, n):
+    """(f₁, f₂, |proj e₁|, |proj e₂ ⟂ f₁|): the orthonormal basis of the plane transverse to ``p``, ``n`` closest
+    to (e₁, e₂) (projection, then Gram–Schmidt), with the norms before normalisation (small: ill-defined)."""
     pn = _dot(p, n)
 
     def proj(v):
         return v - safe_div(_dot(v, n), pn) * p - safe_div(_dot(v, p), pn) * n
 
     f1 = proj(e1)
-    f1 = f1 * safe_div(1.0, safe_sqrt(-_dot(f1, f1)))
+    nf1 = safe_sqrt(-_dot(f1, f1))
+    f1 = f1 * safe_div(1.0, nf1)
     f2 = proj(e2)
     f2 = f2 + _dot(f2, f1) * f1
-    f2 = f2 * safe_div(1.0, safe_sqrt(-_dot(f2, f2)))
+    nf2 = safe_sqrt(-_dot(f2, f2))
+    return f1, f2 * safe_div(1.0, nf2), nf1, nf2
+
+
+def _transverse(pt, e1, e2, p, n):
+    """``pt[0] f₁ + pt[1] f₂`` with (f₁, f₂) the orthonormal transverse basis of the region spanned by the
+    light-like ``p``, ``n`` closest to (e₁, e₂) (Gram–Schmidt; Pythia re-expresses pT per region)."""
+    f1, f2, _, _ = _nearest_basis(e1, e2, p, n)
     return pt[0] * f1 + pt[1] * f2
 
 
@@ -246,18 +254,7 @@ def _view(row, g0, n, st: _KState):
     # turns them by an arbitrary azimuth and scrambles the pT bookkeeping (the soft-gluon multiplicity
     # deficit). Here the previous step's axes are projected onto the new transverse plane (Gram–Schmidt),
     # as Pythia re-expresses pT in a new region; a fresh frame only at a chain's first step.
-    pn = _dot(n_plus, n_minus)
-
-    def proj(v):
-        return v - safe_div(_dot(v, n_minus), pn) * n_plus - safe_div(_dot(v, n_plus), pn) * n_minus
-
-    f1 = proj(st.frame[2])
-    nf1 = safe_sqrt(-_dot(f1, f1))
-    f1 = f1 * safe_div(1.0, nf1)
-    f2 = proj(st.frame[3])
-    f2 = f2 + _dot(f2, f1) * f1
-    nf2 = safe_sqrt(-_dot(f2, f2))
-    f2 = f2 * safe_div(1.0, nf2)
+    f1, f2, nf1, nf2 = _nearest_basis(st.frame[2], st.frame[3], n_plus, n_minus)
     keep = (nf1 > 0.5) & (nf2 > 0.5)
     return jnp.stack([n_plus, n_minus, jnp.where(keep, f1, e1), jnp.where(keep, f2, e2)])
 
