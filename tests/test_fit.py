@@ -87,6 +87,22 @@ def test_bounds_validation():
 # ---------------------------------------------------------------------------------------------
 # targets
 # ---------------------------------------------------------------------------------------------
+def test_targets_pickle_for_process_pools():
+    """Targets cross process boundaries (a Pythia grid run in worker processes returns them); the
+    read-only conditions mapping must survive the round trip and stay read-only."""
+    import pickle
+
+    t = targets.from_arrays("x", [0.1, 0.5, 0.4], [0.01, 0.02, 0.015], [0.0, 0.5, 1.5, 2.0],
+                            normalisation="events", conditions={"Beams:eCM": 94.0})
+    back = pickle.loads(pickle.dumps(t))
+    assert back.name == "x" and back.normalisation == "events" and dict(back.conditions) == {"Beams:eCM": 94.0}
+    np.testing.assert_array_equal(back.contents, t.contents)
+    with pytest.raises(TypeError):
+        back.conditions["Beams:eCM"] = 1.0  # still read-only
+    plain = pickle.loads(pickle.dumps(targets.from_arrays("y", [1.0], [0.1], [0.0, 1.0])))
+    assert dict(plain.conditions) == {}
+
+
 def test_yoda_round_trip_and_formats():
     t = targets.from_arrays("x", [0.1, 0.5, 0.4], [0.01, 0.02, 0.015], [0.0, 0.5, 1.5, 2.0],
                             normalisation="events", conditions={"Beams:eCM": 94.0})

@@ -192,6 +192,16 @@ class BinnedTarget(NamedTuple):
         """Bins entering χ² (error > 0), minus one for ``unit`` normalisation (Σ c_b = 1 is fixed)."""
         return int(np.count_nonzero(self.errors > 0)) - (1 if self.normalisation == "unit" else 0)
 
+    def __reduce__(self):
+        # picklable (process pools, saved fits): the read-only conditions travel as a plain dict
+        fields = self._replace(conditions=dict(self.conditions))
+        return (_rebuild_target, tuple(fields))
+
+
+def _rebuild_target(*fields) -> BinnedTarget:
+    t = BinnedTarget(*fields)
+    return t._replace(conditions=MappingProxyType(dict(t.conditions)) if t.conditions else _EMPTY)
+
 
 def _check_conditions(conditions, what: str) -> Mapping[str, float]:
     if conditions is None:
