@@ -46,20 +46,25 @@ view is frozen and the string continues exactly as a straight one (``z`` a fract
 ``R±``, truncated so that the last two hadrons fit). A q q̄ chain (one region) is therefore fragmented
 exactly as by :mod:`diffgen.hadronization.fragment`.
 
-Differentiable truncation instead of restarts. Pythia restarts a string when its last two hadrons do
-not fit. Here ``z`` is drawn from the Lund function truncated to the window that leaves the
-remainder's view room for the next step's hadron pair (as for straight strings; implicit
-reparameterisation, no accept/reject), and the continue/stop decision is a Bernoulli draw whose
-score ``log p − stop_gradient(log p)`` enters the weight. While the vertices are in different regions
-the window is that of the straight view (exact for one region, approximate across kinks): if the kinked
-solution nevertheless has no region (within :data:`MAX_REGION_STEPS` moves), crosses the other end's
-vertex, or leaves a remainder lighter than the next hadron pair, the hadron is taken from the straight
-view instead (same ``z``) and the string is finished as a straight one (a "fallback", counted in
-``diagnose``; measured ≈ 0.1 per event for a u g ū event with a 20 GeV gluon at 115° or a 1 GeV gluon,
-0.5 per event in Pythia's own showered u ū events, almost always in the last steps where the remainder is a
-few GeV). That switch is a
-deterministic function of the continuous draws, so its boundary is not differentiated (the only
-term of the gradient that is dropped). Where no root satisfies ``y ≥ y_old, x ≥ x_old`` (a vertex
+Truncation and restarts. Pythia restarts a string when its last two hadrons do not fit. Here ``z`` is
+drawn from the Lund function truncated to the window that leaves the remainder's view room for the next
+step's hadron pair (as for straight strings; implicit reparameterisation, no accept/reject), and the
+continue/stop decision is a Bernoulli draw whose score ``log p − stop_gradient(log p)`` enters the
+weight. While the vertices are in different regions the window is that of the straight view (exact for
+one region, approximate across kinks; the view's L² uses the ends' bookkept pT, not the kinks' transverse
+momentum). If the kinked solution nevertheless has no region (within :data:`MAX_REGION_STEPS` moves),
+crosses the other end's vertex, or leaves a remainder lighter than the next hadron pair — in Pythia the
+string's ``finalTwo`` would then fail — the string is **restarted** as in Pythia: its hadrons so far are
+dropped (each output carries its chain's attempt number and only the last attempt's are kept) and it is
+fragmented again from its ends with fresh draws. The dropped attempt's score terms stay in the weight:
+the density of "repeat until it fits" is the product over all attempts, so the score estimator stays
+unbiased. At most :data:`MAX_RESTARTS` restarts per string, and only while the steps left leave room for
+another attempt; beyond that the hadron is taken from the straight view instead (same ``z``) and the
+string is finished as a straight one (a "fallback"). ``diagnose`` counts both: in Pythia's own showered
+u ū parton events ≈ 0.83 restarts and 0.10 fallbacks per event (before restarts: 0.5 fallbacks per
+event, and the events with one had a 15 % too large sphericity). Whether a kinked hadron fits is a
+deterministic function of the continuous draws, so that boundary is not differentiated (the only term of
+the gradient that is dropped). Where no root satisfies ``y ≥ y_old, x ≥ x_old`` (a vertex
 passing a gluon corner through a higher region) Pythia's root (the larger ``x``) is accepted if the
 hadron has positive energy, as in Pythia.
 
@@ -67,9 +72,9 @@ Compared with Pythia 8.317 (primary hadrons, meson-only, decays off; 4000–10�
 quark along z; errors ±0.03–0.05): q q̄ at 91.2 GeV 12.22 (diffgen 12.45), 5 MeV gluon at 2 rad 12.19
 (12.45), 1 GeV gluon 12.76 (13.05), 5 GeV 15.29 (15.48), 20 GeV 18.86 (19.13), 30 GeV at 2.5 rad 19.56
 (19.83): the gluon's increment agrees, the q q̄ string is 2 % rich (its end: truncated z instead of
-Pythia's restarts). Pythia's own showered u ū parton events hadronized by both (3000 events): 21.02 vs
-20.43 primary hadrons; the model's sphericity there is ≈ 10 % high (hard hadrons near gluon kinks carry
-too much transverse momentum), the open defect.
+Pythia's restarts). Pythia's own showered u ū parton events hadronized by both (3000 events, meson-only):
+21.02 vs 20.3 primary hadrons; sphericity +5.2 ± 1.2 % (+9.5 ± 1.4 % before string restarts; what remains
+is in the events that still end with a straight-view fallback, +23 %).
 """
 
 from __future__ import annotations
@@ -101,6 +106,9 @@ from diffgen.schedule import run_pool
 __all__ = ["MAX_REGION_STEPS", "fragment_chains_event", "fragment_chains_batch"]
 
 MAX_REGION_STEPS = 5  #: region moves allowed while solving for one hadron (more: the straight fallback)
+MAX_RESTARTS = 3  #: string restarts when a kinked hadron does not fit (more: the straight-view fallback)
+_RESTART_MARGIN = 16  #: steps kept free beyond a restarted attempt's expected length
+_ATTEMPT_STRIDE = 64  #: output tag = chain index · stride + attempt
 _N_STEP_UNIFORMS = 6
 _TOL = 1.0e-5
 
@@ -130,6 +138,9 @@ class _KState(NamedTuple):
     log_weight: jax.Array
     overflow: jax.Array
     fallback: jax.Array  #: i32 number of straight fallbacks (diagnostics)
+    restarts: jax.Array  #: i32 number of string restarts (diagnostics)
+    attempt: jax.Array  #: i32 attempt number of the current string (0: first)
+    t0: jax.Array  #: i32 step at which the current attempt began
 
 
 class _Access(NamedTuple):
@@ -273,7 +284,7 @@ def _own(row, g0, n, st: _KState, frame):
     return jnp.stack([2.0 * _dot(own_pos, frame[1]), 2.0 * _dot(own_neg, frame[0])])
 
 
-def _load(row: Chains, srow: StartChoices, s, log_weight, overflow, fallback) -> _KState:
+def _load(row: Chains, srow: StartChoices, s, log_weight, overflow, fallback, restarts, attempt=0, t0=0) -> _KState:
     dtype = row.mass.dtype
     z2 = jnp.zeros(2, dtype)
     return _KState(sidx=s, f_pos=row.f_pos, f_neg=row.f_neg, from_positive=srow.from_positive, bundle=srow.bundle,
@@ -281,13 +292,15 @@ def _load(row: Chains, srow: StartChoices, s, log_weight, overflow, fallback) ->
                    cur_y=jnp.zeros(2, dtype), cur_b=jnp.zeros(2, jnp.int32), cur_x=jnp.zeros(2, dtype),
                    gamma=jnp.zeros(2, dtype), straight=jnp.array(False), frame=jnp.zeros((4, 4), dtype),
                    own=jnp.zeros(2, dtype),
-                   log_weight=log_weight, overflow=overflow, fallback=fallback)
+                   log_weight=log_weight, overflow=overflow, fallback=fallback, restarts=restarts,
+                   attempt=jnp.asarray(attempt, jnp.int32), t0=jnp.asarray(t0, jnp.int32))
 
 
 def _first_state(chains: Chains, start: StartChoices, dtype) -> _KState:
     row = jax.tree_util.tree_map(lambda x: x[0], chains)
     srow = jax.tree_util.tree_map(lambda x: x[0], start)
-    return _load(row, srow, jnp.array(0), jnp.zeros((), dtype), jnp.array(False), jnp.array(0, jnp.int32))
+    zero = jnp.array(0, jnp.int32)
+    return _load(row, srow, zero, jnp.zeros((), dtype), jnp.array(False), zero, zero)
 
 
 def _lc(frame, p_plus, p_minus, pt, mass):
@@ -332,9 +345,14 @@ def _step(st: _KState, t, key_t, get, take, n_active, fp: FragParams, n_steps: i
     pt_d = jnp.where(straight, pt_h, pt_kk)
     mt2_d = b.mass_h ** 2 + jnp.sum(pt_d * pt_d)
     mt_h = safe_sqrt(mt2_d)
-    l2 = r_plus * r_minus
+    w2_rem = r_plus * r_minus - jnp.sum(rem_t * rem_t)
+    w_rem = safe_sqrt(w2_rem)
+    # the view's L² = R₊R₋ for the z window and the fit test: with the ends' bookkept pT in place of the
+    # remainder's transverse momentum (equal in the straight view), so that a kink's transverse momentum,
+    # which no hadron's m⊥ accounts for, does not widen the window (a kinked hadron that then did not fit)
+    k_sum = jnp.where(straight, rem_t, k_pos + st.k_neg)
+    l2 = w2_rem + jnp.sum(k_sum * k_sum)
     big_l = safe_sqrt(l2)
-    w_rem = safe_sqrt(l2 - jnp.sum(rem_t * rem_t))
 
     f_pos1 = jnp.where(plus, b.q_new, st.f_pos)
     f_neg1 = jnp.where(plus, st.f_neg, b.q_new)
@@ -407,7 +425,14 @@ def _step(st: _KState, t, key_t, get, take, n_active, fp: FragParams, n_steps: i
     rem_k = st.rem - p4_k
     fits = (_dot(rem_k, rem_k) > floor1 ** 2) & (rem_k[0] > 0)
     use_k = ~straight & valid & ok_k & no_cross & fits
-    fell_back = active & ~straight & cont & ~use_k
+    # a kinked hadron that does not fit (crosses the other end's vertex, leaves too little, or has no
+    # region): as in Pythia, where finalTwo then fails, the string starts over (its hadrons so far are
+    # dropped, the scores of the dropped attempt stay in the weight: the density of "repeat until it
+    # fits" is the product over all attempts); after MAX_RESTARTS the straight-view fallback
+    failed_k = active & ~straight & cont & ~use_k
+    # (only while the steps left leave room for another attempt as long as this one and a margin)
+    restart = failed_k & (st.attempt < MAX_RESTARTS) & (2 * t - st.t0 + _RESTART_MARGIN < n_steps)
+    fell_back = failed_k & ~restart
     e_k = safe_sqrt(b.mass_h ** 2 + jnp.sum(p4_k[1:] ** 2))  # on shell to float precision
     p4_k = jnp.concatenate([e_k[None], p4_k[1:]])
     p4_cont = jnp.where(use_k, p4_k, p4_straight)
@@ -421,9 +446,11 @@ def _step(st: _KState, t, key_t, get, take, n_active, fp: FragParams, n_steps: i
     pt_c = jnp.where(plus, st.k + kn_s, kp_s - st.k)
     mt2_h = b.mass_h ** 2 + jnp.sum(pt_h * pt_h)
     mt2_c = b.mass_c ** 2 + jnp.sum(pt_c * pt_c)
-    l_s = jnp.where(big_l > 0, big_l, 1.0)
-    lam = (l2 - mt2_h - mt2_c) ** 2 - 4.0 * mt2_h * mt2_c
-    e1 = (l2 + mt2_h - mt2_c) / (2.0 * l_s)
+    l2_v = r_plus * r_minus  # exact: the final two take the remainder's R± in full
+    big_l_v = safe_sqrt(l2_v)
+    l_s = jnp.where(big_l_v > 0, big_l_v, 1.0)
+    lam = (l2_v - mt2_h - mt2_c) ** 2 - 4.0 * mt2_h * mt2_c
+    e1 = (l2_v + mt2_h - mt2_c) / (2.0 * l_s)
     qq = safe_sqrt(lam) / (2.0 * l_s)
     big = jnp.where(e1 + qq > 0, e1 + qq, 1.0)
     small = mt2_h / big
@@ -433,9 +460,10 @@ def _step(st: _KState, t, key_t, get, take, n_active, fp: FragParams, n_steps: i
     p4_c = _lc(frame, r_plus - hp_stop, r_minus - hm_stop, pt_c, b.mass_c)
 
     p4_h = jnp.where(cont, p4_cont, p4_h_stop)
-    ok = jnp.stack([active, active & ~cont])
+    ok = jnp.stack([active & ~restart, active & ~cont])
+    tag = jnp.full((2,), st.sidx * _ATTEMPT_STRIDE + st.attempt, jnp.int32)
     out = (jnp.where(ok, jnp.stack([b.pid_h, b.pid_c]), 0),
-           jnp.where(ok[:, None], jnp.stack([p4_h, p4_c]), 0.0), ok)
+           jnp.where(ok[:, None], jnp.stack([p4_h, p4_c]), 0.0), ok, tag)
 
     # --- next state
     upd = lambda arr, val: jnp.where(use_k, arr.at[side].set(val), arr)  # noqa: E731
@@ -445,10 +473,20 @@ def _step(st: _KState, t, key_t, get, take, n_active, fp: FragParams, n_steps: i
         cur_a=upd(st.cur_a, a_k), cur_y=upd(st.cur_y, y_k), cur_b=upd(st.cur_b, b_k), cur_x=upd(st.cur_x, x_k),
         gamma=upd(st.gamma, gamma_new), straight=straight | ~use_k, frame=frame,
         own=own.at[side].set(own_s - p_side), log_weight=log_weight,
-        overflow=overflow, fallback=st.fallback + fell_back.astype(jnp.int32))
+        overflow=overflow, fallback=st.fallback + fell_back.astype(jnp.int32), restarts=st.restarts,
+        attempt=st.attempt, t0=st.t0)
     next_row, next_start = get(st.sidx + 1)
-    next_state = _load(next_row, next_start, st.sidx + 1, log_weight, overflow, cont_state.fallback)
+    next_state = _load(next_row, next_start, st.sidx + 1, log_weight, overflow, cont_state.fallback, st.restarts,
+                       t0=t + 1)
+    # the restart: the chain's own end flavours, a fresh first choice (this step's draws; its score replaces
+    # the continuing step's flavour score)
+    b_r = sample_bundle(u[1], plus1, row.f_pos, row.f_neg, fp.sp_weights, fp.flav_probs)
+    score_r = lp_dec - jax.lax.stop_gradient(lp_dec) + b_r.log_prob - jax.lax.stop_gradient(b_r.log_prob)
+    restart_state = _load(row, StartChoices(from_positive=plus1, bundle=b_r, k=k1), st.sidx,
+                          st.log_weight + jnp.where(active, score_r, 0.0), overflow, st.fallback,
+                          st.restarts + 1, st.attempt + 1, t + 1)
     new = jax.tree_util.tree_map(lambda c_, n_: jnp.where(cont, c_, n_), cont_state, next_state)
+    new = jax.tree_util.tree_map(lambda r_, n_: jnp.where(restart, r_, n_), restart_state, new)
     new = jax.tree_util.tree_map(lambda n_, o_: jnp.where(active, n_, o_), new, st)
     return new, out
 
@@ -473,9 +511,17 @@ def fragment_chains_event(key, chains: Chains, regions: Regions, n_active, start
         return _step(st, t, jax.random.fold_in(key, t), get, take, n_active, fp, n_steps)
 
     init = _first_state(chains, start, dtype)
-    final, (pid, p4, valid) = jax.lax.scan(jax.checkpoint(step), init, jnp.arange(n_steps))
+    final, (pid, p4, valid, tag) = jax.lax.scan(jax.checkpoint(step), init, jnp.arange(n_steps))
     overflow = final.overflow | (final.sidx < n_active)
-    return (pid.reshape(-1), p4.reshape(-1, 4), valid.reshape(-1), final.log_weight, overflow, final.fallback)
+    valid = _last_attempt(tag.reshape(-1), valid.reshape(-1), n_s)
+    return (pid.reshape(-1), p4.reshape(-1, 4), valid, final.log_weight, overflow, final.fallback, final.restarts)
+
+
+def _last_attempt(tag, valid, n_s):
+    """Keep only the outputs of each chain's last attempt (restarted attempts are dropped)."""
+    seg = jnp.clip(tag // _ATTEMPT_STRIDE, 0, n_s - 1)
+    last = jax.ops.segment_max(jnp.where(valid, tag, -1), seg, num_segments=n_s)
+    return valid & (tag == last[seg])
 
 
 def _scan(key_data, chains, regions, n_active, start, fp, n_steps):
@@ -491,6 +537,8 @@ class _Out(NamedTuple):
     log_weight: jax.Array
     overflow: jax.Array
     fallback: jax.Array
+    restarts: jax.Array
+    tag: jax.Array
 
 
 def _pool(key_data, chains, regions, n_active, start, fp, n_steps, pool):
@@ -518,14 +566,15 @@ def _pool(key_data, chains, regions, n_active, start, fp, n_steps, pool):
 
     def step(st, out, ev, steps, busy):
         evc = jnp.clip(ev, 0, n_ev - 1)
-        new, (pid, p4, ok) = jax.vmap(one)(st, steps, keys[evc], evc)
+        new, (pid, p4, ok, tag) = jax.vmap(one)(st, steps, keys[evc], evc)
         new = jax.tree_util.tree_map(lambda a, b: jnp.where(busy.reshape(busy.shape + (1,) * (a.ndim - 1)), a, b),
                                      new, st)
         row = jnp.where(busy, ev, n_ev)[:, None]
         col = 2 * steps[:, None] + jnp.arange(2)[None, :]
         out = out._replace(pid=out.pid.at[row, col].set(pid, mode="drop"),
                            p4=out.p4.at[row, col].set(p4, mode="drop"),
-                           valid=out.valid.at[row, col].set(ok, mode="drop"))
+                           valid=out.valid.at[row, col].set(ok, mode="drop"),
+                           tag=out.tag.at[row, col].set(tag, mode="drop"))
         return new, out, new.sidx >= n_active[evc]
 
     def store(out, ev, write, st, steps):
@@ -534,13 +583,16 @@ def _pool(key_data, chains, regions, n_active, start, fp, n_steps, pool):
         overflow = st.overflow | (st.sidx < n_active[evc])
         return out._replace(log_weight=out.log_weight.at[row].set(st.log_weight, mode="drop"),
                             overflow=out.overflow.at[row].set(overflow, mode="drop"),
-                            fallback=out.fallback.at[row].set(st.fallback, mode="drop"))
+                            fallback=out.fallback.at[row].set(st.fallback, mode="drop"),
+                            restarts=out.restarts.at[row].set(st.restarts, mode="drop"))
 
     out0 = _Out(pid=jnp.zeros((n_ev, 2 * n_steps), jnp.int32), p4=jnp.zeros((n_ev, 2 * n_steps, 4), dtype),
                 valid=jnp.zeros((n_ev, 2 * n_steps), bool), log_weight=jnp.zeros((n_ev,), dtype),
-                overflow=jnp.zeros((n_ev,), bool), fallback=jnp.zeros((n_ev,), jnp.int32))
+                overflow=jnp.zeros((n_ev,), bool), fallback=jnp.zeros((n_ev,), jnp.int32),
+                restarts=jnp.zeros((n_ev,), jnp.int32), tag=jnp.zeros((n_ev, 2 * n_steps), jnp.int32))
     out, stats = run_pool(load, step, store, out0, n_ev, pool, n_steps)
-    return tuple(out), stats
+    valid = jax.vmap(lambda t_, v_: _last_attempt(t_, v_, n_s))(out.tag, out.valid)
+    return tuple(out._replace(valid=valid))[:-1], stats
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(6, 7))
@@ -558,7 +610,8 @@ def fragment_chains_batch(keys, chains: Chains, regions: Regions, n_active, star
     """Fragment a batch of events' kinked strings (leading axis N everywhere) on the slot scheduler, with
     derivatives from the equivalent ``lax.scan`` (as :func:`diffgen.hadronization.fragment.fragment_batch`).
 
-    Returns ``(pid[N, 2·n_steps], p4[N, 2·n_steps, 4], valid, log_weight[N], overflow[N], fallback[N])``,
+    Returns ``(pid[N, 2·n_steps], p4[N, 2·n_steps, 4], valid, log_weight[N], overflow[N], fallback[N],
+    restarts[N])``,
     and with ``with_stats`` also the scheduler's :class:`~diffgen.schedule.PoolStats`.
     """
     if with_stats:

@@ -33,13 +33,15 @@ Baryons: breaks make diquarks (``StringFlav:probQQtoQ`` and friends, ``StringZ:a
 :mod:`~diffgen.hadronization.flavour` (no popcorn mesons).
 
 Approximations (documented in the modules): no popcorn B M B̄ configurations, resonances
-at their pole mass, Pythia's string restart replaced by a truncated ``z`` (and, for kinked strings,
-a straight-view fallback near the end of a string), Pythia's uniform stop smearing by a smooth one,
+at their pole mass, Pythia's string restart replaced by a truncated ``z`` (kinked strings restart as in
+Pythia when a hadron does not fit across a kink, at most three times, then a straight-view fallback),
+Pythia's uniform stop smearing by a smooth one,
 closed gluon loops not fragmented by the kinked model (flagged ``FAILED_KINEMATICS``; they do not
 occur in e+e- → q q̄ showers).
 
-Diagnostics (``diagnose``): ``work``, ``strings`` and the scheduler's statistics, and ``fallbacks``,
-the number of kinked-string steps per event that fell back to the straight view.
+Diagnostics (``diagnose``): ``work``, ``strings`` and the scheduler's statistics, ``restarts``, the number
+of kinked-string restarts per event, and ``fallbacks``, the kinked-string steps per event that fell back to
+the straight view.
 
 Example:
     >>> import jax, jax.numpy as jnp
@@ -178,7 +180,7 @@ def string_fragmentation(capacity: int = DEFAULT_CAPACITY, max_partons: int | No
                                           with_stats=with_info)
             if with_info:
                 frags, stats = frags
-            f_pid, f_p4, f_valid, score, over_f, fallback = frags
+            f_pid, f_p4, f_valid, score, over_f, fallback, restarts = frags
         else:
             gluon_flavour, lp_glue = _sample_gluon_flavours(k_glue, events.pid, events.mask,
                                                             new_flavour_probs(theta["StringFlav:probStoUD"]))
@@ -199,11 +201,11 @@ def string_fragmentation(capacity: int = DEFAULT_CAPACITY, max_partons: int | No
             if with_info:
                 frags, stats = frags
             f_pid, f_p4, f_valid, score, over_f = frags
-            fallback = jnp.zeros_like(n_active)
+            fallback = restarts = jnp.zeros_like(n_active)
         info = {}
         if with_info:
             info = {"work": jnp.sum(f_valid[:, 0::2], axis=1), "strings": n_active,  # steps = hadrons at an end
-                    "fallbacks": fallback, **stats._asdict()}
+                    "fallbacks": fallback, "restarts": restarts, **stats._asdict()}
 
         c_pid, c_p4, c_valid = collapsed
         keep = events.mask & ~parton  # non-parton inputs pass through, then collapsed pieces, then hadrons
