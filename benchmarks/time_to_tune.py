@@ -129,7 +129,8 @@ def main(argv=None):
     box = {n: (float(d * (1 - args.box)), float(d * (1 + args.box))) for n, d in zip(names, default)}
     t0 = time.time()
     fits = fit_linearized(gen, p0, data_diffgen, obs, names, bounds=box, n_events=args.events,
-                          key=jax.random.fold_in(key, 2), iterations=args.iterations, pool=args.pool)
+                          key=jax.random.fold_in(key, 2), iterations=args.iterations, pool=args.pool,
+                          common_random_numbers=args.pool == 1)
     wall_d = time.time() - t0
     th = np.array([[r.settings[n] for n in names] for r in fits])
     er = np.array([[r.errors[n] for n in names] for r in fits])
@@ -161,7 +162,8 @@ def main(argv=None):
     needed = wall_d * float(np.max(ratio)) ** 2
     worst = names[int(np.argmax(ratio))]
     print(f"\nprecision ratio diffgen/grid per parameter: {dict(zip(names, ratio.round(2)))}")
-    print(f"events: diffgen {res_d['events']:,} vs grid {res_g['events']:,} (ratio {res_d['events'] / res_g['events']:.2f})")
+    print(f"events: diffgen {res_d['events']:,} vs grid {res_g['events']:,} "
+          f"(ratio {res_d['events'] / res_g['events']:.2f})")
     print(f"wall: diffgen {wall_d:.0f} s vs Pythia + grid {wall_g:.0f} s (ratio {wall_d / wall_g:.2f})")
     print(f"diffgen wall time to reach the grid's precision on all five (limited by {worst}): {needed:.0f} s = "
           f"{needed / wall_g:.2f} x Pythia + grid (target <= 0.33)")
