@@ -35,6 +35,7 @@ from diffgen.expect import (
     forward_backward_asymmetry,
     histogram,
     linearize,
+    linearize_with_error,
 )
 from diffgen.generate import generate, generate_chunks
 from diffgen.params import settings, with_settings
@@ -43,7 +44,7 @@ from diffgen.stage import Generator, Stage, chain
 __all__ = [
     "Events", "Status", "Stage", "chain", "Generator", "settings", "with_settings", "read_settings",
     "write_settings", "expect",
-    "cross_section", "histogram", "Histogram", "linearize", "generate", "generate_chunks",
+    "cross_section", "histogram", "Histogram", "linearize", "linearize_with_error", "generate", "generate_chunks",
     "forward_backward_asymmetry", "presets", "fit", "kinematics", "numerics", "params", "particles",
     "phasespace", "amplitudes", "processes", "shower", "hadronization", "decays", "detector", "observables",
 ]

@@ -54,7 +54,7 @@ from diffgen.params import check_params
 from diffgen.stage import MAX_EVENTS, Generator, check_key, check_n
 
 __all__ = ["initialize", "process_range", "generate_local", "PartialSums", "local_sums", "combine",
-           "allgather_sums", "expect_and_grad", "value_and_grad"]
+           "allgather_sums", "expect_and_grad", "value_and_grad", "jackknife"]
 
 
 class PartialSums(NamedTuple):
@@ -295,6 +295,10 @@ def local_sums(observable: Callable[[Events], Any], gen: Generator, params, key,
     weight (others, and the padding of the last chunk, contribute exactly 0). Compiles once per
     (observable, generator, chunk size). With ``with_grad=False`` the gradient fields are ``None``.
     """
+    return combine(_local_parts(observable, gen, params, key, n, chunk, process_id, num_processes, with_grad))
+
+
+def _local_parts(observable, gen, params, key, n, chunk, process_id=None, num_processes=None, with_grad=True):
     offset, count, chunk = _check_inputs(gen, params, key, n, chunk, process_id, num_processes)
     parts = []
     for start, padded, size in _chunk_plan(offset, count, chunk):
@@ -304,7 +308,7 @@ def local_sums(observable: Callable[[Events], Any], gen: Generator, params, key,
         else:
             shift, s1, s0 = _chunk_sums(*args, observable=observable, gen=gen, size=padded)
             parts.append(PartialSums(shift, s1, s0, None, None))
-    return combine(parts)
+    return parts
 
 
 def allgather_sums(tree):
@@ -323,8 +327,37 @@ def _global(sums: PartialSums) -> PartialSums:
     return combine([jax.tree_util.tree_map(lambda a, k=k: jnp.asarray(a[k]), stacked) for k in range(count)])
 
 
+def _mean_and_grad(total: PartialSums):
+    mean = total.sum_w_obs / total.sum_w
+
+    def grad_of(g1, g0):
+        m = mean.reshape(mean.shape + (1,) * (g1.ndim - mean.ndim))
+        return (g1 - m * g0) / total.sum_w
+
+    return mean, jax.tree_util.tree_map(grad_of, total.grad_sum_w_obs, total.grad_sum_w)
+
+
+def jackknife(blocks: Sequence[PartialSums]):
+    """Delete-one-block jackknife errors of ``(⟨O⟩, ∂⟨O⟩/∂params)`` from the :class:`PartialSums` of K ≥ 2
+    disjoint blocks of events: ``√((K − 1)/K · Σₖ (x₍ₖ₎ − x̄)²)`` with x₍ₖ₎ the estimate without block k
+    (Quenouille–Tukey; it includes the ratio's denominator, i.e. the weights' own fluctuation, and the
+    score-function terms). Blocks should be of equal size (the chunks of one run are, but for the last).
+
+    Raises:
+        ValueError: fewer than two blocks.
+    """
+    blocks = list(blocks)
+    k = len(blocks)
+    if k < 2:
+        raise ValueError(f"jackknife errors need at least 2 blocks of events, got {k}")
+    loo = [_mean_and_grad(combine(blocks[:i] + blocks[i + 1:])) for i in range(k)]
+    stacked = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *loo)
+    return jax.tree_util.tree_map(
+        lambda x: jnp.sqrt((k - 1) / k * jnp.sum((x - jnp.mean(x, axis=0)) ** 2, axis=0)), stacked)
+
+
 def expect_and_grad(observable: Callable[[Events], Any], gen: Generator, params, key, n: int,
-                    chunk: int = 10_000):
+                    chunk: int = 10_000, with_error: bool = False):
     """``(⟨O⟩, ∂⟨O⟩/∂params)`` over an ``n``-event run shared by all processes of the JAX runtime.
 
     Each process sums over its own block (:func:`process_range`, chunks of ``chunk`` events); the
@@ -335,17 +368,27 @@ def expect_and_grad(observable: Callable[[Events], Any], gen: Generator, params,
     shape f[N, k] the value is f[k] and the gradient leaves have a leading axis k (a Jacobian,
     k + 1 backward passes per chunk; use :func:`value_and_grad` for a scalar loss of many bins).
 
+    With ``with_error=True`` it returns ``(mean, grad, (mean_error, grad_error))``, the Monte Carlo errors
+    by the delete-one-chunk jackknife (:func:`jackknife`) over the run's chunks (single process: choose
+    ``chunk`` ≤ n/10 for ten or more blocks) or, across processes, over each process's block.
+
     Raises:
-        ValueError: as :func:`process_range` (e.g. ``n`` < number of processes), bad key/params/chunk.
+        ValueError: as :func:`process_range` (e.g. ``n`` < number of processes), bad key/params/chunk;
+            ``with_error`` with fewer than two blocks.
     """
-    total = _global(local_sums(observable, gen, params, key, n, chunk))
-    mean = total.sum_w_obs / total.sum_w
-
-    def grad_of(g1, g0):
-        m = mean.reshape(mean.shape + (1,) * (g1.ndim - mean.ndim))
-        return (g1 - m * g0) / total.sum_w
-
-    return mean, jax.tree_util.tree_map(grad_of, total.grad_sum_w_obs, total.grad_sum_w)
+    if not with_error:
+        return _mean_and_grad(_global(local_sums(observable, gen, params, key, n, chunk)))
+    if jax.process_count() == 1:
+        blocks = _local_parts(observable, gen, params, key, n, chunk)
+        if len(blocks) < 2:
+            raise ValueError(f"with_error needs at least 2 chunks (jackknife blocks): n = {n} events in chunks of "
+                             f"{chunk}; pass chunk <= n/10, e.g. chunk={max(1, n // 10)}")
+    else:
+        stacked = allgather_sums(local_sums(observable, gen, params, key, n, chunk))
+        blocks = [jax.tree_util.tree_map(lambda a, k=k: jnp.asarray(a[k]), stacked)
+                  for k in range(np.shape(stacked.shift)[0])]
+    mean, grad = _mean_and_grad(combine(blocks))
+    return mean, grad, jackknife(blocks)
 
 
 def value_and_grad(loss: Callable[[Any], Any], observable: Callable[[Events], Any], gen: Generator, params, key,

@@ -67,6 +67,7 @@ from diffgen.numerics import safe_sqrt
 from diffgen.params import SETTINGS, settings
 
 __all__ = ["event_weights", "cross_section", "expect", "Histogram", "histogram", "bin_one_hot", "linearize",
+           "linearize_with_error", "Linearization",
            "forward_backward_asymmetry", "tangent_from_settings", "BASELINES", "DEFAULT_SPLIT",
            "ReplicatedEvents", "sample_replicated", "sample_replicated_traced", "sibling_baseline",
            "score_baseline_correction", "grouped_sum_squares", "check_variance_options", "weighted_mean",
@@ -522,3 +523,51 @@ def linearize(fn: Callable, params):
         return lin(eps)
 
     return value, jvp
+
+
+class Linearization(NamedTuple):
+    """:func:`linearize_with_error`'s result: the batch mean of ``fn`` and its Monte Carlo error (pytrees
+    like ``fn``'s output), and ``jvp(ε) -> (J·ε, error of J·ε)``."""
+
+    value: Any
+    error: Any
+    jvp: Callable
+
+
+def linearize_with_error(fn: Callable, params, key, batches: int = 10) -> Linearization:
+    """Linearise a Monte Carlo estimate with its error: ``fn(params, key)`` is evaluated and linearised on
+    ``batches`` independent keys (``jax.random.split(key, batches)``), and value, Jacobian-vector
+    products and their errors are the batch means and ``std / √batches`` (batch means: the error of the
+    mean of the batches, i.e. of a run with ``batches`` × the events ``fn`` uses). A shift ``J·ε`` smaller
+    than its error is noise. ``fn`` returns any pytree of arrays; ``ε`` as for :func:`linearize`.
+
+    Example:
+        >>> import jax, diffgen
+        >>> gen = diffgen.presets.ee_mumu()
+        >>> f = lambda p, k: diffgen.expect(diffgen.forward_backward_asymmetry, gen, p, k, 500)
+        >>> lin = diffgen.linearize_with_error(f, gen.default_params(), jax.random.key(0), batches=4)
+        >>> shift, err = lin.jvp({"23:m0": 0.01})
+
+    Raises:
+        ValueError: ``batches`` < 2.
+    """
+    batches = check_int(batches, "batches (independent samples for the errors)", lo=2)
+    values, lins = [], []
+    for k in jax.random.split(key, batches):
+        v, lin = jax.linearize(lambda p, k=k: fn(p, k), params)
+        values.append(v)
+        lins.append(lin)
+
+    def mean_err(stack):
+        return jax.tree_util.tree_map(lambda *xs: jnp.mean(jnp.stack(xs), axis=0), *stack), \
+            jax.tree_util.tree_map(lambda *xs: jnp.std(jnp.stack(xs), axis=0, ddof=1) / math.sqrt(batches), *stack)
+
+    value, error = mean_err(values)
+
+    def jvp(eps):
+        if isinstance(eps, dict) and eps and all(isinstance(k, str) and ":" in k for k in eps):
+            eps = tangent_from_settings(params, eps)
+        return mean_err([lin(eps) for lin in lins])
+
+    return Linearization(value, error, jvp)
+

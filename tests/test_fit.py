@@ -393,6 +393,30 @@ def test_mismatched_binning_fails_before_generation(gen, monkeypatch):
 # ---------------------------------------------------------------------------------------------
 # linearised variations
 # ---------------------------------------------------------------------------------------------
+def test_linearized_jacobian_errors_match_the_scatter_of_independent_samples(gen):
+    """Batch-means errors of the Jacobian (blocks of one sample) against the spread of the Jacobians of
+    independent samples: the mean ratio over 10 bins x 2 settings is 1 within its statistics (12 samples:
+    ≈ 6 %); a missing √batches would give 3.2, errors of the nominal instead of the Jacobian far more."""
+    p = diffgen.with_settings(gen.default_params(), {"Beams:eCM": 94.0})
+    lins = [linearized_histograms(gen, p, OBS[:1], [MZ, S2W], jax.random.key(300 + i), 3000) for i in range(12)]
+    jac = np.stack([lin.jacobian["cos_theta"] for lin in lins])
+    reported = np.mean([lin.jacobian_errors["cos_theta"] for lin in lins], axis=0)
+    ratio = np.mean(np.std(jac, axis=0, ddof=1) / reported)
+    print("scatter / reported Jacobian error", ratio)
+    assert 0.75 < ratio < 1.3
+    lin = lins[0]
+    # a one-setting shift: its error is |ε| times that column's error, exactly
+    np.testing.assert_allclose(lin.predict_errors({MZ: 0.05})["cos_theta"],
+                               0.05 * lin.jacobian_errors["cos_theta"][:, 0], rtol=1e-9)
+    assert lin.predict_errors(np.zeros((3, 2)))["cos_theta"].shape == (3, 10)
+    none = linearized_histograms(gen, p, OBS[:1], [MZ], jax.random.key(1), 3000, batches=1)
+    assert none.jacobian_errors is None
+    with pytest.raises(ValueError, match="batches"):
+        none.predict_errors({MZ: 0.05})
+    with pytest.raises(ValueError, match="batches"):
+        linearized_histograms(gen, p, OBS[:1], [MZ], jax.random.key(1), 3000, batches=100)
+
+
 def test_linearized_predict_matches_resimulation(gen):
     p = diffgen.with_settings(gen.default_params(), {"Beams:eCM": 94.0})
     obs = [OBS[0], ("cos_fb", targets.cos_theta, [-1.0, 0.0, 1.0])]

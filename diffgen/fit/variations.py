@@ -18,6 +18,14 @@ max_b |z_b| ≤ ``threshold`` (default 1: the non-linearity is below the statist
 sample), and ``max_eps[j]`` is the largest |ε| on the grid such that every grid point with a
 smaller or equal |ε|, on both sides, is valid (0 if the smallest already fails).
 
+**Errors of the Jacobian and of the prediction** (``batches``, default 10). The same events are also
+cut into ``batches`` equal blocks whose normalised histograms and Jacobians are computed alongside
+(no extra generation: binning only); the spread of the block Jacobians gives the Monte Carlo error of
+the full-sample Jacobian by batch means, ``δJ = std_blocks(J) / √batches`` (``jacobian_errors``), and
+:meth:`LinearizedHistograms.predict_errors` the error of a predicted *shift* ``J ε`` the same way
+(per-block ``J_b ε``, so the correlations between parameters are kept). A shift smaller than its
+error is noise, not a prediction.
+
 Example:
     >>> import jax, numpy as np, diffgen
     >>> from diffgen.fit import targets
@@ -76,10 +84,12 @@ class LinearizedHistograms:
         theta0: f[k] their nominal values.
         nominal, errors: ``{observable: f[B]}`` contents (normalised as requested) and MC errors.
         jacobian: ``{observable: f[B, k]}``.
+        jacobian_errors: ``{observable: f[B, k]}`` their Monte Carlo errors (batch means over the
+            blocks of the sample; ``None`` with ``batches=1``).
         edges: ``{observable: f[B+1]}``.
     """
 
-    def __init__(self, free, theta0, nominal, errors, jacobian, edges, simulate):
+    def __init__(self, free, theta0, nominal, errors, jacobian, edges, simulate, block_jacobians=None):
         self.free = tuple(free)
         self.theta0 = np.asarray(theta0, float)
         self.nominal = nominal
@@ -87,6 +97,9 @@ class LinearizedHistograms:
         self.jacobian = jacobian
         self.edges = edges
         self._simulate = simulate
+        self._blocks = block_jacobians  # {observable: f[batches, B, k]} or None
+        self.jacobian_errors = None if block_jacobians is None else {
+            k: np.std(v, axis=0, ddof=1) / np.sqrt(v.shape[0]) for k, v in block_jacobians.items()}
 
     def __repr__(self) -> str:
         return f"LinearizedHistograms(free={list(self.free)}, observables={list(self.nominal)})"
@@ -108,6 +121,23 @@ class LinearizedHistograms:
         """nominal + J ε per observable. ε: ``{name: shift}``, f[k], or a batch f[m, k] (→ f[m, B])."""
         e = self._eps_array(eps)
         return {name: self.nominal[name] + e @ self.jacobian[name].T for name in self.nominal}
+
+    def predict_errors(self, eps) -> dict[str, np.ndarray]:
+        """Monte Carlo error of the predicted shift ``J ε`` per observable and bin (same shapes as
+        :meth:`predict`), from the spread of the block Jacobians' shifts ``J_b ε`` (batch means). It is
+        the error of the *change*; the nominal's own error is ``errors``.
+
+        Raises:
+            ValueError: the linearisation was made with ``batches=1`` (no blocks to compare).
+        """
+        if self._blocks is None:
+            raise ValueError("no Jacobian errors: linearized_histograms(..., batches=1); use batches >= 2")
+        e = self._eps_array(eps)
+        out = {}
+        for name, blocks in self._blocks.items():
+            shifts = np.einsum("...k,nbk->n...b", e, blocks)
+            out[name] = np.std(shifts, axis=0, ddof=1) / np.sqrt(blocks.shape[0])
+        return out
 
     def resimulate(self, eps) -> dict[str, np.ndarray]:
         """The histograms re-simulated at θ0 + ε with the same random numbers (for checks)."""
@@ -166,7 +196,8 @@ class LinearizedHistograms:
 def linearized_histograms(gen, params, observables, free: Sequence[str], key, n: int, *,
                           normalisation: str = "events", smoothing: float | None = 0.25,
                           straight_through: bool = True,
-                          conditions: Mapping[str, float] | None = None) -> LinearizedHistograms:
+                          conditions: Mapping[str, float] | None = None,
+                          batches: int | None = None) -> LinearizedHistograms:
     """Histograms of ``observables`` at ``params`` and their forward-mode Jacobian in ``free``.
 
     Args:
@@ -176,10 +207,17 @@ def linearized_histograms(gen, params, observables, free: Sequence[str], key, n:
         free: setting names to differentiate in.
         key, n: PRNG key and number of events (the same random numbers are reused by ``validity``).
         normalisation, smoothing, straight_through: as in :func:`diffgen.fit.losses.binned`.
+        batches: blocks of the sample for the Jacobian's Monte Carlo errors (module docstring); 1: none.
+            Each block needs enough events for its own normalised histogram (``n // batches`` ≥ 50).
+            Default: 10 where ``n`` ≥ 1000 (fewer for smaller ``n``; none below 200 events).
     """
     names = check_free(free)
     obs = as_observables(observables)
     n = check_int(n, "number of events n", hi=MAX_EVENTS)
+    if batches is None:
+        batches = min(10, n // 100) if n >= 200 else 1
+    batches = check_int(batches, "batches (blocks for the Jacobian errors)", lo=1, hi=max(1, n // 50),
+                        what=f"each block needs >= 50 of the n = {n} events")
     check_key(key)
     check_normalisation(normalisation)
     present = flat_settings(params)
@@ -189,9 +227,7 @@ def linearized_histograms(gen, params, observables, free: Sequence[str], key, n:
     base = with_settings(params, dict(conditions or {}))
     theta0 = np.asarray([float(np.asarray(flat_settings(base)[nm])) for nm in names])
 
-    def contents_and_variances(theta):
-        p = with_settings(base, {nm: theta[j] for j, nm in enumerate(names)})
-        ev = gen.sample_traced(p, key, n)
+    def histograms(ev):
         w = event_weights(ev, normalise=normalisation != "sigma")
         out_c, out_v = {}, {}
         for name, o in obs.items():
@@ -201,10 +237,27 @@ def linearized_histograms(gen, params, observables, free: Sequence[str], key, n:
             out_c[name], out_v[name] = pred.contents, pred.variances
         return out_c, out_v
 
+    def sample(theta):
+        return gen.sample_traced(with_settings(base, {nm: theta[j] for j, nm in enumerate(names)}), key, n)
+
+    def contents_and_variances(theta):
+        return histograms(sample(theta))
+
+    def with_blocks(theta):
+        ev = sample(theta)
+        size = n // batches
+        blocks = jax.tree_util.tree_map(lambda a: a[:size * batches].reshape((batches, size) + a.shape[1:]), ev)
+        return histograms(ev)[0], jax.vmap(lambda b: histograms(b)[0])(blocks)
+
     simulate = jax.jit(contents_and_variances)
     t0 = jnp.asarray(theta0, jnp.result_type(float))
     nominal, variances = simulate(t0)
-    jac = jax.jit(jax.jacfwd(lambda t: contents_and_variances(t)[0]))(t0)
+    block_jac = None
+    if batches > 1:
+        jac, block_jac = jax.jit(jax.jacfwd(with_blocks))(t0)
+        block_jac = {k: np.asarray(v, float) for k, v in block_jac.items()}
+    else:
+        jac = jax.jit(jax.jacfwd(lambda t: contents_and_variances(t)[0]))(t0)
     return LinearizedHistograms(
         names, theta0,
         nominal={k: np.asarray(v, float) for k, v in nominal.items()},
@@ -212,4 +265,5 @@ def linearized_histograms(gen, params, observables, free: Sequence[str], key, n:
         jacobian={k: np.asarray(v, float) for k, v in jac.items()},
         edges={k: np.asarray(o.bins, float) for k, o in obs.items()},
         simulate=simulate,
+        block_jacobians=block_jac,
     )
