@@ -341,6 +341,16 @@ def _check_generate_args(args) -> dict[str, float | bool]:
         _check_output(args.out, _OUT_SUFFIXES, "--out", args.force)
     if args.plot:
         _check_output(args.plot, _PLOT_SUFFIXES, "--plot", args.force)
+    if getattr(args, "record", "final") == "full":
+        if args.process != "ee-hadrons":
+            raise ValueError(f"--record full keeps partons, hadrons and decays: process ee-hadrons, got "
+                             f"{args.process!r}")
+        if args.detector:
+            raise ValueError("--record full writes the particle-level history; it cannot be combined with "
+                             "--detector (reconstructed particles)")
+        if not args.out or not args.out.lower().endswith((".hepmc3", ".hepmc3.gz", ".hepmc", ".hepmc.gz")):
+            raise ValueError(f"--record full is written as a HepMC3 vertex graph: give --out FILE.hepmc3, "
+                             f"got {args.out!r}")
     if not 0 <= args.offset <= 2**32 - args.events:
         raise ValueError(f"--offset must be in [0, 2**32 - --events] = [0, {2**32 - args.events}] "
                          f"(event indices are uint32), got {args.offset}")
@@ -498,7 +508,8 @@ def _cmd_generate(args) -> int:
     changes = _check_generate_args(args)
     compare = _read_compare(args.compare) if args.compare else None
     _enable_compilation_cache(args.no_cache)  # before the first compilation
-    gen, params = presets.configure(args.process, changes, args.sqrt_s, detector=args.detector)
+    gen, params = presets.configure(args.process, changes, args.sqrt_s, detector=args.detector,
+                                    record=getattr(args, "record", "final") == "full")
     args.sqrt_s = plain_value(diffgen.settings(params)["Beams:eCM"])
     specs = _histogram_specs(args.process, args.bins, _compare_edges(compare, args.process))
     refs = _references(compare, specs, args.chunk)  # the reference is analysed before generation
@@ -660,6 +671,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--detector", default=None, metavar="NAME",
                    help="append the parametric detector (ee-hadrons only; e.g. aleph): reconstructed events")
     g.add_argument("--out", help="event file (.lhe, .npz, .parquet or .hepmc3; .lhe.gz/.hepmc3.gz compressed)")
+    g.add_argument("--record", choices=("final", "full"), default="final",
+                   help="final: the final-state particles; full (ee-hadrons, HepMC3 --out): also the partons, "
+                        "primary hadrons and every decay with mother/daughter links and HepMC status codes "
+                        "(1 final, 2 decayed, 4 beam), as Rivet analyses of pi0, K0S, Lambda, D, B need")
     g.add_argument("--plot", help="figure of the histograms (.png, .pdf or .svg): 1/sigma dsigma/dX with physics "
                                   "labels, log y for event shapes (1-T, C, ...), integer-aligned bins for counts")
     g.add_argument("--absolute", action="store_true",

@@ -15,6 +15,9 @@ Shapes (``N`` events, ``P`` particle slots, a static capacity per stage):
   reconstructed these from, slot for slot — reco slot j is the measurement of truth slot j
   (``mask[i, j]`` False where truth particle j was not detected). :meth:`Events.resize`,
   :meth:`Events.compact` and event selection keep the pairing.
+* ``record``: ``Record | None`` (default None): the full event record when a generator is built with
+  ``record=True`` — partons, primary hadrons and every decay, with mother links and HepMC status codes
+  (:class:`Record`). Observables never read it; ``p4``/``pid``/``mask`` stay the final state.
 
 Every reduction over particles must use ``mask``. :func:`compact_slots` (and
 :meth:`Events.compact` on it) moves occupied slots to the front of a fixed capacity.
@@ -32,7 +35,14 @@ import numpy as np
 from diffgen.checks import check_int
 from diffgen.schedule import prefix_sum
 
-__all__ = ["Events", "Status", "status_names", "status_summary", "compact_slots"]
+__all__ = ["Events", "Record", "Status", "status_names", "status_summary", "compact_slots"]
+
+#: :attr:`Record.status` codes: HepMC's 1 (final) and 2 (decayed), Pythia's 71 for the partons collected
+#: into strings (generator-specific, as Pythia's HepMC output keeps its own codes for intermediates).
+RECORD_FINAL, RECORD_DECAYED, RECORD_PARTON = 1, 2, 71
+#: :attr:`Record.parent` for entries without a mother in the record: partons (from the beams' vertex)
+#: and primary hadrons (from the hadronization vertex, whose incoming particles are all the partons).
+FROM_BEAMS, FROM_STRINGS = -1, -2
 
 
 class Status(enum.IntFlag):
@@ -106,6 +116,32 @@ def compact_slots(mask, fields, capacity: int):
 
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
+class Record:
+    """The full event record (``H`` entries per event, ordered so that a mother precedes its daughters).
+
+    * ``p4``: f[N, H, 4]; ``pid``: i32[N, H] (0: empty entry);
+    * ``status``: i32[N, H] — :data:`RECORD_PARTON` (71) for the partons after the shower,
+      :data:`RECORD_DECAYED` (2) for a hadron or τ that decayed, :data:`RECORD_FINAL` (1) for a final-state
+      particle, 0 for an empty entry;
+    * ``parent``: i32[N, H] — the mother's entry for a decay product, :data:`FROM_STRINGS` (−2) for a
+      primary hadron, :data:`FROM_BEAMS` (−1) for a parton.
+
+    The status-1 entries are exactly the event's final-state particles (the same momenta), and the
+    daughters of a decayed entry add up to its four-momentum.
+    """
+
+    p4: jax.Array
+    pid: jax.Array
+    status: jax.Array
+    parent: jax.Array
+
+    @property
+    def capacity(self) -> int:
+        return self.pid.shape[1]
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
 class Events:
     """A batch of events with fixed shapes (see module docstring)."""
 
@@ -118,6 +154,7 @@ class Events:
     p4_in: jax.Array
     pid_in: jax.Array
     truth: Events | None = None  #: particle-level events paired slot by slot (see module docstring)
+    record: Record | None = None  #: the full event record, when asked for (see module docstring)
 
     @staticmethod
     def empty(n: int, capacity: int = 0, dtype=None) -> Events:

@@ -64,7 +64,7 @@ def hadron_threshold(flavours=(1, 2, 3, 4, 5)) -> float:
 def ee_hadrons(sqrt_s: float = DEFAULT_SQRT_S, flavours=(1, 2, 3, 4, 5), shower: bool = True, decays: bool = True,
                me_correction: bool = True, hadronize: bool = True, shower_capacity: int | None = None,
                hadron_capacity: int | None = None, final_capacity: int | None = None,
-               detector=None, hadronization: str = "string") -> Generator:
+               detector=None, hadronization: str = "string", record: bool = False) -> Generator:
     """e+e- → γ*/Z → q q̄ → parton shower → Lund strings (or the ML cluster layer) → hadron decays, no ISR.
 
     Stages (params keyed by these names): ``hard`` (:func:`diffgen.processes.ee_to_ffbar`),
@@ -88,8 +88,13 @@ def ee_hadrons(sqrt_s: float = DEFAULT_SQRT_S, flavours=(1, 2, 3, 4, 5), shower:
     ``hadronization="ml"`` replaces the strings by the ML cluster layer
     (:func:`diffgen.hadronization.ml_hadronization`, untrained weights unless you put trained ones in
     ``params["hadronization"]["net"]``, see :mod:`diffgen.hadronization.train`).
+
+    ``record=True`` (the CLI's ``--record full``) also keeps the full event record in ``events.record``
+    (:class:`~diffgen.events.Record`): the partons after the shower, the primary hadrons, every decay with
+    its mother link, HepMC status codes; the HepMC3 writer then writes it as a vertex graph. The final
+    state (``p4``/``pid``/``mask``) is the same either way.
     """
-    from diffgen.decays import hadron_decays
+    from diffgen.decays import hadron_decays, record_partons
     from diffgen.detector import LearnedDetectorModel, learned, parametric
     from diffgen.hadronization import string_fragmentation
     from diffgen.shower import final_state_shower
@@ -100,7 +105,7 @@ def ee_hadrons(sqrt_s: float = DEFAULT_SQRT_S, flavours=(1, 2, 3, 4, 5), shower:
     if any(abs(int(f)) > 5 or int(f) <= 0 for f in flavours):
         raise ValueError(f"ee_hadrons flavours must be quark PDG codes in 1..5, got {flavours}")
     for name, flag in (("shower", shower), ("decays", decays), ("hadronize", hadronize),
-                       ("me_correction", me_correction)):
+                       ("me_correction", me_correction), ("record", record)):
         if not isinstance(flag, bool):
             raise ValueError(f"ee_hadrons {name} must be True or False, got {flag!r}")
     if hadronize and sqrt_s <= hadron_threshold(flavours):
@@ -126,8 +131,14 @@ def ee_hadrons(sqrt_s: float = DEFAULT_SQRT_S, flavours=(1, 2, 3, 4, 5), shower:
         stages.append(("hadronization", ml_hadronization(**hadron_kw)))
     elif hadronize:
         stages.append(("hadronization", string_fragmentation(**hadron_kw)))
-    if hadronize and decays:
-        stages.append(("decays", hadron_decays(**({} if final_capacity is None else {"capacity": final_capacity}))))
+    if record and not hadronize:
+        raise ValueError("record=True keeps the hadron-level history: it needs hadronize=True "
+                         "(HadronLevel:Hadronize = on)")
+    if record:  # the partons enter the record just before they become strings
+        stages.insert(len(stages) - 1, ("record", record_partons()))
+    final_kw = {} if final_capacity is None else {"capacity": final_capacity}
+    if hadronize and (decays or record):  # without decays the record still lists the primary hadrons
+        stages.append(("decays", hadron_decays(**final_kw, record=record, enabled=decays)))
     info = {"process": "ee-hadrons", "flavours": flavours, "sqrt_s": sqrt_s, "final_state": hadronize,
             "hadronization": hadronization}
     if det is not None:
@@ -162,7 +173,7 @@ def _structure_kwargs(process: str, switches) -> dict:
 
 
 def make(process: str, sqrt_s: float | None = None, settings=None, *, ignore_unknown: bool = False,
-         detector: str | None = None) -> Generator:
+         detector: str | None = None, record: bool = False) -> Generator:
     """Build a preset by its CLI name (``ValueError`` listing the known names otherwise).
 
     ``settings`` (a mapping or Pythia-style ``"Group:name = value"`` text, see
@@ -172,7 +183,8 @@ def make(process: str, sqrt_s: float | None = None, settings=None, *, ignore_unk
     ``HadronLevel:Hadronize = off`` or ``HadronLevel:all = off`` is ``hadronize=False``); the other
     settings are ignored here (:func:`configure` applies them too). ``detector`` (a name from
     :data:`diffgen.detector.CONFIGS`) appends the detector stage; only ``ee-hadrons`` has a final
-    state to detect (``ValueError`` for the others).
+    state to detect (``ValueError`` for the others). ``record=True`` keeps the full event record
+    (``ee-hadrons`` only, see :func:`ee_hadrons`).
     """
     if process not in PROCESSES:
         raise ValueError(f"unknown process {process!r}; allowed: {', '.join(sorted(PROCESSES))}")
@@ -189,11 +201,17 @@ def make(process: str, sqrt_s: float | None = None, settings=None, *, ignore_unk
         if process != "ee-hadrons":
             raise ValueError(f"a detector needs a hadronic final state: process 'ee-hadrons', got {process!r}")
         kwargs["detector"] = detector
+    if record:
+        if process != "ee-hadrons":
+            raise ValueError(f"the full event record (record=True, --record full) is kept for ee-hadrons "
+                             f"(partons, hadrons, decays); {process!r} has only its final state")
+        kwargs["record"] = True
     return PROCESSES[process](sqrt_s=sqrt_s, **kwargs)
 
 
 def configure(process: str, settings=None, sqrt_s: float | None = None, *,
-              ignore_unknown: bool = False, detector: str | None = None) -> tuple[Generator, dict]:
+              ignore_unknown: bool = False, detector: str | None = None,
+              record: bool = False) -> tuple[Generator, dict]:
     """``(generator, params)`` for a preset with Pythia-style ``settings`` applied, as a ``.cmnd`` file would.
 
     The switches and ``Beams:eCM`` build the generator (:func:`make`); every other setting is set
@@ -203,7 +221,7 @@ def configure(process: str, settings=None, sqrt_s: float | None = None, *,
     """
     changes = {} if settings is None else parse_settings(settings, ignore_unknown=ignore_unknown)
     gen = make(process, sqrt_s, {k: v for k, v in changes.items() if k in SWITCHES or k == "Beams:eCM"},
-               detector=detector)
+               detector=detector, record=record)
     rest = {k: v for k, v in changes.items() if k not in SWITCHES and k != "Beams:eCM"}
     params = gen.default_params()
     return gen, (with_settings(params, rest) if rest else params)

@@ -58,11 +58,21 @@ from diffgen.decays.table import (
     decaying_codes,
     mass_of,
 )
-from diffgen.events import Events, Status, compact_slots
+from diffgen.events import (
+    FROM_BEAMS,
+    FROM_STRINGS,
+    RECORD_DECAYED,
+    RECORD_FINAL,
+    RECORD_PARTON,
+    Events,
+    Record,
+    Status,
+    compact_slots,
+)
 from diffgen.schedule import prefix_sum
 from diffgen.stage import Stage, event_keys, fold_keys
 
-__all__ = ["hadron_decays", "is_stable", "DEFAULT_CAPACITY", "DALITZ_GRID"]
+__all__ = ["hadron_decays", "record_partons", "is_stable", "DEFAULT_CAPACITY", "DALITZ_GRID"]
 
 #: Default particle capacity of the output: ≥ 4× the typical Z → hadrons final-state multiplicity.
 DEFAULT_CAPACITY = 160
@@ -193,7 +203,7 @@ def _check_config(capacity, generations, stable, enabled):
 
 def hadron_decays(capacity: int = DEFAULT_CAPACITY, generations: int | None = None,
                   stable: tuple[int, ...] = DEFAULT_STABLE, enabled: bool = True,
-                  decay_slots: int | None = None) -> Stage:
+                  decay_slots: int | None = None, record: bool = False) -> Stage:
     """Stage that decays unstable hadrons (and τ) into final-state particles.
 
     Args:
@@ -210,6 +220,11 @@ def hadron_decays(capacity: int = DEFAULT_CAPACITY, generations: int | None = No
             ``DEFAULT_DECAY_SLOTS``); further unstable particles wait for the next generation. An event
             still holding unstable particles at the end because of this is flagged
             :attr:`Status.CAPACITY_OVERFLOW`.
+        record: also keep the full record (``events.record``, a :class:`~diffgen.events.Record` of
+            ``2 × capacity`` entries after any partons a ``record_partons`` stage put there): every primary
+            hadron, each decayed particle with HepMC status 2 and its daughters linked to it, the final
+            state with status 1. Costs a few scatters per generation; the final state is the same either
+            way. (A B0/B_s0 that oscillated is recorded with its produced flavour.)
 
     Returns:
         ``Stage(init, apply)``; ``init(key) -> {}`` (no tunable parameters) and
@@ -224,18 +239,23 @@ def hadron_decays(capacity: int = DEFAULT_CAPACITY, generations: int | None = No
     if isinstance(decay_slots, bool) or not isinstance(decay_slots, (int, np.integer)) or decay_slots < 1:
         raise ValueError(f"decay_slots must be a positive integer, got {decay_slots!r}")
     n_active = int(min(decay_slots, capacity))
+    if not isinstance(record, (bool, np.bool_)):
+        raise ValueError(f"record must be a bool, got {record!r}")
+    n_hist = 2 * capacity  # primaries + decay products: ≤ 2 × the final-state slots
 
     def init(key):
         return {}
 
-    if not enabled:
+    if not enabled and not record:
         return Stage(init=init, apply=lambda params, key, events: events)
 
     tab = _build(stable)
-    if len(tab.codes) == 0:
+    if len(tab.codes) == 0 and not record:
         return Stage(init=init, apply=lambda params, key, events: events.resize(capacity))
+    if not enabled or len(tab.codes) == 0:
+        generations = 0
 
-    def _generation(g, key, p4, pid, mask, colour):
+    def _generation(g, key, p4, pid, mask, colour, hist=None):
         dtype = p4.dtype
         n, c = pid.shape
         k = n_active
@@ -288,19 +308,44 @@ def hadron_decays(capacity: int = DEFAULT_CAPACITY, generations: int | None = No
         slot_pid = jnp.where(done, jnp.take_along_axis(dpid[..., 0], kidx, axis=1), pid)
         slot_col = jnp.where(done[..., None], 0, colour)
         e = k * (_MAX_DAUGHTERS - 1)
-        mask, fields, overflow = _append(
-            mask, [slot_p4, slot_pid, slot_col], dmask[..., 1:].reshape(n, e),
-            [lab[..., 1:, :].reshape(n, e, 4), dpid[..., 1:].reshape(n, e), jnp.zeros((n, e, 2), colour.dtype)])
-        return mask, fields, overflow, cs[:, -1] > k
+        fields = [slot_p4, slot_pid, slot_col]
+        new = [lab[..., 1:, :].reshape(n, e, 4), dpid[..., 1:].reshape(n, e), jnp.zeros((n, e, 2), colour.dtype)]
+        if hist is not None:
+            hist, slot_hid, new_hid = _record_generation(hist, src, act, done, kidx, dmask, lab, dpid)
+            fields.append(slot_hid)
+            new.append(new_hid)
+        mask, fields, overflow = _append(mask, fields, dmask[..., 1:].reshape(n, e), new)
+        return mask, fields, overflow, cs[:, -1] > k, hist
+
+    def _record_generation(hist, src, act, done, kidx, dmask, lab, dpid):
+        """History bookkeeping of one generation: mark the mothers decayed, give every daughter a new
+        entry linked to its mother, and return the history index of each slot's (new) particle."""
+        hid, h_p4, h_pid, h_par, h_dec, h_cnt = hist
+        n, k = src.shape
+        rows = jnp.arange(n)[:, None]
+        mother = jnp.take_along_axis(hid, src, axis=1)
+        h_dec = h_dec.at[rows, jnp.where(act, mother, n_hist)].set(True, mode="drop")
+        flat = dmask.reshape(n, k * _MAX_DAUGHTERS)
+        pos = jnp.where(flat, h_cnt[:, None] + prefix_sum(flat, axis=1) - 1, n_hist)
+        h_p4 = h_p4.at[rows, pos].set(lab.reshape(n, -1, 4), mode="drop")
+        h_pid = h_pid.at[rows, pos].set(dpid.reshape(n, -1), mode="drop")
+        h_par = h_par.at[rows, pos].set(jnp.repeat(mother, _MAX_DAUGHTERS, axis=1), mode="drop")
+        h_cnt = h_cnt + jnp.sum(flat, axis=1, dtype=jnp.int32)
+        pos = pos.reshape(n, k, _MAX_DAUGHTERS)
+        slot_hid = jnp.where(done, jnp.take_along_axis(pos[..., 0], kidx, axis=1), hid)
+        return (hid, h_p4, h_pid, h_par, h_dec, h_cnt), slot_hid, pos[..., 1:].reshape(n, -1)
 
     def apply(params, key, events: Events) -> Events:
         key = event_keys(key, events.n_events)
         mask0, (p4, pid, colour), overflow = compact_slots(
             events.mask, (events.p4, jnp.where(events.mask, events.pid, 0), events.colour), capacity)
 
+        if record:
+            return _apply_record(key, events, mask0, p4, pid, colour, overflow)
+
         def body(g, carry):
             p4, pid, mask, colour, overflow, deferred = carry
-            mask, (p4, pid, colour), ovf, dfr = _generation(g, key, p4, pid, mask, colour)
+            mask, (p4, pid, colour), ovf, dfr, _ = _generation(g, key, p4, pid, mask, colour)
             return p4, pid, mask, colour, overflow | ovf, deferred | dfr
 
         p4, pid, mask, colour, overflow, deferred = jax.lax.fori_loop(
@@ -310,7 +355,55 @@ def hadron_decays(capacity: int = DEFAULT_CAPACITY, generations: int | None = No
         out = events.replace(p4=p4, pid=pid, mask=mask, colour=colour)
         return out.with_status(overflow | left, Status.CAPACITY_OVERFLOW)
 
+    def _apply_record(key, events, mask0, p4, pid, colour, overflow):
+        n, c = pid.shape
+        h_p4 = jnp.zeros((n, n_hist, 4), p4.dtype).at[:, :c].set(p4)
+        h_pid = jnp.zeros((n, n_hist), jnp.int32).at[:, :c].set(pid)
+        h_par = jnp.full((n, n_hist), FROM_STRINGS, jnp.int32)
+        hid = jnp.broadcast_to(jnp.arange(c, dtype=jnp.int32), (n, c))
+        hist = (hid, h_p4, h_pid, h_par, jnp.zeros((n, n_hist), bool), jnp.sum(mask0, axis=1, dtype=jnp.int32))
+
+        def body(g, carry):
+            p4, pid, mask, colour, overflow, deferred, hist = carry
+            mask, (p4, pid, colour, hid), ovf, dfr, hist = _generation(g, key, p4, pid, mask, colour, hist)
+            return p4, pid, mask, colour, overflow | ovf, deferred | dfr, (hid, *hist[1:])
+
+        p4, pid, mask, colour, overflow, deferred, hist = jax.lax.fori_loop(
+            0, generations, body, (p4, pid, mask0, colour, overflow, jnp.zeros_like(overflow), hist))
+        left = deferred & jnp.any(mask & _species(tab.codes, pid)[1], axis=1) if len(tab.codes) else deferred
+        _, h_p4, h_pid, h_par, h_dec, h_cnt = hist
+        used = (jnp.arange(n_hist)[None, :] < h_cnt[:, None]) & (h_pid != 0)
+        h_status = jnp.where(used, jnp.where(h_dec, RECORD_DECAYED, RECORD_FINAL), 0).astype(jnp.int32)
+        h_par = jnp.where(used, h_par, FROM_STRINGS)
+        if events.record is not None:  # partons first (record_partons), mothers' indices shifted past them
+            r = events.record
+            n_p = r.capacity
+            h_par = jnp.where(h_par >= 0, h_par + n_p, h_par)
+            rec = Record(p4=jnp.concatenate([r.p4.astype(h_p4.dtype), h_p4], axis=1),
+                         pid=jnp.concatenate([r.pid, h_pid], axis=1),
+                         status=jnp.concatenate([r.status, h_status], axis=1),
+                         parent=jnp.concatenate([r.parent, h_par], axis=1))
+        else:
+            rec = Record(p4=h_p4, pid=h_pid, status=h_status, parent=h_par)
+        out = events.replace(p4=p4, pid=pid, mask=mask, colour=colour, record=rec)
+        return out.with_status(overflow | left | (h_cnt > n_hist), Status.CAPACITY_OVERFLOW)
+
     return Stage(init=init, apply=apply)
+
+
+def record_partons() -> Stage:
+    """Stage that starts the full event record (:class:`~diffgen.events.Record`) with the event's partons
+    (status 71, from the beams' vertex); put it just before hadronization and build the decays stage
+    with ``record=True``, which appends the hadrons (``presets.ee_hadrons(record=True)`` does both). The
+    events themselves pass through unchanged."""
+    def apply(params, key, events: Events) -> Events:
+        pid = jnp.where(events.mask, events.pid, 0)
+        rec = Record(p4=jnp.where(events.mask[..., None], events.p4, 0.0), pid=pid,
+                     status=jnp.where(events.mask, RECORD_PARTON, 0).astype(jnp.int32),
+                     parent=jnp.full(pid.shape, FROM_BEAMS, jnp.int32))
+        return events.replace(record=rec)
+
+    return Stage(init=lambda key: {}, apply=apply)
 
 
 # The tables are static data: fail at import if a channel is closed or a daughter unknown.

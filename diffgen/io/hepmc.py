@@ -9,8 +9,12 @@ What diffgen writes (HepMC3 ``Asciiv3``, units GeV and mm, full double precision
 * one HepMC event per good event (``status == 0``; events with status flags are skipped and counted,
   as for LHE): the two incoming particles of ``Events.p4_in``/``pid_in`` as beams (HepMC status 4),
   one vertex, and the occupied outgoing slots in slot order as final-state particles (status 1).
-  diffgen's ``Events`` keep the final state only, so there is no history (no Z, partons or
-  resonances) in the record — enough for particle-level analyses, which select status 1;
+  By default diffgen's ``Events`` keep the final state only, so there is no history (no Z, partons or
+  resonances) in the record — enough for particle-level analyses, which select status 1. Events
+  with a full record (``ee_hadrons(record=True)``, ``diffgen generate --record full``) are written as
+  a graph instead: beams (4) → the partons after the shower (status 71) → one hadronization vertex →
+  the primary hadrons → one vertex per decay (the mother with status 2), so analyses that look for
+  π0, K_S, Λ, D or B find them; their masses come from the PDG table;
 * the event weight ``exp(log_weight)`` in pb and, when ``sigma_pb`` is given, a ``GenCrossSection``
   (σ, its error, and the numbers of accepted and attempted events) in every event, which Rivet uses to
   normalise histograms;
@@ -109,6 +113,10 @@ class HepMCStream:
         p4_in, pid_in = a["p4_in"].astype(np.float64), a["pid_in"].astype(np.int32)
         weights = np.exp(a["log_weight"].astype(np.float64))
         mass, mass_in = generated_mass(p4), generated_mass(p4_in)
+        if events.record is not None:
+            self._write_records(events.record, good, p4_in, pid_in, mass_in, weights, sigma_pb, error_pb)
+            self.n_seen += int(a["status"].size)
+            return int(a["status"].size - good.size)
         for i in good:
             slots = np.flatnonzero(mask[i])
             k = 2 + slots.size
@@ -131,6 +139,49 @@ class HepMCStream:
             self._out.write(ev)
         self.n_seen += int(a["status"].size)
         return int(a["status"].size - good.size)
+
+    def _write_records(self, record, good, p4_in, pid_in, mass_in, weights, sigma_pb, error_pb) -> None:
+        """The full record (``--record full``) as a vertex graph, through HEPEVT mother ranges: beams (4) →
+        partons (71) → one hadronization vertex → primary hadrons → a vertex per decay (mother status 2);
+        hadron masses from the PDG table, partons' from their momenta."""
+        from diffgen.events import FROM_BEAMS, FROM_STRINGS, RECORD_PARTON
+        from diffgen.particles import mass as pdg_mass
+
+        pyhepmc = self._pyhepmc
+        r_p4 = np.asarray(record.p4, np.float64)
+        r_pid = np.asarray(record.pid, np.int32)
+        r_st = np.asarray(record.status, np.int32)
+        r_par = np.asarray(record.parent, np.int64)
+        hadron_mass = np.asarray(pdg_mass(np.where(r_st == RECORD_PARTON, 0, r_pid)), np.float64)
+        r_mass = np.where(r_st == RECORD_PARTON, generated_mass(r_p4), hadron_mass)
+        for i in good:
+            keep = np.flatnonzero(r_st[i] != 0)
+            where = np.full(r_st.shape[1], -1, np.int64)
+            where[keep] = 2 + np.arange(keep.size)
+            partons = where[keep[r_st[i, keep] == RECORD_PARTON]]
+            strings = (partons.min(), partons.max()) if partons.size else (0, 1)
+            par = r_par[i, keep]
+            mothers = np.empty((keep.size, 2), np.int64)
+            mothers[par == FROM_BEAMS] = (0, 1)
+            mothers[par == FROM_STRINGS] = strings
+            dec = par >= 0
+            mothers[dec] = np.stack([where[par[dec]], where[par[dec]]], axis=1)
+            parents = np.concatenate([np.full((2, 2), -1, np.int64), mothers])
+            mom = np.concatenate([p4_in[i], r_p4[i, keep]])
+            ev = pyhepmc.GenEvent(pyhepmc.Units.GEV, pyhepmc.Units.MM)
+            ev.from_hepevt(self.n_seen + int(i), mom[:, 1].copy(), mom[:, 2].copy(), mom[:, 3].copy(),
+                           mom[:, 0].copy(), np.concatenate([mass_in[i], r_mass[i, keep]]),
+                           np.concatenate([pid_in[i], r_pid[i, keep]]).astype(np.int32),
+                           np.concatenate([[_BEAM, _BEAM], r_st[i, keep]]).astype(np.int32),
+                           parents=parents, fortran=False)
+            ev.run_info = self._run
+            ev.weights = [float(weights[i])]
+            self.n_written += 1
+            if sigma_pb is not None:
+                xs = pyhepmc.GenCrossSection()
+                xs.set_cross_section(sigma_pb, error_pb, self.n_written, self.n_seen + int(i) + 1)
+                ev.cross_section = xs
+            self._out.write(ev)
 
     def close(self) -> None:
         """Finish the file and move it to its final path."""
