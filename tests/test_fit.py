@@ -395,15 +395,16 @@ def test_mismatched_binning_fails_before_generation(gen, monkeypatch):
 # ---------------------------------------------------------------------------------------------
 def test_linearized_jacobian_errors_match_the_scatter_of_independent_samples(gen):
     """Batch-means errors of the Jacobian (blocks of one sample) against the spread of the Jacobians of
-    independent samples: the mean ratio over 10 bins x 2 settings is 1 within its statistics (12 samples:
-    ≈ 6 %); a missing √batches would give 3.2, errors of the nominal instead of the Jacobian far more."""
+    independent samples: the mean ratio over 10 bins x 2 settings is 1 within its statistics (6 samples:
+    ≈ 10 %, so ±30 % is 3σ); a missing √batches would give 3.2, errors of the nominal instead of the Jacobian
+    far more."""
     p = diffgen.with_settings(gen.default_params(), {"Beams:eCM": 94.0})
-    lins = [linearized_histograms(gen, p, OBS[:1], [MZ, S2W], jax.random.key(300 + i), 3000) for i in range(12)]
+    lins = [linearized_histograms(gen, p, OBS[:1], [MZ, S2W], jax.random.key(300 + i), 3000) for i in range(6)]
     jac = np.stack([lin.jacobian["cos_theta"] for lin in lins])
     reported = np.mean([lin.jacobian_errors["cos_theta"] for lin in lins], axis=0)
     ratio = np.mean(np.std(jac, axis=0, ddof=1) / reported)
     print("scatter / reported Jacobian error", ratio)
-    assert 0.75 < ratio < 1.3
+    assert 0.7 < ratio < 1.35
     lin = lins[0]
     # a one-setting shift: its error is |ε| times that column's error, exactly
     np.testing.assert_allclose(lin.predict_errors({MZ: 0.05})["cos_theta"],
