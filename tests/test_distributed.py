@@ -195,23 +195,55 @@ WORKER = textwrap.dedent("""
 """)
 
 
+ONE_PROCESS = textwrap.dedent("""
+    import dataclasses
+    import sys
+    import jax
+    import numpy as np
+    import diffgen
+    sys.path.insert(0, {tests!r})
+    from test_distributed import N, SEED
+
+    gen = diffgen.presets.ee_mumu()
+    ev = gen.sample(gen.default_params(), jax.random.key(SEED), N)
+    np.savez(sys.argv[1], **{{f"ev_{{f.name}}": np.asarray(getattr(ev, f.name)) for f in dataclasses.fields(ev)
+                             if getattr(ev, f.name) is not None}})
+""")
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("localhost", 0))
         return s.getsockname()[1]
 
 
-def _launch_two_processes(tmp_path):
-    script = tmp_path / "worker.py"
-    script.write_text(WORKER.format(tests=str(ROOT / "tests")))
+def _env():
     env = {k: v for k, v in os.environ.items() if not k.startswith(("JAX_", "SLURM_", "OMPI_", "PMI_"))}
     env.update(JAX_PLATFORMS="cpu", JAX_ENABLE_X64="1", PYTHONPATH=str(ROOT),
                XLA_FLAGS="--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
+    return env
+
+
+def _launch_two_processes(tmp_path):
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER.format(tests=str(ROOT / "tests")))
     port = _free_port()
     procs = [subprocess.Popen([sys.executable, str(script), str(p), str(port), str(tmp_path / f"out{p}.npz")],
-                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                              env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
              for p in range(2)]
     return procs
+
+
+def _one_process_events(tmp_path):
+    """The one-process run in a fresh process with the workers' environment (XLA flags, x64): bit-for-bit
+    equality is a property of one compiled program, and the test process's compilations may differ (in
+    the full xdist run, earlier tests' state once changed the last bits, 1e-13 relative)."""
+    script = tmp_path / "one.py"
+    script.write_text(ONE_PROCESS.format(tests=str(ROOT / "tests")))
+    out = subprocess.run([sys.executable, str(script), str(tmp_path / "one.npz")], env=_env(),
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    return np.load(tmp_path / "one.npz")
 
 
 def _collect(procs, tmp_path, timeout=120.0):
@@ -235,16 +267,21 @@ def _collect(procs, tmp_path, timeout=120.0):
 
 
 def test_two_processes_match_one_process(tmp_path, reference):
-    outs = _collect(_launch_two_processes(tmp_path), tmp_path)
+    procs = _launch_two_processes(tmp_path)
+    one = _one_process_events(tmp_path)
+    outs = _collect(procs, tmp_path)
     ref, afb, afb_grad = reference.events, reference.afb, reference.afb_grad
 
     # (a) each process generated its half; together they are the one-process run, bit for bit
     assert [int(o["ev_status"].shape[0]) for o in outs] == [N // 2, N // 2]
     for field in dataclasses.fields(ref):
-        if getattr(ref, field.name) is None:  # Events.truth without a detector stage
+        if getattr(ref, field.name) is None:  # Events.truth / record without a detector / record stage
             continue
         np.testing.assert_array_equal(np.concatenate([o[f"ev_{field.name}"] for o in outs]),
-                                      np.asarray(getattr(ref, field.name)), err_msg=field.name)
+                                      one[f"ev_{field.name}"], err_msg=field.name)
+        # and the test process's own run agrees to float64 rounding
+        np.testing.assert_allclose(one[f"ev_{field.name}"], np.asarray(getattr(ref, field.name)), rtol=1e-12,
+                                   atol=1e-12, err_msg=field.name)
     # (b) both processes hold the same summed result, equal to one process up to summation order
     for o in outs:
         np.testing.assert_allclose(o["afb"], afb, rtol=RTOL)
