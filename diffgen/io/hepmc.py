@@ -105,7 +105,6 @@ class HepMCStream:
     def write(self, events: Events, sigma_pb: float | None = None, error_pb: float | None = None) -> int:
         """Write the good events of a batch; ``sigma_pb``/``error_pb`` (the current estimate) go into each
         event's ``GenCrossSection``. Returns the number of events skipped for a non-zero ``status``."""
-        pyhepmc = self._pyhepmc
         a = host_arrays(events)
         sigma_pb, error_pb = _check_cross_section(sigma_pb, error_pb)
         good = np.flatnonzero(a["status"] == 0)
@@ -123,20 +122,9 @@ class HepMCStream:
             mom = np.concatenate([p4_in[i], p4[i, slots]])
             parents = np.full((k, 2), -1, np.int64)
             parents[2:] = (0, 1)
-            ev = pyhepmc.GenEvent(pyhepmc.Units.GEV, pyhepmc.Units.MM)
-            ev.from_hepevt(self.n_seen + int(i), mom[:, 1].copy(), mom[:, 2].copy(), mom[:, 3].copy(),
-                           mom[:, 0].copy(), np.concatenate([mass_in[i], mass[i, slots]]),
-                           np.concatenate([pid_in[i], pid[i, slots]]).astype(np.int32),
-                           np.array([_BEAM, _BEAM] + [_FINAL] * slots.size, np.int32),
-                           parents=parents, fortran=False)
-            ev.run_info = self._run
-            ev.weights = [float(weights[i])]
-            self.n_written += 1
-            if sigma_pb is not None:
-                xs = pyhepmc.GenCrossSection()
-                xs.set_cross_section(sigma_pb, error_pb, self.n_written, self.n_seen + int(i) + 1)
-                ev.cross_section = xs
-            self._out.write(ev)
+            self._emit(int(i), mom, np.concatenate([mass_in[i], mass[i, slots]]),
+                       np.concatenate([pid_in[i], pid[i, slots]]),
+                       np.array([_BEAM, _BEAM] + [_FINAL] * slots.size), parents, weights[i], sigma_pb, error_pb)
         self.n_seen += int(a["status"].size)
         return int(a["status"].size - good.size)
 
@@ -147,7 +135,6 @@ class HepMCStream:
         from diffgen.events import FROM_BEAMS, FROM_STRINGS, RECORD_PARTON
         from diffgen.particles import mass as pdg_mass
 
-        pyhepmc = self._pyhepmc
         r_p4 = np.asarray(record.p4, np.float64)
         r_pid = np.asarray(record.pid, np.int32)
         r_st = np.asarray(record.status, np.int32)
@@ -167,21 +154,24 @@ class HepMCStream:
             dec = par >= 0
             mothers[dec] = np.stack([where[par[dec]], where[par[dec]]], axis=1)
             parents = np.concatenate([np.full((2, 2), -1, np.int64), mothers])
-            mom = np.concatenate([p4_in[i], r_p4[i, keep]])
-            ev = pyhepmc.GenEvent(pyhepmc.Units.GEV, pyhepmc.Units.MM)
-            ev.from_hepevt(self.n_seen + int(i), mom[:, 1].copy(), mom[:, 2].copy(), mom[:, 3].copy(),
-                           mom[:, 0].copy(), np.concatenate([mass_in[i], r_mass[i, keep]]),
-                           np.concatenate([pid_in[i], r_pid[i, keep]]).astype(np.int32),
-                           np.concatenate([[_BEAM, _BEAM], r_st[i, keep]]).astype(np.int32),
-                           parents=parents, fortran=False)
-            ev.run_info = self._run
-            ev.weights = [float(weights[i])]
-            self.n_written += 1
-            if sigma_pb is not None:
-                xs = pyhepmc.GenCrossSection()
-                xs.set_cross_section(sigma_pb, error_pb, self.n_written, self.n_seen + int(i) + 1)
-                ev.cross_section = xs
-            self._out.write(ev)
+            self._emit(int(i), np.concatenate([p4_in[i], r_p4[i, keep]]),
+                       np.concatenate([mass_in[i], r_mass[i, keep]]), np.concatenate([pid_in[i], r_pid[i, keep]]),
+                       np.concatenate([[_BEAM, _BEAM], r_st[i, keep]]), parents, weights[i], sigma_pb, error_pb)
+
+    def _emit(self, i, mom, mass, pid, status, parents, weight, sigma_pb, error_pb) -> None:
+        """One HepMC event from HEPEVT-style arrays (entry 0, 1: the beams; ``parents``: 0-based ranges)."""
+        pyhepmc = self._pyhepmc
+        ev = pyhepmc.GenEvent(pyhepmc.Units.GEV, pyhepmc.Units.MM)
+        ev.from_hepevt(self.n_seen + i, mom[:, 1].copy(), mom[:, 2].copy(), mom[:, 3].copy(), mom[:, 0].copy(),
+                       mass, pid.astype(np.int32), status.astype(np.int32), parents=parents, fortran=False)
+        ev.run_info = self._run
+        ev.weights = [float(weight)]
+        self.n_written += 1
+        if sigma_pb is not None:
+            xs = pyhepmc.GenCrossSection()
+            xs.set_cross_section(sigma_pb, error_pb, self.n_written, self.n_seen + i + 1)
+            ev.cross_section = xs
+        self._out.write(ev)
 
     def close(self) -> None:
         """Finish the file and move it to its final path."""
