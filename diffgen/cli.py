@@ -674,7 +674,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--record", choices=("final", "full"), default="final",
                    help="final: the final-state particles; full (ee-hadrons, HepMC3 --out): also the partons, "
                         "primary hadrons and every decay with mother/daughter links and HepMC status codes "
-                        "(1 final, 2 decayed, 4 beam), as Rivet analyses of pi0, K0S, Lambda, D, B need")
+                        "(1 final, 2 decayed, 4 beam, 71 partons), as Rivet analyses of pi0, K0S, Lambda, D, B need")
     g.add_argument("--plot", help="figure of the histograms (.png, .pdf or .svg): 1/sigma dsigma/dX with physics "
                                   "labels, log y for event shapes (1-T, C, ...), integer-aligned bins for counts")
     g.add_argument("--absolute", action="store_true",

@@ -131,6 +131,9 @@ def ee_hadrons(sqrt_s: float = DEFAULT_SQRT_S, flavours=(1, 2, 3, 4, 5), shower:
         stages.append(("hadronization", ml_hadronization(**hadron_kw)))
     elif hadronize:
         stages.append(("hadronization", string_fragmentation(**hadron_kw)))
+    if record and det is not None:
+        raise ValueError("record=True keeps the particle-level history; it cannot be combined with a detector "
+                         "(the events would be reconstructed particles with a particle-level record)")
     if record and not hadronize:
         raise ValueError("record=True keeps the hadron-level history: it needs hadronize=True "
                          "(HadronLevel:Hadronize = on)")

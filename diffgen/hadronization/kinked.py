@@ -97,6 +97,7 @@ from diffgen.hadronization.fragment import (
     FragParams,
     StartChoices,
     smoothstep,
+    start_choices,
 )
 from diffgen.hadronization.lund_z import S_MAX, diquark_shape, sample_log_z
 from diffgen.hadronization.string import Chains, Regions, light_cone_frame
@@ -478,12 +479,13 @@ def _step(st: _KState, t, key_t, get, take, n_active, fp: FragParams, n_steps: i
     next_row, next_start = get(st.sidx + 1)
     next_state = _load(next_row, next_start, st.sidx + 1, log_weight, overflow, cont_state.fallback, st.restarts,
                        t0=t + 1)
-    # the restart: the chain's own end flavours, a fresh first choice (this step's draws; its score replaces
-    # the continuing step's flavour score)
-    b_r = sample_bundle(u[1], plus1, row.f_pos, row.f_neg, fp.sp_weights, fp.flav_probs)
-    score_r = lp_dec - jax.lax.stop_gradient(lp_dec) + b_r.log_prob - jax.lax.stop_gradient(b_r.log_prob)
-    restart_state = _load(row, StartChoices(from_positive=plus1, bundle=b_r, k=k1), st.sidx,
-                          st.log_weight + jnp.where(active, score_r, 0.0), overflow, st.fallback,
+    # the restart: a fresh first choice for the chain, drawn as at its start (start_choices: the chain's own
+    # end flavours, light-chain limits) from draws independent of this step's, which decided the failure;
+    # its score is added to the weight that already holds every choice of the failed attempt
+    srow_r, lp_r = start_choices(jax.random.fold_in(key_t, 1), jax.tree_util.tree_map(lambda x: x[None], row), fp)
+    srow_r = jax.tree_util.tree_map(lambda x: x[0], srow_r)
+    score_r = lp_r[0] - jax.lax.stop_gradient(lp_r[0])
+    restart_state = _load(row, srow_r, st.sidx, log_weight + jnp.where(active, score_r, 0.0), overflow, st.fallback,
                           st.restarts + 1, st.attempt + 1, t + 1)
     new = jax.tree_util.tree_map(lambda c_, n_: jnp.where(cont, c_, n_), cont_state, next_state)
     new = jax.tree_util.tree_map(lambda r_, n_: jnp.where(restart, r_, n_), restart_state, new)
@@ -495,7 +497,8 @@ def fragment_chains_event(key, chains: Chains, regions: Regions, n_active, start
                           n_steps: int):
     """Fragment the first ``n_active`` kinked strings of one event in ``n_steps`` scan steps (step t draws
     from ``fold_in(key, t)``); the differentiable form. Returns pid i32[2·n_steps], p4 f[2·n_steps, 4],
-    valid bool[2·n_steps], log-weight (score sum), overflow flag, number of straight fallbacks."""
+    valid bool[2·n_steps], log-weight (score sum), overflow flag, number of straight fallbacks, number of
+    string restarts."""
     dtype = chains.mass.dtype
     n_s = chains.mass.shape[-1]
     n_e = regions.pos.shape[0]
