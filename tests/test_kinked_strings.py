@@ -118,6 +118,18 @@ def test_chain_regions_sum_to_the_partons_and_soft_gluons_are_joined():
     np.testing.assert_allclose(np.asarray(chains.p_total[0]), p4s.sum(axis=0), atol=1e-4)
 
 
+def test_last_attempt_keeps_only_each_chains_final_attempt():
+    """Synthetic output tags (chain · stride + attempt): chain 0 restarted once, chain 1 twice, chain 2 never;
+    invalid (padding) entries stay invalid whatever their tag."""
+    from diffgen.hadronization.kinked import _ATTEMPT_STRIDE, _last_attempt
+
+    s = _ATTEMPT_STRIDE
+    tag = np.array([0, 0, 1, 1, 1, s, s + 1, s + 2, s + 2, 2 * s, 2 * s, 0, 0], np.int32)
+    valid = np.array([1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0], bool)
+    keep = np.asarray(_last_attempt(jnp.asarray(tag), jnp.asarray(valid), 4))
+    np.testing.assert_array_equal(keep, [0, 0, 1, 1, 1, 0, 0, 1, 1, 1, 1, 0, 0])
+
+
 # ----------------------------------------------------------------------------- conservation and mass shell
 
 @pytest.mark.parametrize("name", ["qgq_hard", "qggq"])
