@@ -499,6 +499,13 @@ def tangent_from_settings(params, eps: dict):
     return walk(params)
 
 
+def _as_tangent(params, eps):
+    """``eps`` as a tangent tree: a ``{setting name: shift}`` dict is expanded, a tree passes through."""
+    if isinstance(eps, dict) and eps and all(isinstance(k, str) and ":" in k for k in eps):
+        return tangent_from_settings(params, eps)
+    return eps
+
+
 def linearize(fn: Callable, params):
     """Linearise ``fn`` around ``params``: returns ``(fn(params), jvp)``.
 
@@ -518,9 +525,7 @@ def linearize(fn: Callable, params):
     value, lin = jax.linearize(fn, params)
 
     def jvp(eps):
-        if isinstance(eps, dict) and eps and all(isinstance(k, str) and ":" in k for k in eps):
-            eps = tangent_from_settings(params, eps)
-        return lin(eps)
+        return lin(_as_tangent(params, eps))
 
     return value, jvp
 
@@ -565,8 +570,7 @@ def linearize_with_error(fn: Callable, params, key, batches: int = 10) -> Linear
     value, error = mean_err(values)
 
     def jvp(eps):
-        if isinstance(eps, dict) and eps and all(isinstance(k, str) and ":" in k for k in eps):
-            eps = tangent_from_settings(params, eps)
+        eps = _as_tangent(params, eps)
         return mean_err([lin(eps) for lin in lins])
 
     return Linearization(value, error, jvp)

@@ -339,54 +339,49 @@ def hadron_decays(capacity: int = DEFAULT_CAPACITY, generations: int | None = No
         key = event_keys(key, events.n_events)
         mask0, (p4, pid, colour), overflow = compact_slots(
             events.mask, (events.p4, jnp.where(events.mask, events.pid, 0), events.colour), capacity)
-
-        if record:
-            return _apply_record(key, events, mask0, p4, pid, colour, overflow)
+        hist = _start_history(mask0, p4, pid) if record else None
 
         def body(g, carry):
-            p4, pid, mask, colour, overflow, deferred = carry
-            mask, (p4, pid, colour), ovf, dfr, _ = _generation(g, key, p4, pid, mask, colour)
-            return p4, pid, mask, colour, overflow | ovf, deferred | dfr
+            p4, pid, mask, colour, overflow, deferred, hist = carry
+            mask, fields, ovf, dfr, hist = _generation(g, key, p4, pid, mask, colour, hist)
+            p4, pid, colour = fields[:3]
+            if hist is not None:  # the slots' history indices travel with the slots
+                hist = (fields[3], *hist[1:])
+            return p4, pid, mask, colour, overflow | ovf, deferred | dfr, hist
 
-        p4, pid, mask, colour, overflow, deferred = jax.lax.fori_loop(
-            0, generations, body, (p4, pid, mask0, colour, overflow, jnp.zeros_like(overflow)))
+        p4, pid, mask, colour, overflow, deferred, hist = jax.lax.fori_loop(
+            0, generations, body, (p4, pid, mask0, colour, overflow, jnp.zeros_like(overflow), hist))
         # decays postponed for lack of work slots and not caught up by the last generation
-        left = deferred & jnp.any(mask & _species(tab.codes, pid)[1], axis=1)
+        left = deferred & jnp.any(mask & _species(tab.codes, pid)[1], axis=1) if len(tab.codes) else deferred
         out = events.replace(p4=p4, pid=pid, mask=mask, colour=colour)
+        if hist is not None:
+            out = out.replace(record=_finish_record(hist, events.record))
+            overflow = overflow | (hist[-1] > n_hist)
         return out.with_status(overflow | left, Status.CAPACITY_OVERFLOW)
 
-    def _apply_record(key, events, mask0, p4, pid, colour, overflow):
+    def _start_history(mask0, p4, pid):
+        """History buffers: the primaries in entries 0 … C−1, each slot pointing at its own entry."""
         n, c = pid.shape
         h_p4 = jnp.zeros((n, n_hist, 4), p4.dtype).at[:, :c].set(p4)
         h_pid = jnp.zeros((n, n_hist), jnp.int32).at[:, :c].set(pid)
         h_par = jnp.full((n, n_hist), FROM_STRINGS, jnp.int32)
         hid = jnp.broadcast_to(jnp.arange(c, dtype=jnp.int32), (n, c))
-        hist = (hid, h_p4, h_pid, h_par, jnp.zeros((n, n_hist), bool), jnp.sum(mask0, axis=1, dtype=jnp.int32))
+        return hid, h_p4, h_pid, h_par, jnp.zeros((n, n_hist), bool), jnp.sum(mask0, axis=1, dtype=jnp.int32)
 
-        def body(g, carry):
-            p4, pid, mask, colour, overflow, deferred, hist = carry
-            mask, (p4, pid, colour, hid), ovf, dfr, hist = _generation(g, key, p4, pid, mask, colour, hist)
-            return p4, pid, mask, colour, overflow | ovf, deferred | dfr, (hid, *hist[1:])
-
-        p4, pid, mask, colour, overflow, deferred, hist = jax.lax.fori_loop(
-            0, generations, body, (p4, pid, mask0, colour, overflow, jnp.zeros_like(overflow), hist))
-        left = deferred & jnp.any(mask & _species(tab.codes, pid)[1], axis=1) if len(tab.codes) else deferred
+    def _finish_record(hist, partons):
+        """The :class:`Record`: status 2 for decayed entries, 1 for the rest; after the partons if a
+        ``record_partons`` stage put them there (mothers' indices shifted past them)."""
         _, h_p4, h_pid, h_par, h_dec, h_cnt = hist
         used = (jnp.arange(n_hist)[None, :] < h_cnt[:, None]) & (h_pid != 0)
         h_status = jnp.where(used, jnp.where(h_dec, RECORD_DECAYED, RECORD_FINAL), 0).astype(jnp.int32)
         h_par = jnp.where(used, h_par, FROM_STRINGS)
-        if events.record is not None:  # partons first (record_partons), mothers' indices shifted past them
-            r = events.record
-            n_p = r.capacity
-            h_par = jnp.where(h_par >= 0, h_par + n_p, h_par)
-            rec = Record(p4=jnp.concatenate([r.p4.astype(h_p4.dtype), h_p4], axis=1),
-                         pid=jnp.concatenate([r.pid, h_pid], axis=1),
-                         status=jnp.concatenate([r.status, h_status], axis=1),
-                         parent=jnp.concatenate([r.parent, h_par], axis=1))
-        else:
-            rec = Record(p4=h_p4, pid=h_pid, status=h_status, parent=h_par)
-        out = events.replace(p4=p4, pid=pid, mask=mask, colour=colour, record=rec)
-        return out.with_status(overflow | left | (h_cnt > n_hist), Status.CAPACITY_OVERFLOW)
+        if partons is None:
+            return Record(p4=h_p4, pid=h_pid, status=h_status, parent=h_par)
+        h_par = jnp.where(h_par >= 0, h_par + partons.capacity, h_par)
+        return Record(p4=jnp.concatenate([partons.p4.astype(h_p4.dtype), h_p4], axis=1),
+                      pid=jnp.concatenate([partons.pid, h_pid], axis=1),
+                      status=jnp.concatenate([partons.status, h_status], axis=1),
+                      parent=jnp.concatenate([partons.parent, h_par], axis=1))
 
     return Stage(init=init, apply=apply)
 
