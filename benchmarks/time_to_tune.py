@@ -65,6 +65,8 @@ def parse_args(argv=None):
     ap.add_argument("--box", type=float, default=0.2)
     ap.add_argument("--workers", type=int, default=2, help="Pythia processes")
     ap.add_argument("--seed", type=int, default=17)
+    ap.add_argument("--jacobian-noise", choices=["ignore", "correct"], default=None,
+                    help="fit_linearized(jacobian_noise=...); default: the library's")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
     if min(args.sets, args.data_events, args.events, args.iterations, args.pool, args.grid_runs,
@@ -130,7 +132,8 @@ def main(argv=None):
     t0 = time.time()
     fits = fit_linearized(gen, p0, data_diffgen, obs, names, bounds=box, n_events=args.events,
                           key=jax.random.fold_in(key, 2), iterations=args.iterations, pool=args.pool,
-                          common_random_numbers=args.pool == 1)
+                          common_random_numbers=args.pool == 1,
+                          **({} if args.jacobian_noise is None else {"jacobian_noise": args.jacobian_noise}))
     wall_d = time.time() - t0
     th = np.array([[r.settings[n] for n in names] for r in fits])
     er = np.array([[r.errors[n] for n in names] for r in fits])

@@ -60,6 +60,8 @@ def parse_args(argv=None):
                          "the wide diffgen.fit.lep.TUNE_BOUNDS")
     ap.add_argument("--box", type=float, default=0.2, help="grid box: default x (1 +- box)")
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--jacobian-noise", choices=["ignore", "correct"], default=None,
+                    help="fit_linearized(jacobian_noise=...); default: the library's")
     ap.add_argument("--json", default=None)
     return ap.parse_args(argv)
 
@@ -152,7 +154,8 @@ def main(argv=None):
         t0 = time.time()
         fits = fit_linearized(gen, p0, data, obs, names, bounds=bounds, n_events=n_ev,
                               key=jax.random.fold_in(key, 2), iterations=args.iterations,
-                              pool=args.pool, common_random_numbers=args.pool == 1)
+                              pool=args.pool, common_random_numbers=args.pool == 1,
+                              **({} if args.jacobian_noise is None else {"jacobian_noise": args.jacobian_noise}))
         wall = time.time() - t0
         th = np.array([[r.settings[n] for n in names] for r in fits])
         er = np.array([[r.errors[n] for n in names] for r in fits])

@@ -42,23 +42,22 @@ the string choices' score terms the cross-fitted sibling baseline (:mod:`diffgen
 0.65, 0.77 and that of α_s rises from 0.39 to 0.46 (docs/gradients.md §4). ``replicas=1,
 baseline="mean"`` is the plain estimator. σ_sim² sums the residuals of a parent's replicas.
 
-**Jacobian noise** (``jacobian_noise="correct"``, experimental; the default is ``"ignore"``). A Jacobian estimated from a finite
-sample is J + δJ, and E[(J + δJ)ᵀ W (J + δJ)] = Jᵀ W J + Σ_b w_b Cov(δJ_b): the noise *adds* Fisher
-information. Where it is comparable with the signal (the a–b valley) the Gauss–Newton steps are
-diluted — each moves only a fraction S/(S + N) of the way, so the iteration stops short of the
-valley's minimum — and the Fisher errors along the valley are too small (errors-in-variables
-regression dilution). Each sample is therefore also histogrammed in ``NOISE_BATCHES`` batches
-(from the same events: no extra simulation); the batches' scatter estimates Cov(δJ_b) and
-Cov(δJ_b, δh_b), which are subtracted from the Gauss–Newton matrix and the surrogate χ² (the
-corrected χ² is the true local model's χ² in expectation). Signal fractions below ``NOISE_FLOOR`` are
-kept at it. The estimate then responds to the data through F_c⁻¹ Jᵀ V⁻¹, so its covariance is the
-sandwich F_c⁻¹ (Jᵀ V⁻¹ J) F_c⁻¹, larger than the plain fit's: the correction removes the dilution at
-the price of noisier steps. Measured on the five-parameter LEP closure (``tests/test_tune_closure.py``,
-12 iterations, before the sandwich was used): the expansion point jumped by more than
-``pool_radius`` so that only 2 samples were pooled, and the pulls' widths were ≈ 2 — it is not
-the default until that is understood.
-``FitResult.jacobian_noise`` reports ‖δJ_j‖/‖J_j‖ (in units of the bin errors) for one sample of
-``n_events``; it falls as 1/√n, so ``n_events · (noise/target)²`` events reach a target ratio.
+**Jacobian noise** (``jacobian_noise="correct"``, experimental; the default is ``"ignore"``). A Jacobian
+estimated from a finite sample is J + δJ, and E[(J + δJ)ᵀ W (J + δJ)] = Jᵀ W J + Σ_b w_b Cov(δJ_b): the
+noise *adds* Fisher information. Where it is comparable with the signal (the a–b valley) the Gauss–Newton
+steps are diluted — each moves only a fraction S/(S + N) of the way, so the iteration stops short of the
+valley's minimum — and the Fisher errors along the valley are too small (errors-in-variables regression
+dilution). Each sample is therefore also histogrammed in ``NOISE_BATCHES`` batches (from the same events: no
+extra simulation); the batches' scatter estimates Cov(δJ_b) and Cov(δJ_b, δh_b), which are subtracted from
+the Gauss–Newton matrix and the surrogate χ² (the corrected χ² is the true local model's χ² in expectation).
+Signal fractions below ``NOISE_FLOOR`` are kept at it. The estimate then responds to the data through F_c⁻¹
+Jᵀ V⁻¹, so its covariance is the sandwich F_c⁻¹ (Jᵀ V⁻¹ J) F_c⁻¹, larger than the plain fit's: the
+correction removes the dilution at the price of noisier steps. Measured on the five-parameter LEP closure
+(``tests/test_tune_closure.py``, 12 iterations, before the sandwich was used): the expansion point jumped by
+more than ``pool_radius`` so that only 2 samples were pooled, and the pulls' widths were ≈ 2 — it is not the
+default until that is understood. ``FitResult.jacobian_noise`` reports ‖δJ_j‖/‖J_j‖ (in units of the bin
+errors) for one sample of ``n_events``; it falls as 1/√n, so ``n_events · (noise/target)²`` events reach a
+target ratio.
 
 **Errors** (``covariance_method = "fisher"``): C = (J̃ᵀ V⁻¹ J̃)⁻¹ with J̃ the Jacobian at the last
 expansion point and V = σ_data² + σ_sim² — the Gauss–Newton (Fisher) matrix of the χ², which
@@ -418,10 +417,14 @@ def _iterate(problem: Problem, data: _Data, start, key, n_events: int, iteration
             thetas = transform.forward_host(phis)
             # the scale of `tol` and `pool_radius`: the error with ONE sample's σ_sim² (the scatter of
             # expansion points between fresh samples), which is the fit's error when pool = 1
+            # (with the noise correction: the sandwich F_c⁻¹ (Jᵀ V⁻¹ J) F_c⁻¹, the scatter of the corrected
+            # steps; F_c⁻¹ alone understates it where the noise dominates, so that fresh samples jumped
+            # beyond pool_radius and the pool never filled)
             one = lins[-1]
-            fisher = _fisher(one[3], one[4] if correct_noise else None,
-                             1.0 / np.mean(data.vd + one[2][None, :], axis=0))
-            err = np.sqrt(np.clip(np.diag(inverse_or_nan(fisher)), 1e-300, None))
+            w_one = 1.0 / np.mean(data.vd + one[2][None, :], axis=0)
+            f_inv = inverse_or_nan(_fisher(one[3], one[4] if correct_noise else None, w_one))
+            cov_one = f_inv @ _fisher(one[3], None, w_one) @ f_inv if correct_noise else f_inv
+            err = np.sqrt(np.clip(np.diag(cov_one), 1e-300, None))
             new_e = np.mean(thetas, axis=0)
             move = np.abs(new_e - theta_e) / err
             if bar is not None:
