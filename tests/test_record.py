@@ -126,8 +126,10 @@ def test_pi0_ks_lambda_counts_match_pythias_full_record():
     Λ + Λ̄ that Pythia's own full record holds with its decays on (independent events, 3000 each, errors ≈
     1 %, 2 %, 4 %). diffgen's decay tables and its record must agree with Pythia's to 4σ + 3 % (the decay
     stage's measured −1.6 % in ⟨n_final⟩ on Pythia's primaries). Measured 2026-12-07: π0 9.42 vs 9.69
-    (−2.8 %), K_S 1.048 vs 1.130 (−7 %, 2.9σ), Λ + Λ̄ 0.317 vs 0.349 (−9 %, 1.9σ): the record is complete;
-    the K_S deficit is a decay-table difference to look into (docs/from_pythia.md)."""
+    (−2.8 %), K_S 1.048 vs 1.130 (−7 %, 2.9σ), Λ + Λ̄ 0.317 vs 0.349 (−9 %, 1.9σ); traced mother by mother
+    to B decays without s s̄ or baryon pairs (B+/B0 → K0 X 0.52 against PDG's 0.64, no Λ). With those
+    channels (later the same day): π0 9.38 (−3.2 %), K_S 1.086 (−3.9 %, 1.5σ), Λ + Λ̄ 0.333 (−4.6 %, 0.9σ);
+    the rest of the K_S gap is Pythia's B and D tables carrying more kaons than PDG's inclusive rates."""
     import pythia_peer as py8
 
     n = 3000
