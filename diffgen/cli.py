@@ -13,6 +13,8 @@ Everything is validated before any event is generated: process name, √s (again
 threshold), number of events (``--events 1e5`` is fine), ``--set`` syntax, setting names and ranges,
 output paths (an existing ``--out`` or ``--plot`` needs ``--force``) and a ``--compare`` file.
 Ctrl-C stops with exit code 130 and leaves no partial file; progress bars are drawn only on a terminal.
+A run in which every event is flagged (zero weight, e.g. ``BELOW_THRESHOLD``) exits with code 1,
+naming the flags, and leaves no output file.
 
 ``--plot`` draws 1/σ dσ/dX (``--absolute``: dσ/dX in pb) with physics labels, log scales and
 integer-aligned count bins (:mod:`diffgen.plotting`); ``--compare FILE`` overlays a reference (an
@@ -43,6 +45,18 @@ from diffgen.events import status_summary
 from diffgen.params import DEFAULT_SQRT_S
 
 __all__ = ["main", "parse_set", "parse_count", "text_histogram", "cache_dir"]
+
+class AllEventsFlagged(Exception):
+    """A ``generate`` run produced no event with status 0: nothing to write, σ = 0 is meaningless."""
+
+
+def _check_some_event_good(n_events: int, n_flagged: int, flags: dict[str, int], what: str) -> None:
+    """``AllEventsFlagged`` naming the flags when all ``n_events`` generated events were flagged."""
+    if n_events > 0 and n_flagged >= n_events:
+        named = ", ".join(f"{name} ({count})" for name, count in flags.items() if count) or "unknown"
+        raise AllEventsFlagged(f"all {n_events} generated events were flagged (weight 0) by {named}; "
+                               f"no output written. {what}")
+
 
 _OUT_SUFFIXES = (".lhe", ".npz", ".parquet", ".hepmc3", ".hepmc", ".lhe.gz", ".hepmc3.gz", ".hepmc.gz")
 _PLOT_SUFFIXES = (".png", ".pdf", ".svg")
@@ -440,7 +454,14 @@ def _run_chunks(args, gen, params, totals: _Totals, transform=None) -> tuple[flo
         writer = EventWriter(args.out, **run_metadata(args, params),
                              **({"detector": args.detector} if args.detector else {}))
 
+    generated = {"n": 0, "bad": 0, "flags": {}}  # before any transform (unweighting drops events)
+
     def on_chunk(ev):
+        status = np.asarray(ev.status)
+        generated["n"] += status.size
+        generated["bad"] += int(np.count_nonzero(status))
+        for flag, count in status_summary(status).items():
+            generated["flags"][flag] = generated["flags"].get(flag, 0) + count
         dropped = 0
         if transform is not None:
             ev, dropped = transform(ev)
@@ -457,6 +478,9 @@ def _run_chunks(args, gen, params, totals: _Totals, transform=None) -> tuple[flo
     with writer if writer is not None else contextlib.nullcontext():
         diffgen.generate(gen, params, jax.random.key(args.seed), args.events, chunk=args.chunk,
                          progress=False if args.quiet else None, on_chunk=on_chunk, keep=False, offset=args.offset)
+        _check_some_event_good(generated["n"], generated["bad"], generated["flags"],
+                               f"Check the settings against `diffgen settings --process {args.process}` and the "
+                               f"process's threshold.")  # raising here aborts the writer: no file
         sigma, sigma_err = totals.sigma()
         if writer is not None:
             writer.close(sigma_pb=sigma, error_pb=sigma_err)
@@ -756,6 +780,9 @@ def main(argv=None) -> int:
     except ValueError as exc:
         print(f"diffgen: error: {exc}", file=sys.stderr)
         return 2
+    except AllEventsFlagged as exc:  # the run worked but gave nothing to use
+        print(f"diffgen: error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:  # Ctrl-C: output files are removed by their writers; no traceback
         print("diffgen: interrupted", file=sys.stderr)
         return 130  # the shell's code for SIGINT (128 + 2)

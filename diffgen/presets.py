@@ -16,8 +16,16 @@ Pythia-style settings, switches included, build the generator and its params in 
 
 from __future__ import annotations
 
-from diffgen.params import DEFAULT_SQRT_S, SWITCHES, parse_settings, structure_of, with_settings
-from diffgen.processes import ee_to_ffbar
+from diffgen.params import (
+    DEFAULT_SQRT_S,
+    SWITCHES,
+    check_value,
+    parse_settings,
+    structure_of,
+    with_settings,
+)
+from diffgen.params import settings as flat_settings
+from diffgen.processes import check_alpha_s_pole, ee_to_ffbar
 from diffgen.stage import Generator, chain
 
 __all__ = ["ee_mumu", "ee_qq", "ee_hadrons", "PROCESSES", "make", "configure", "hadron_threshold",
@@ -37,10 +45,18 @@ def ee_qq(sqrt_s: float = DEFAULT_SQRT_S, flavours=(1, 2, 3, 4, 5)) -> Generator
     """e+e- → γ*/Z → q q̄ summed over ``flavours`` (u, d, s massless; c, b with Pythia masses).
 
     The quark channels carry Pythia's QCD factor 3(1 + α_s/π) (``SigmaProcess:alphaSvalue``).
+    ``sqrt_s`` must be above :func:`hadron_threshold`, as for :func:`ee_hadrons`: below it a q q̄
+    pair cannot turn into hadrons, and the one-loop α_s(√s) reaches its Landau pole just below
+    it (0.2517 GeV for the default α_s(m_Z) = 0.13, against a threshold of 0.28 GeV for u, d, s).
     """
     flavours = tuple(flavours)
     if any(abs(int(f)) > 5 or int(f) <= 0 for f in flavours):
         raise ValueError(f"ee_qq flavours must be quark PDG codes in 1..5, got {flavours}")
+    check_value("Beams:eCM", sqrt_s)
+    if sqrt_s <= hadron_threshold(flavours):
+        raise ValueError(f"sqrt_s = {sqrt_s} GeV is below the hadron-production threshold of ee-qq (a q qbar "
+                         f"pair of flavours {flavours} must be able to form two mesons; just below it alpha_s "
+                         f"reaches its Landau pole): allowed sqrt_s > {hadron_threshold(flavours):.4g} GeV")
     return Generator(chain(("hard", ee_to_ffbar(flavours, sqrt_s))), name="ee-qq",
                      info={"process": "ee-qq", "flavours": flavours, "sqrt_s": sqrt_s})
 
@@ -220,11 +236,17 @@ def configure(process: str, settings=None, sqrt_s: float | None = None, *,
     The switches and ``Beams:eCM`` build the generator (:func:`make`); every other setting is set
     in its default params with :func:`diffgen.with_settings` (range-checked). Everything is checked
     before anything runs: unknown names (all listed at once, unless ``ignore_unknown``), values
-    outside their ranges, √s below the process's threshold.
+    outside their ranges, √s below the process's threshold or, for quarks, at or below the Landau
+    pole of α_s with the given ``SigmaProcess:alphaSvalue``
+    (:func:`diffgen.processes.check_alpha_s_pole`).
     """
     changes = {} if settings is None else parse_settings(settings, ignore_unknown=ignore_unknown)
     gen = make(process, sqrt_s, {k: v for k, v in changes.items() if k in SWITCHES or k == "Beams:eCM"},
                detector=detector, record=record)
     rest = {k: v for k, v in changes.items() if k not in SWITCHES and k != "Beams:eCM"}
     params = gen.default_params()
-    return gen, (with_settings(params, rest) if rest else params)
+    params = with_settings(params, rest) if rest else params
+    flat = flat_settings(params)
+    if "SigmaProcess:alphaSvalue" in flat:  # the QCD factor's α_s must be finite at √s
+        check_alpha_s_pole(float(flat["Beams:eCM"]), float(flat["SigmaProcess:alphaSvalue"]))
+    return gen, params

@@ -20,12 +20,13 @@ import jax.numpy as jnp
 
 from diffgen import particles
 from diffgen.amplitudes import ee_ffbar
+from diffgen.amplitudes.couplings import alpha_s_landau_pole, inverse_alpha_s
 from diffgen.events import Events, Status
 from diffgen.numerics import safe_log, safe_sqrt
 from diffgen.params import DEFAULT_SQRT_S, SETTINGS, check_value, out_of_range
 from diffgen.stage import Stage, event_keys, uniforms
 
-__all__ = ["ee_to_ffbar", "fermion_mass", "EW_SETTINGS"]
+__all__ = ["ee_to_ffbar", "fermion_mass", "check_alpha_s_pole", "EW_SETTINGS"]
 
 EW_SETTINGS = ("Beams:eCM", "23:m0", "23:mWidth", "StandardModel:sin2thetaW",
                "StandardModel:sin2thetaWbar", "StandardModel:alphaEMmZ")
@@ -38,6 +39,21 @@ def fermion_mass(pid: int) -> float:
     if a in (1, 2, 3):
         return 0.0
     return float(particles.mass(a))
+
+
+def check_alpha_s_pole(sqrt_s: float, alpha_s_mz: float) -> None:
+    """``ValueError`` unless √s is above the Landau pole of the hard process's one-loop α_s.
+
+    The quark channels carry 3(1 + α_s(s)/π) with α_s from ``SigmaProcess:alphaSvalue``
+    (:func:`diffgen.amplitudes.couplings.alpha_s_one_loop`), which is infinite at and below
+    :func:`~diffgen.amplitudes.couplings.alpha_s_landau_pole` (0.2517 GeV for the default 0.13).
+    """
+    pole = alpha_s_landau_pole(alpha_s_mz)
+    if not float(sqrt_s) > pole:
+        raise ValueError(f"sqrt_s = {float(sqrt_s):g} GeV is at or below the Landau pole of alpha_s "
+                         f"({pole:.4g} GeV for SigmaProcess:alphaSvalue = {float(alpha_s_mz):g}), where the "
+                         f"QCD factor 3(1 + alpha_s/pi) of e+e- -> q qbar is infinite; allowed: sqrt_s > "
+                         f"{pole:.4g} GeV (or a smaller SigmaProcess:alphaSvalue)")
 
 
 def ee_to_ffbar(flavours=(13,), sqrt_s: float = DEFAULT_SQRT_S) -> Stage:
@@ -63,6 +79,8 @@ def ee_to_ffbar(flavours=(13,), sqrt_s: float = DEFAULT_SQRT_S) -> Stage:
     if sqrt_s <= 2 * lightest:
         raise ValueError(f"sqrt_s = {sqrt_s} GeV is below the threshold 2 m_f = {2 * lightest:g} GeV "
                          f"for flavours {flavours}; allowed: sqrt_s > {2 * lightest:g} GeV")
+    if has_quarks:
+        check_alpha_s_pole(sqrt_s, SETTINGS["SigmaProcess:alphaSvalue"].default)
 
     def init(key):
         p = {name: jnp.asarray(SETTINGS[name].default, jnp.result_type(float)) for name in names}
@@ -114,7 +132,10 @@ def ee_to_ffbar(flavours=(13,), sqrt_s: float = DEFAULT_SQRT_S) -> Stage:
         for name in names:
             bad = bad | out_of_range(name, params[name])
         out = out.with_status(bad, Status.PARAM_OUT_OF_RANGE)
-        out = out.with_status(e_cm <= 2 * m_f, Status.BELOW_THRESHOLD)
+        below = e_cm <= 2 * m_f
+        if has_quarks:  # α_s(s) of the QCD factor is infinite at and below its Landau pole
+            below = below | (is_q & ~(inverse_alpha_s(s, params["SigmaProcess:alphaSvalue"]) > 0))
+        out = out.with_status(below, Status.BELOW_THRESHOLD)
         return out
 
     return Stage(init=init, apply=apply)

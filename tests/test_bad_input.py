@@ -126,6 +126,11 @@ CLI_CASES = [
     (["--events", "2.5"], "whole number"),
     (["--events", "ten"], "positive integer"),
     (["--process", "ee-hadrons", "--sqrt-s", "0.2"], "hadron-production threshold"),
+    (["--process", "ee-qq", "--sqrt-s", "0.2"], "hadron-production threshold of ee-qq"),
+    (["--process", "ee-qq", "--sqrt-s", "0.01"], "allowed sqrt_s > 0.28 GeV"),
+    (["--process", "ee-qq", "--sqrt-s", "0.3", "--set", "SigmaProcess:alphaSvalue=0.14"],
+     "Landau pole of alpha_s (0.3693 GeV for SigmaProcess:alphaSvalue = 0.14)"),
+    (["--process", "ee-hadrons", "--sqrt-s", "1", "--set", "SigmaProcess:alphaSvalue=0.22"], "allowed: sqrt_s > 2.34"),
 ]
 
 
@@ -166,3 +171,36 @@ def test_durham_orders_must_be_positive_integers():
             jets.durham_yn(ev, bad)
         with pytest.raises(ValueError, match="n_max must be an integer >= 1, got"):
             jets.durham_merge_scales(ev, bad)
+
+
+@pytest.mark.parametrize("alpha_s_mz", [0.1, 0.13, 0.2, 0.25])
+def test_alpha_s_landau_pole_is_where_alpha_s_diverges(alpha_s_mz):
+    from diffgen.amplitudes.couplings import alpha_s_landau_pole, alpha_s_one_loop
+
+    pole = alpha_s_landau_pole(alpha_s_mz)
+    assert np.isinf(float(alpha_s_one_loop((pole * 0.999) ** 2, alpha_s_mz)))
+    assert np.isfinite(float(alpha_s_one_loop((pole * 1.001) ** 2, alpha_s_mz)))
+
+
+def test_ee_qq_refuses_sqrt_s_below_its_threshold():
+    for sqrt_s in (0.2, 0.01, 0.25):
+        with pytest.raises(ValueError, match=r"hadron-production threshold of ee-qq.*allowed sqrt_s > 0.28 GeV"):
+            diffgen.presets.ee_qq(sqrt_s)
+    with pytest.raises(ValueError, match=r"allowed sqrt_s > 3.74 GeV"):  # c cbar: D Dbar, not 2 m_c
+        diffgen.presets.ee_qq(3.5, flavours=(4,))
+    assert diffgen.presets.ee_qq(0.3).info["sqrt_s"] == 0.3  # u, d, s just above the threshold are fine
+
+
+def test_cli_exits_non_zero_and_writes_nothing_when_every_event_is_flagged(tmp_path, capsys, monkeypatch):
+    # without the build-time check, alpha_s's pole at 3.53 GeV (alphaSvalue 0.25) flags every event in jit
+    from diffgen import presets
+
+    monkeypatch.setattr(presets, "check_alpha_s_pole", lambda sqrt_s, alpha_s_mz: None)
+    monkeypatch.setattr(diffgen.processes, "check_alpha_s_pole", lambda sqrt_s, alpha_s_mz: None)
+    out = tmp_path / "events.lhe"
+    rc = main(["generate", "--events", "50", "--chunk", "50", "--quiet", "--process", "ee-qq", "--sqrt-s", "3",
+               "--set", "SigmaProcess:alphaSvalue=0.25", "--out", str(out), "--plot", str(tmp_path / "p.png")])
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert "all 50 generated events were flagged" in err and "BELOW_THRESHOLD (50)" in err
+    assert os.listdir(tmp_path) == []

@@ -20,10 +20,11 @@ from __future__ import annotations
 import math
 
 import jax.numpy as jnp
+import numpy as np
 
 from diffgen.numerics import safe_div
 
-__all__ = ["alpha_em", "alpha_s_one_loop", "inverse_alpha_s", "fermion_charge", "axial_coupling",
+__all__ = ["alpha_em", "alpha_s_one_loop", "inverse_alpha_s", "alpha_s_landau_pole", "fermion_charge", "axial_coupling",
            "vector_coupling", "M_Z_REF", "M_C", "M_B", "M_T", "GEV2_TO_PB"]
 
 #: ħ²c² in GeV² pb: converts GeV⁻² to pb.
@@ -103,6 +104,26 @@ def alpha_s_one_loop(q2, alpha_s_mz):
     """
     inv = inverse_alpha_s(jnp.asarray(q2), jnp.asarray(alpha_s_mz))
     return jnp.where(inv > 0, safe_div(1.0, jnp.where(inv > 0, inv, 1.0)), jnp.inf)
+
+
+def alpha_s_landau_pole(alpha_s_mz: float) -> float:
+    """GeV: the scale Q_pole at which :func:`alpha_s_one_loop` diverges (+inf at and below it); host-side.
+
+    1/α_s is linear in ln Q² on each n_f piece of :func:`inverse_alpha_s` and increases with Q², so the
+    pole is ln Q²_pole = ln m² − 2π (1/α_s(m²))/β₀(n_f) on the piece whose lower end m (m_c, m_b, m_t)
+    still has 1/α_s(m²) > 0, or the n_f = 3 piece below m_c. Past the ``ln Q²`` floor (1e-6 GeV²) α_s
+    stays finite, so for small α_s(m_Z) the value returned is below 1e-3 GeV and never reached.
+
+    Example:
+        >>> round(alpha_s_landau_pole(0.13), 4)  # SigmaProcess:alphaSvalue's default
+        0.2517
+    """
+    inv = {m: float(inverse_alpha_s(m * m, float(alpha_s_mz), xp=np)) for m in (M_C, M_B, M_T)}
+    ln_pole = _LN_MC2 - 2.0 * math.pi * inv[M_C] / _b0(3)
+    for m, ln_m2, nf in ((M_C, _LN_MC2, 4), (M_B, _LN_MB2, 5), (M_T, _LN_MT2, 6)):
+        if inv[m] <= 0:
+            ln_pole = ln_m2 - 2.0 * math.pi * inv[m] / _b0(nf)
+    return math.exp(0.5 * ln_pole)
 
 
 def fermion_charge(pid: int) -> float:
