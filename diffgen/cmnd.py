@@ -13,6 +13,12 @@ an earlier one; switches (:data:`diffgen.params.SWITCHES`) take ``on``/``off`` (
 ``Beams:idA``, ``Tune:ee``, …) raise one ``ValueError`` naming all of them, or, with
 ``ignore_unknown=True``, are skipped with a ``UserWarning`` that names them — never silently.
 
+Pythia's ``settings.writeFile`` is ``write_settings(path, params)``: given a params tree (as
+:func:`diffgen.presets.configure` or ``gen.default_params()`` return it), every setting is written,
+``Beams:eCM`` included, and then the switches that the tree's stages imply
+(:func:`diffgen.params.stage_switches`), so that reading the file back builds the same stages.
+A flat ``{name: value}`` mapping (``diffgen.settings(params)``) is written as given, without switches.
+
 Use the result with :func:`diffgen.presets.configure` (switches and ``Beams:eCM`` build the
 generator), :func:`diffgen.with_settings`, or ``diffgen generate --settings run.cmnd``.
 
@@ -38,7 +44,7 @@ from typing import Any
 import numpy as np
 
 from diffgen.io.atomic import atomic_write
-from diffgen.params import SETTINGS, SWITCHES, parse_settings, parse_switch
+from diffgen.params import SETTINGS, SWITCHES, parse_settings, parse_switch, settings_and_switches
 
 __all__ = ["read_settings", "write_settings", "format_settings", "plain_value"]
 
@@ -96,6 +102,9 @@ def plain_value(value) -> float:
 def format_settings(settings: Mapping[str, Any], header: str | None = None) -> str:
     """The ``.cmnd`` text of ``settings``, with ``header`` as ``!`` comments.
 
+    ``settings`` is a flat ``{name: value}`` mapping or a params tree; a tree is written as
+    :func:`diffgen.params.settings_and_switches` gives it (every setting, then the switches).
+
     Each value is written as the shortest decimal that reads back to the same number in the value's
     own precision (a float32 setting 91.3 is written ``91.3``, not ``91.30000305175781``).
 
@@ -105,7 +114,7 @@ def format_settings(settings: Mapping[str, Any], header: str | None = None) -> s
         PartonLevel:FSR = on
     """
     lines = [f"! {line}".rstrip() for line in (header or "").splitlines()]
-    for name, value in settings.items():
+    for name, value in settings_and_switches(settings).items():
         if name not in SETTINGS and name not in SWITCHES:
             raise ValueError(f"format_settings: unknown setting name {name!r}")
         lines.append(f"{name} = {_value_text(name, value)}")
@@ -113,9 +122,20 @@ def format_settings(settings: Mapping[str, Any], header: str | None = None) -> s
 
 
 def write_settings(path: str | os.PathLike, settings: Mapping[str, Any], header: str | None = None) -> None:
-    """Write ``settings`` (concrete values) as a ``.cmnd`` file, atomically.
+    """Write ``settings`` (concrete values; a flat mapping or a params tree) as a ``.cmnd`` file, atomically.
 
-    :func:`read_settings` reads it back to the same values (in the values' own precision)."""
+    :func:`read_settings` reads it back to the same values (in the values' own precision). Given a
+    params tree, the file also holds the switches of its stages, like Pythia's ``writeFile``:
+    ``presets.configure(process, read_settings(path))`` rebuilds the same stages and settings.
+
+    Example:
+        >>> import os, tempfile, diffgen
+        >>> _, params = diffgen.presets.configure("ee-hadrons", "HadronLevel:Decay = off")
+        >>> p = os.path.join(tempfile.mkdtemp(), "out.cmnd")
+        >>> write_settings(p, params)
+        >>> read_settings(p)["HadronLevel:Decay"], read_settings(p)["Beams:eCM"]
+        (False, 91.188)
+    """
     text = format_settings(settings, header)
     with atomic_write(path, "w") as f:
         f.write(text)

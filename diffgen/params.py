@@ -27,7 +27,7 @@ import numpy as np
 
 __all__ = ["Setting", "SETTINGS", "DEFAULT_SQRT_S", "SWITCHES", "settings", "with_settings", "check_params",
            "out_of_range", "describe", "range_text", "unknown_setting_message", "parse_settings", "parse_switch",
-           "stage_switches", "structure_of"]
+           "stage_switches", "settings_and_switches", "structure_of"]
 
 
 class Setting(NamedTuple):
@@ -260,6 +260,22 @@ def stage_switches(params) -> dict[str, bool]:
     keys = set(params) if isinstance(params, Mapping) else set()
     return {"PartonLevel:FSR": "shower" in keys, "HadronLevel:all": bool({"hadronization", "decays"} & keys),
             "HadronLevel:Hadronize": "hadronization" in keys, "HadronLevel:Decay": "decays" in keys}
+
+
+def settings_and_switches(settings_or_params: Mapping[str, Any]) -> dict[str, Any]:
+    """``{name: value}`` with the :data:`SWITCHES` a params tree implies, or a flat mapping as given.
+
+    A params tree (stage name → mapping of settings) gives :func:`settings` followed by
+    :func:`stage_switches`: all that is needed to rebuild the generator's stages and its values
+    (what Pythia's ``writeFile`` writes). A flat ``{setting name: value}`` mapping is returned as a dict.
+
+    Example:
+        >>> settings_and_switches({"hard": {"Beams:eCM": 91.188}})["PartonLevel:FSR"]
+        False
+    """
+    if any(isinstance(v, Mapping) for v in settings_or_params.values()):
+        return {**settings(settings_or_params), **stage_switches(settings_or_params)}
+    return dict(settings_or_params)
 
 
 def structure_of(switches: Mapping[str, bool], base: Mapping[str, bool] | None = None) -> dict[str, bool]:

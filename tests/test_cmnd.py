@@ -20,6 +20,12 @@ def _same_events(a, b) -> bool:
         for x, y in zip(leaves_a, leaves_b))
 
 
+def _same_value(a, b) -> bool:
+    """The same setting value: the same shortest text in its own precision and the same float32 (what jit
+    sees; default string parameters are Python floats, set ones float32 arrays)."""
+    return diffgen.cmnd.plain_value(a) == diffgen.cmnd.plain_value(b) and np.float32(a) == np.float32(b)
+
+
 def _stage_names(gen):
     return list(gen.default_params())
 
@@ -150,19 +156,52 @@ def test_switches_that_cannot_apply_and_energy_conflicts():
         presets.configure("ee-hadrons", "StringZ:bLund = 5")
 
 
-def test_tune_cmnd_loads_back(tmp_path):
-    """The tune.cmnd that `diffgen tune` writes (tune_report) reads back to the fitted values."""
+def test_tune_cmnd_reproduces_the_tuned_configuration(tmp_path):
+    """The tune.cmnd that `diffgen tune` writes (tune_report) holds √s, the switches, the fixed [generator]
+    settings and the fitted values; read_settings + configure rebuild exactly the tuned generator."""
     from diffgen.fit.tune_report import _cmnd_text
 
-    result = types.SimpleNamespace(free=("StringZ:aLund", "StringZ:bLund"),
-                                   settings={"StringZ:aLund": 0.712345678912, "StringZ:bLund": 0.9, "23:m0": 91.0},
-                                   errors={"StringZ:aLund": 0.01, "StringZ:bLund": 0.02})
+    # as the tune file [generator] process = "ee-hadrons", sqrt_s = 50, settings = {Decay = off, bLund = 0.9}
+    gen, params = presets.configure("ee-hadrons", {"HadronLevel:Decay": False, "StringZ:bLund": 0.9}, 50.0)
+    cfg = types.SimpleNamespace(process="ee-hadrons", sqrt_s=50.0, params=params)
+    result = types.SimpleNamespace(free=("StringZ:aLund", "StringFlav:probStoUD"),
+                                   settings={"StringZ:aLund": 0.712345678912, "StringFlav:probStoUD": 0.25},
+                                   errors={"StringZ:aLund": 0.01, "StringFlav:probStoUD": 0.02})
     path = tmp_path / "tune.cmnd"
-    path.write_text(_cmnd_text(result))
-    assert "! +- 0.01" in path.read_text()
-    assert diffgen.read_settings(path) == {"StringZ:aLund": 0.712345678912, "StringZ:bLund": 0.9}
-    _, params = presets.configure("ee-hadrons", diffgen.read_settings(path))
-    assert float(diffgen.settings(params)["StringZ:aLund"]) == pytest.approx(0.712345678912)
+    path.write_text(_cmnd_text(result, cfg))
+    text = path.read_text()
+    assert "StringZ:aLund = 0.712345678912  ! +- 0.01\n" in text and "HadronLevel:Decay = off\n" in text
+    back = diffgen.read_settings(path)
+    assert back["Beams:eCM"] == 50.0 and back["StringZ:bLund"] == 0.9 and back["StringZ:aLund"] == 0.712345678912
+    gen2, params2 = presets.configure("ee-hadrons", back)
+    assert _stage_names(gen2) == _stage_names(gen) and stage_switches(params2) == stage_switches(params)
+    want = diffgen.with_settings(params, {n: result.settings[n] for n in result.free})
+    assert set(diffgen.settings(params2)) == set(diffgen.settings(want))
+    for name, value in diffgen.settings(want).items():
+        assert _same_value(diffgen.settings(params2)[name], value), name
+
+
+@pytest.mark.parametrize("process,changes", [
+    ("ee-hadrons", {"HadronLevel:Decay": False, "StringZ:aLund": 0.7}),
+    ("ee-hadrons", {"PartonLevel:FSR": False, "HadronLevel:all": False, "Beams:eCM": 30.0}),
+    ("ee-hadrons", {"HadronLevel:Hadronize": False}),
+    ("ee-mumu", {"23:m0": 91.3}),
+])
+def test_write_settings_of_params_keeps_the_switches(tmp_path, process, changes):
+    """Pythia's writeFile: write_settings(path, params) -> read_settings -> the same settings and stages."""
+    gen, params = presets.configure(process, changes)
+    path = tmp_path / "out.cmnd"
+    diffgen.write_settings(path, params)
+    back = diffgen.read_settings(path)
+    assert {k: back[k] for k in stage_switches(params)} == stage_switches(params)
+    gen2, params2 = presets.configure(process, back)
+    assert _stage_names(gen2) == _stage_names(gen) and stage_switches(params2) == stage_switches(params)
+    assert set(diffgen.settings(params2)) == set(diffgen.settings(params))
+    for name, value in diffgen.settings(params).items():
+        assert _same_value(diffgen.settings(params2)[name], value), name
+    # the flat mapping alone has no stages to describe: written as given, without switches
+    diffgen.write_settings(path, diffgen.settings(params))
+    assert not set(diffgen.read_settings(path)) & set(stage_switches(params))
 
 
 def test_every_setting_is_writable_and_readable():

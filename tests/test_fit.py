@@ -637,6 +637,7 @@ def test_tune_run_writes_report_and_pngs(tmp_path, gen):
     t = targets.from_events(ev, [("c", targets.cos_theta, np.linspace(-1, 1, 5))], names=["cos94"])[0]
     _write_yoda(tmp_path / "cos94.yoda", t)
     path = _tune(tmp_path, fit_extra="covariance_events = 4000")
+    path.write_text(path.read_text().replace("sqrt_s = 94.0\n", 'sqrt_s = 94.0\nsettings = {"23:mWidth" = 2.4952}\n'))
     out = tune_file.run(path, progress=False)
     names = {os.path.basename(f) for f in out.files}
     assert {"report.md", "cos94.png", "loss.png", "params.png", "tune.cmnd", "fit.json"} <= names
@@ -648,6 +649,14 @@ def test_tune_run_writes_report_and_pngs(tmp_path, gen):
     report = (tmp_path / "out" / "report.md").read_text()
     assert "| `23:m0` |" in report and "Correlation matrix" in report and "χ²/ndf" in report
     assert "23:m0 = " in (tmp_path / "out" / "tune.cmnd").read_text()
+    # tune.cmnd reproduces the tuned configuration: √s, switches, fixed [generator] and fitted settings
+    back = diffgen.read_settings(tmp_path / "out" / "tune.cmnd")
+    assert back["Beams:eCM"] == 94.0 and back["23:mWidth"] == 2.4952 and back["PartonLevel:FSR"] is False
+    _, tuned = diffgen.presets.configure("ee-mumu", back)
+    assert float(diffgen.settings(tuned)["23:m0"]) == pytest.approx(out.result.settings["23:m0"], rel=1e-7)
+    want = diffgen.with_settings(out.config.params, {"23:m0": diffgen.settings(tuned)["23:m0"]})
+    assert {k: float(v) for k, v in diffgen.settings(tuned).items()} == \
+        {k: float(v) for k, v in diffgen.settings(want).items()}
     assert not [f for f in os.listdir(tmp_path / "out") if f.endswith(".tmp")]
     assert out.result.chi2_after["cos94"][1] == 4
 

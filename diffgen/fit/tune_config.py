@@ -11,7 +11,7 @@ reported at once, in one ``ValueError`` (one line each). :func:`diffgen.fit.tune
 * ``report.md`` — fitted values ± errors, correlation matrix, χ²/ndf per target before and after;
 * ``<target>.png`` — data vs. simulation before and after the fit (with a ratio panel);
 * ``loss.png`` and ``params.png`` — loss history and parameter traces;
-* ``tune.cmnd`` — the fitted settings as Pythia-style ``name = value`` lines;
+* ``tune.cmnd`` — √s, switches, fixed and fitted settings as Pythia-style ``name = value`` lines;
 * ``fit.json`` — values, errors, covariance and χ² in machine-readable form.
 
 Paths in the file are relative to the file's directory.

@@ -6,7 +6,8 @@ for the file that describes the fit):
 * ``report.md`` — fitted values ± errors, correlation matrix, χ²/ndf per target before and after;
 * ``<target>.png`` — data vs. simulation before and after the fit (with a ratio panel);
 * ``loss.png`` and ``params.png`` — loss history and parameter traces;
-* ``tune.cmnd`` — the fitted settings as Pythia-style ``name = value`` lines;
+* ``tune.cmnd`` — √s, the switches, the fixed and the fitted settings as Pythia-style ``name = value``
+  lines (``diffgen generate --settings tune.cmnd`` reproduces the tuned configuration);
 * ``fit.json`` — values, errors, covariance and χ² in machine-readable form.
 """
 
@@ -150,24 +151,37 @@ def _params_figure(result):
     return fig
 
 
-def _cmnd_text(result) -> str:
-    """tune.cmnd: the fitted settings, one ``name = value ! ± error`` line each (reads back with
-    :func:`diffgen.read_settings`; ``diffgen generate --settings tune.cmnd`` runs with them)."""
-    from diffgen.cmnd import format_settings
+def _cmnd_text(result, cfg) -> str:
+    """tune.cmnd: the tuned configuration as a ``.cmnd`` file that reproduces it.
 
+    First ``Beams:eCM`` (the tune file's ``generator.sqrt_s``), the switches of the generator's stages
+    and every fixed setting (``[generator]`` settings and defaults) of ``cfg.params``, then the fitted
+    settings, one ``name = value ! +- error`` line each. It reads back with
+    :func:`diffgen.read_settings`, and ``diffgen generate --process <process> --settings tune.cmnd``
+    runs the tuned configuration (targets' own conditions, e.g. another √s, are not in it).
+    """
+    from diffgen.cmnd import format_settings
+    from diffgen.params import settings_and_switches
+
+    everything = settings_and_switches(cfg.params)
+    everything["Beams:eCM"] = cfg.sqrt_s
+    fixed = {n: v for n, v in everything.items() if n not in result.free}
+    header = (f"diffgen tune: process {cfg.process} (diffgen generate --process {cfg.process} --settings "
+              "tune.cmnd)\nfixed: sqrt(s), every setting not fitted ([generator] settings and defaults), switches")
+    head = format_settings(fixed, header=header)
     lines = format_settings({n: result.settings[n] for n in result.free},
-                            header="diffgen tune: fitted settings (errors and correlations in fit.json)").splitlines()
-    width = max(len(line) for line in lines)
+                            header="fitted settings (errors and correlations in fit.json)").splitlines()
+    width = max(len(line) for line in lines[1:])
     out = lines[:1]
     for n, line in zip(result.free, lines[1:]):
         out.append(f"{line:{width}s}  ! +- {float(result.errors[n]):.3g}")
-    return "\n".join(out) + "\n"
+    return head + "\n".join(out) + "\n"
 
 
-def _text_files(result, report: str) -> tuple:
+def _text_files(result, cfg: TuneConfig, report: str) -> tuple:
     """(file name, text) of report.md, tune.cmnd and fit.json."""
     return (("report.md", report),
-            ("tune.cmnd", _cmnd_text(result)),
+            ("tune.cmnd", _cmnd_text(result, cfg)),
             ("fit.json", json.dumps({
                 "settings": result.settings, "errors": result.errors, "free": list(result.free),
                 "covariance": np.asarray(result.covariance).tolist(),
@@ -194,7 +208,7 @@ def write_report(result, cfg: TuneConfig, out_dir: str):
         _save(draw(), os.path.join(out_dir, fname))
         files.append(os.path.join(out_dir, fname))
     report = _markdown(result, cfg, [f for f, _ in figures])
-    for fname, text in _text_files(result, report):
+    for fname, text in _text_files(result, cfg, report):
         p = os.path.join(out_dir, fname)
         with atomic_write(p, "w") as fh:
             fh.write(text)
