@@ -211,17 +211,27 @@ _YODA_SUFFIXES = (".yoda",)
 
 
 class _Compare(NamedTuple):
-    """A ``--compare`` reference read before generation: YODA histograms by path, or events."""
+    """A ``--compare`` reference read before generation: YODA histograms by path, or events.
+
+    ``sigma_pb``: for HepMC3 and LHE files, the file's cross-section (HepMC3 ``GenCrossSection``,
+    LHE ``XSECUP``) to which the event weights are normalised (another generator's weights need not
+    be in pb: Pythia's are 1); None for npz/Parquet (diffgen's own weights, already in pb).
+    """
 
     path: str
     yoda: dict | None
     events: object | None
     n: int
+    sigma_pb: float | None = None
 
 
-def _read_compare(path: str) -> _Compare:
+_XSEC_SUFFIXES = (".lhe", ".lhe.gz", ".hepmc3", ".hepmc3.gz", ".hepmc", ".hepmc.gz")
+
+
+def _read_compare(path: str, absolute: bool = False) -> _Compare:
     """Read ``--compare FILE`` (before any event is generated): ``ValueError`` naming the file if it is
-    missing, of an unknown kind or unreadable."""
+    missing, of an unknown kind or unreadable, or if ``absolute`` (``--absolute``) needs a cross-section
+    that a HepMC3/LHE file does not give."""
     from diffgen.io import SUFFIXES, read_events
     from diffgen.io.yoda import read_histograms
 
@@ -244,7 +254,15 @@ def _read_compare(path: str) -> _Compare:
         n = int(n_gen)
     if events.n_events == 0:
         raise ValueError(f"--compare {path!r} holds no events")
-    return _Compare(path, None, events, n)
+    sigma = None
+    if low.endswith(_XSEC_SUFFIXES):
+        sigma = meta.get("sigma_pb") if isinstance(meta, dict) else None
+        sigma = float(sigma) if sigma is not None and math.isfinite(float(sigma)) and float(sigma) > 0 else None
+        if sigma is None and absolute:
+            raise ValueError(f"--compare {path!r} --absolute: the file gives no positive cross-section (HepMC3 "
+                             "GenCrossSection, LHE XSECUP in <init>), and its event weights need not be in pb "
+                             "(Pythia's are 1); drop --absolute to compare shapes (1/sigma dsigma/dX)")
+    return _Compare(path, None, events, n, sigma)
 
 
 def _compare_edges(compare: _Compare | None, process: str) -> dict | None:
@@ -286,6 +304,10 @@ def _references(compare: _Compare | None, specs: list[_Histogrammed], chunk: int
         for s in specs:
             values[s.name].append(s.fn(part)[:keep])
     w = np.concatenate(weights)
+    if compare.sigma_pb is not None:  # weights normalised to the file's σ: Σw / n = σ (Rivet's convention)
+        if not w.sum() > 0:
+            raise ValueError(f"--compare {compare.path!r}: the events carry no positive weight")
+        w = w * (compare.sigma_pb * compare.n / w.sum())
     return {s.name: (plotting.Hist1D.fill(s.name, np.concatenate(values[s.name]), w, s.edges, compare.n, label),
                      "events") for s in specs}
 
@@ -530,7 +552,7 @@ def _cmd_generate(args) -> int:
     from diffgen.cmnd import plain_value
 
     changes = _check_generate_args(args)
-    compare = _read_compare(args.compare) if args.compare else None
+    compare = _read_compare(args.compare, args.absolute) if args.compare else None
     _enable_compilation_cache(args.no_cache)  # before the first compilation
     gen, params = presets.configure(args.process, changes, args.sqrt_s, detector=args.detector,
                                     record=getattr(args, "record", "final") == "full")
@@ -706,7 +728,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--compare", metavar="FILE",
                    help="overlay a reference with a ratio panel: events (.npz, .parquet, .lhe, .hepmc3; analysed "
                         "with the run's observables and bins) or a YODA file (.yoda; histograms matched by the last "
-                        "part of their path, e.g. /REF/thrust or /REF/one_minus_thrust, whose bins the run then uses)")
+                        "part of their path, e.g. /REF/thrust or /REF/one_minus_thrust, whose bins the run then uses); "
+                        "HepMC3/LHE weights are normalised to the file's cross-section (GenCrossSection, XSECUP), "
+                        "which --absolute requires")
     g.add_argument("--histograms", action="store_true",
                    help="print the full text histograms (pb per bin) instead of one summary line each")
     g.add_argument("--force", action="store_true", help="overwrite an existing --out or --plot file")

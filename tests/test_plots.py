@@ -3,6 +3,7 @@
 import math
 import re
 
+import jax
 import numpy as np
 import pytest
 
@@ -135,6 +136,41 @@ def test_compare_with_an_npz_written_by_diffgen(tmp_path, capsys):
     # the 12 normalised bins sum to 1 in both samples: 11 degrees of freedom
     assert ndf == 12 and chi2 < _chi2_bound(11), chi2
     assert png.stat().st_size > 20_000
+
+
+@pytest.mark.parametrize("suffix", [".hepmc3", ".lhe"])
+def test_compare_absolute_normalises_unit_weights_to_the_files_cross_section(tmp_path, capsys, suffix):
+    """A Pythia-like reference: unweighted events with weight 1 and σ in GenCrossSection / XSECUP."""
+    from diffgen.io import read_events, write_hepmc, write_lhe
+
+    common = ["generate", "--process", "ee-mumu", "--events", "8000", "--chunk", "8000", "--quiet", "--bins", "8"]
+    assert main(common + ["--seed", "5", "--unweighted", "--out", str(tmp_path / "u.npz")]) == 0
+    ev, meta = read_events(tmp_path / "u.npz")
+    ev = ev.replace(log_weight=np.zeros_like(np.asarray(ev.log_weight)))  # Pythia's unit weights
+    ref = tmp_path / f"ref{suffix}"
+    if suffix == ".lhe":
+        write_lhe(ref, ev, sigma_pb=meta["sigma_pb"], error_pb=meta["error_pb"])
+    else:
+        write_hepmc(ref, ev, sigma_pb=meta["sigma_pb"], error_pb=meta["error_pb"])
+    capsys.readouterr()
+    assert main(common + ["--seed", "6", "--absolute", "--compare", str(ref)]) == 0
+    chi2, ndf = _number(rf"compare cos_theta with ref{suffix}: chi2/ndf = ([0-9.]+)/(\d+)", capsys.readouterr().out)
+    assert ndf == 8 and chi2 < _chi2_bound(8), chi2  # without the normalisation: dσ/dX of 1/n per event
+
+
+def test_compare_absolute_refuses_a_hepmc3_file_without_cross_section(tmp_path, capsys):
+    from diffgen.io import write_hepmc
+
+    gen = diffgen.presets.ee_mumu()
+    ev = gen.sample(gen.default_params(), jax.random.key(0), 200)
+    ref = tmp_path / "ref.hepmc3"
+    write_hepmc(ref, ev)  # no sigma_pb: no GenCrossSection
+    out = tmp_path / "ev.npz"
+    rc = main(["generate", "--events", "1000", "--quiet", "--absolute", "--compare", str(ref), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "gives no positive cross-section" in err and str(ref) in err and "drop --absolute" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ref.hepmc3"]
+    assert main(["generate", "--events", "1000", "--quiet", "--compare", str(ref)]) == 0  # shapes need no σ
 
 
 def _analytic_yoda(path, edges, absolute):
