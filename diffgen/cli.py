@@ -450,7 +450,9 @@ class _Totals:
 
 def run_metadata(args, params) -> dict:
     """What a ``generate`` run's event file records so that it can be regenerated: the diffgen version,
-    process, √s, seed, event range, every setting and the stage switches."""
+    process, √s, seed, event range, every setting, the stage switches, and the options that change
+    which events are written: ``unweighted`` (``--unweighted``), ``overweight_cap`` (``--overweight-cap``,
+    None without) and ``record`` (``--record``: ``final`` or ``full``)."""
     import diffgen
     from diffgen.cmnd import plain_value
     from diffgen.params import stage_switches
@@ -459,7 +461,10 @@ def run_metadata(args, params) -> dict:
             "sqrt_s": plain_value(diffgen.settings(params)["Beams:eCM"]), "seed": args.seed,
             "event_offset": args.offset, "n_generated": args.events,
             "settings": {k: plain_value(v) for k, v in diffgen.settings(params).items()},
-            "switches": {k: ("on" if v else "off") for k, v in stage_switches(params).items()}}
+            "switches": {k: ("on" if v else "off") for k, v in stage_switches(params).items()},
+            "unweighted": bool(getattr(args, "unweighted", False)),
+            "overweight_cap": getattr(args, "overweight_cap", None),
+            "record": getattr(args, "record", "final")}
 
 
 def _run_chunks(args, gen, params, totals: _Totals, transform=None) -> tuple[float, float, int]:

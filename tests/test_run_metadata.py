@@ -32,6 +32,31 @@ def test_metadata_in_every_format(files, suffix):
     assert meta["settings"]["23:mWidth"] == pytest.approx(2.6) and meta["settings"]["Beams:eCM"] == 90.5
     assert meta["switches"] == {"PartonLevel:FSR": "off", "HadronLevel:all": "off",
                                 "HadronLevel:Hadronize": "off", "HadronLevel:Decay": "off"}
+    assert meta["unweighted"] is False and meta["overweight_cap"] is None and meta["record"] == "final"
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".lhe", ".hepmc3"])
+def test_metadata_records_unweighting_and_the_overweight_cap(tmp_path, suffix):
+    path = tmp_path / f"u{suffix}"
+    assert main(["generate", "--events", "300", "--seed", "3", "--unweighted", "--overweight-cap", "0.01",
+                 "--quiet", "--out", str(path)]) == 0
+    _, meta = read_events(path)
+    assert meta["unweighted"] is True and meta["overweight_cap"] == 0.01 and meta["record"] == "final"
+    if suffix == ".hepmc3":
+        head = path.read_text().split("E 0", 1)[0]
+        assert "A unweighted true" in head and "A overweight_cap 0.01" in head and "A record final" in head
+
+
+def test_cli_run_metadata_records_the_full_record_option():
+    import argparse
+
+    from diffgen.cli import run_metadata
+
+    _, params = diffgen.presets.configure("ee-hadrons")
+    args = argparse.Namespace(process="ee-hadrons", seed=1, offset=0, events=10, unweighted=False,
+                              overweight_cap=None, record="full")
+    meta = run_metadata(args, params)
+    assert meta["record"] == "full" and meta["switches"]["HadronLevel:Decay"] == "on"
 
 
 def test_lhe_and_hepmc3_headers_carry_version_and_run_attributes(files):
