@@ -49,6 +49,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from diffgen.events import Events
+from diffgen.flagged import DEFAULT_MAX_FLAGGED, check_flag_counts, check_flag_options, flag_counts
 from diffgen.generate import generate
 from diffgen.params import check_params
 from diffgen.stage import MAX_EVENTS, Generator, check_key, check_n
@@ -206,9 +207,13 @@ def generate_local(gen: Generator, params, key, n: int, chunk: int = 100_000,
 
 
 def _sums(params, observable, gen, key, start, size: int, valid, shift=None):
-    """(shift, Σ w·O, Σ w) over ``size`` events from index ``start``; the first ``valid`` count."""
+    """(shift, Σ w·O, Σ w, flag counts) over ``size`` events from index ``start``; the first ``valid`` count.
+
+    The flag counts (:func:`diffgen.flagged.flag_counts`) are integers, constant for autodiff."""
     ev = gen.sample_traced(params, key, size, start)
-    use = (ev.status == 0) & (jnp.arange(size) < valid)
+    in_run = jnp.arange(size) < valid
+    flags = flag_counts(jax.lax.stop_gradient(ev.status), in_run)
+    use = (ev.status == 0) & in_run
     lw = jnp.where(use, ev.log_weight, -jnp.inf)
     if shift is None:
         shift = jax.lax.stop_gradient(jnp.max(jnp.where(use, lw, -1e30)))
@@ -219,25 +224,24 @@ def _sums(params, observable, gen, key, start, size: int, valid, shift=None):
                          f"got shape {values.shape}")
     mask = use.reshape(use.shape + (1,) * (values.ndim - 1))
     wb = w.reshape(mask.shape)
-    return shift, jnp.sum(jnp.where(mask, wb * jnp.where(mask, values, 0.0), 0.0), axis=0), jnp.sum(w)
+    return shift, jnp.sum(jnp.where(mask, wb * jnp.where(mask, values, 0.0), 0.0), axis=0), jnp.sum(w), flags
 
 
 def _chunk_sums_and_grads_impl(params, key, start, valid, *, observable, gen, size):
     def sums(p):
-        shift, s1, s0 = _sums(p, observable, gen, key, start, size, valid)
-        return (s1, s0), shift
+        shift, s1, s0, flags = _sums(p, observable, gen, key, start, size, valid)
+        return (s1, s0), (shift, flags)
 
-    (s1, s0), shift = sums(params)
+    (s1, s0), (shift, flags) = sums(params)
     (g1, g0), _ = jax.jacrev(sums, has_aux=True)(params)
-    return PartialSums(shift, s1, s0, g1, g0)
+    return PartialSums(shift, s1, s0, g1, g0), flags
 
 
 _chunk_sums_and_grads = jax.jit(_chunk_sums_and_grads_impl, static_argnames=("observable", "gen", "size"))
 
 
 def _chunk_sums_impl(params, key, start, valid, *, observable, gen, size):
-    shift, s1, s0 = _sums(params, observable, gen, key, start, size, valid)
-    return shift, s1, s0
+    return _sums(params, observable, gen, key, start, size, valid)
 
 
 _chunk_sums = jax.jit(_chunk_sums_impl, static_argnames=("observable", "gen", "size"))
@@ -245,7 +249,7 @@ _chunk_sums = jax.jit(_chunk_sums_impl, static_argnames=("observable", "gen", "s
 
 def _chunk_surrogate_grad_impl(params, key, start, valid, shift, cot_obs, cot_w, *, observable, gen, size):
     def surrogate(p):
-        _, s1, s0 = _sums(p, observable, gen, key, start, size, valid, shift=shift)
+        _, s1, s0, _ = _sums(p, observable, gen, key, start, size, valid, shift=shift)
         return jnp.sum(cot_obs * s1) + cot_w * s0
 
     return jax.grad(surrogate)(params)
@@ -295,20 +299,28 @@ def local_sums(observable: Callable[[Events], Any], gen: Generator, params, key,
     weight (others, and the padding of the last chunk, contribute exactly 0). Compiles once per
     (observable, generator, chunk size). With ``with_grad=False`` the gradient fields are ``None``.
     """
-    return combine(_local_parts(observable, gen, params, key, n, chunk, process_id, num_processes, with_grad))
+    return combine(_local_parts(observable, gen, params, key, n, chunk, process_id, num_processes, with_grad)[0])
 
 
 def _local_parts(observable, gen, params, key, n, chunk, process_id=None, num_processes=None, with_grad=True):
+    """(the chunks' :class:`PartialSums`, this process's :func:`diffgen.flagged.flag_counts` summed, host i32)."""
     offset, count, chunk = _check_inputs(gen, params, key, n, chunk, process_id, num_processes)
-    parts = []
+    parts, flags = [], None
     for start, padded, size in _chunk_plan(offset, count, chunk):
         args = (params, key, jnp.uint32(start), jnp.int32(size))
         if with_grad:
-            parts.append(_chunk_sums_and_grads(*args, observable=observable, gen=gen, size=padded))
+            part, f = _chunk_sums_and_grads(*args, observable=observable, gen=gen, size=padded)
         else:
-            shift, s1, s0 = _chunk_sums(*args, observable=observable, gen=gen, size=padded)
-            parts.append(PartialSums(shift, s1, s0, None, None))
-    return parts
+            shift, s1, s0, f = _chunk_sums(*args, observable=observable, gen=gen, size=padded)
+            part = PartialSums(shift, s1, s0, None, None)
+        parts.append(part)
+        flags = f if flags is None else flags + f
+    return parts, np.asarray(flags)
+
+
+def _global_flags(flags):
+    """Every process's flag counts summed (the same on all processes; one exchange)."""
+    return np.sum(np.asarray(allgather_sums(flags)), axis=0, dtype=np.int64)
 
 
 def allgather_sums(tree):
@@ -357,7 +369,8 @@ def jackknife(blocks: Sequence[PartialSums]):
 
 
 def expect_and_grad(observable: Callable[[Events], Any], gen: Generator, params, key, n: int,
-                    chunk: int = 10_000, with_error: bool = False):
+                    chunk: int = 10_000, with_error: bool = False, *, max_flagged: float = DEFAULT_MAX_FLAGGED,
+                    on_flagged: str = "warn"):
     """``(⟨O⟩, ∂⟨O⟩/∂params)`` over an ``n``-event run shared by all processes of the JAX runtime.
 
     Each process sums over its own block (:func:`process_range`, chunks of ``chunk`` events); the
@@ -372,19 +385,28 @@ def expect_and_grad(observable: Callable[[Events], Any], gen: Generator, params,
     by the delete-one-chunk jackknife (:func:`jackknife`) over the run's chunks (single process: choose
     ``chunk`` ≤ n/10 for ten or more blocks) or, across processes, over each process's block.
 
+    Like :func:`diffgen.expect` it warns (``on_flagged="raise"``: raises
+    :class:`diffgen.flagged.FlaggedEventsError`) when more than ``max_flagged`` of the ``n`` events
+    of the run are flagged (zero weight), naming the flags (:mod:`diffgen.flagged`); every process
+    sees the counts of the whole run.
+
     Raises:
-        ValueError: as :func:`process_range` (e.g. ``n`` < number of processes), bad key/params/chunk;
-            ``with_error`` with fewer than two blocks.
+        ValueError: as :func:`process_range` (e.g. ``n`` < number of processes), bad key/params/chunk,
+            bad ``max_flagged``/``on_flagged``; ``with_error`` with fewer than two blocks.
     """
+    max_flagged, on_flagged = check_flag_options(max_flagged, on_flagged)
+    parts, flags = _local_parts(observable, gen, params, key, n, chunk)
+    if on_flagged != "ignore":
+        check_flag_counts(_global_flags(flags), n, max_flagged, on_flagged, where="expect_and_grad")
     if not with_error:
-        return _mean_and_grad(_global(local_sums(observable, gen, params, key, n, chunk)))
+        return _mean_and_grad(_global(combine(parts)))
     if jax.process_count() == 1:
-        blocks = _local_parts(observable, gen, params, key, n, chunk)
+        blocks = parts
         if len(blocks) < 2:
             raise ValueError(f"with_error needs at least 2 chunks (jackknife blocks): n = {n} events in chunks of "
                              f"{chunk}; pass chunk <= n/10, e.g. chunk={max(1, n // 10)}")
     else:
-        stacked = allgather_sums(local_sums(observable, gen, params, key, n, chunk))
+        stacked = allgather_sums(combine(parts))
         blocks = [jax.tree_util.tree_map(lambda a, k=k: jnp.asarray(a[k]), stacked)
                   for k in range(np.shape(stacked.shift)[0])]
     mean, grad = _mean_and_grad(combine(blocks))
@@ -392,7 +414,7 @@ def expect_and_grad(observable: Callable[[Events], Any], gen: Generator, params,
 
 
 def value_and_grad(loss: Callable[[Any], Any], observable: Callable[[Events], Any], gen: Generator, params, key,
-                   n: int, chunk: int = 10_000):
+                   n: int, chunk: int = 10_000, *, max_flagged: float = DEFAULT_MAX_FLAGGED, on_flagged: str = "warn"):
     """``(L, ∂L/∂params)`` of a scalar ``loss(means)`` of the weighted means ⟨O⟩ = S₁/S₀ over all processes.
 
     Two passes over the events: the first finds the global S₁, S₀ and the largest log weight c (one
@@ -403,11 +425,17 @@ def value_and_grad(loss: Callable[[Any], Any], observable: Callable[[Events], An
     Example: a χ² to target bin fractions ``t`` with errors ``e``:
     ``value_and_grad(lambda m: jnp.sum(((m - t) / e) ** 2), obs, gen, params, key, n)``.
 
+    Flagged events are checked as in :func:`expect_and_grad` (``max_flagged``, ``on_flagged``).
+
     Raises:
         ValueError: as :func:`expect_and_grad`, or a loss that does not return a scalar.
     """
+    max_flagged, on_flagged = check_flag_options(max_flagged, on_flagged)
     offset, count, chunk = _check_inputs(gen, params, key, n, chunk, None, None)
-    total = _global(local_sums(observable, gen, params, key, n, chunk, with_grad=False))
+    parts, flags = _local_parts(observable, gen, params, key, n, chunk, with_grad=False)
+    if on_flagged != "ignore":
+        check_flag_counts(_global_flags(flags), n, max_flagged, on_flagged, where="value_and_grad")
+    total = _global(combine(parts))
     mean = total.sum_w_obs / total.sum_w
     if jnp.ndim(loss(mean)) != 0:
         raise ValueError(f"loss must return a scalar, got shape {jnp.shape(loss(mean))}")

@@ -456,6 +456,11 @@ def histogram(values, bins, weights=None, smoothing=None, range=None, mask=None)
     Returns:
         :class:`Histogram` (contents Σw, errors √Σw², edges). Entries outside the edges
         are not counted.
+
+    Flagged events: ``histogram`` sees values and weights only, not the events' ``status``, so it
+    does not check how many events were flagged (weight 0); call
+    :func:`diffgen.flagged.check_flagged` on the events whose weights you bin, as :func:`expect`
+    and :func:`cross_section` do for you.
     """
     edges = _edges(bins, range)
     if smoothing is not None and not isinstance(smoothing, jax.core.Tracer):

@@ -5,8 +5,10 @@ parameter out of range, below threshold; see :class:`diffgen.events.Status`) get
 expectation, cross section and histogram. A few such events (≲ 0.1 % at the defaults) change
 nothing; many bias the results, because the flagged events are not a random subset (e.g. events
 with many emissions overflow first). So :func:`diffgen.expect`, :func:`diffgen.cross_section`,
-:func:`diffgen.linearize` (through them) and :func:`diffgen.fit.fit` call :func:`check_flagged`,
-which acts when the share of flagged events exceeds ``max_flagged`` (default 1 %):
+:func:`diffgen.linearize` (through them), :func:`diffgen.fit.fit`,
+:func:`diffgen.fit.variations.linearized_histograms` and :func:`diffgen.distributed.expect_and_grad`
+call :func:`check_flagged` (or, for sums reduced inside ``jit``, :func:`check_flag_counts` on
+:func:`flag_counts`), which acts when the share of flagged events exceeds ``max_flagged`` (default 1 %):
 
 * ``on_flagged="warn"`` (default): a :class:`FlaggedEventsWarning` naming the share and each flag;
 * ``on_flagged="raise"``: a :class:`FlaggedEventsError` (a ``ValueError``) with the same message;
@@ -15,6 +17,10 @@ which acts when the share of flagged events exceeds ``max_flagged`` (default 1 %
 With concrete events the check runs at once. Inside ``jit``/``grad``/``linearize`` the status is
 traced, so the check runs on the host through ``jax.debug.callback`` when the program runs; a
 ``"raise"`` there surfaces as JAX's runtime error, whose text contains the message.
+
+:func:`diffgen.histogram` sees only values and weights, not the events' status, so it cannot
+check; call :func:`check_flagged` on the events whose weights it bins. Not yet checked:
+:func:`diffgen.fit.fit_linearized`.
 
 Example:
     >>> import numpy as np
@@ -37,12 +43,13 @@ import math
 import warnings
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from diffgen.events import Status
 
-__all__ = ["check_flagged", "check_flag_options", "flagged_message", "FlaggedEventsWarning", "FlaggedEventsError",
-           "DEFAULT_MAX_FLAGGED", "FlagMonitor"]
+__all__ = ["check_flagged", "check_flag_options", "flagged_message", "flag_counts", "check_flag_counts",
+           "FlaggedEventsWarning", "FlaggedEventsError", "DEFAULT_MAX_FLAGGED", "FlagMonitor"]
 
 DEFAULT_MAX_FLAGGED = 0.01  #: the share of flagged events above which :func:`check_flagged` acts
 _ACTIONS = ("warn", "raise", "ignore")
@@ -72,11 +79,38 @@ def check_flag_options(max_flagged, on_flagged) -> tuple[float, str]:
 def flagged_message(status, max_flagged: float, where: str = "") -> str | None:
     """The warning text for host ``status`` (u32[N]), or None when at most ``max_flagged`` of the events are flagged."""
     s = np.asarray(status).astype(np.uint32).reshape(-1)
-    n, bad = s.size, int(np.count_nonzero(s))
+    per_flag = {f.name: int(np.count_nonzero(s & np.uint32(int(f)))) for f in Status}
+    return _message(s.size, int(np.count_nonzero(s)), per_flag, max_flagged, where)
+
+
+def flag_counts(status, valid=None):
+    """Traceable i32[1 + len(Status)]: the number of flagged events (status ≠ 0), then the number with
+    each :class:`~diffgen.events.Status` flag, over the events where ``valid`` (bool[N]) is True.
+
+    For code that reduces events inside ``jit`` and checks on the host afterwards (the counts of
+    disjoint blocks add up): :func:`check_flag_counts`.
+    """
+    s = jnp.asarray(status).astype(jnp.uint32)
+    keep = jnp.ones(s.shape, bool) if valid is None else jnp.asarray(valid, bool)
+    rows = [s != 0] + [(s & np.uint32(int(f))) != 0 for f in Status]
+    return jnp.stack([jnp.sum(r & keep, dtype=jnp.int32) for r in rows])
+
+
+def check_flag_counts(counts, n: int, max_flagged: float = DEFAULT_MAX_FLAGGED, on_flagged: str = "warn",
+                      where: str = "") -> None:
+    """:func:`check_flagged` for host :func:`flag_counts` (summed over blocks) of ``n`` events."""
+    max_flagged, on_flagged = check_flag_options(max_flagged, on_flagged)
+    if on_flagged == "ignore":
+        return
+    c = np.asarray(counts, np.int64).reshape(-1)
+    msg = _message(int(n), int(c[0]), {f.name: int(k) for f, k in zip(Status, c[1:])}, max_flagged, where)
+    _raise_or_warn(msg, on_flagged, stacklevel=3)  # the caller of our caller (e.g. of expect_and_grad)
+
+
+def _message(n: int, bad: int, per_flag: dict, max_flagged: float, where: str) -> str | None:
     if n == 0 or bad / n <= max_flagged:
         return None
-    counts = ", ".join(f"{f.name} {int(np.count_nonzero(s & np.uint32(int(f))))}" for f in Status
-                       if np.any(s & np.uint32(int(f))))
+    counts = ", ".join(f"{name} {k}" for name, k in per_flag.items() if k)
     prefix = f"{where}: " if where else ""
     return (f"{prefix}{bad} of {n} events ({bad / n:.1%}) are flagged and get zero weight, more than "
             f"max_flagged = {max_flagged:.3g}: {counts}. Results are biased unless those events are "
@@ -84,13 +118,16 @@ def flagged_message(status, max_flagged: float, where: str = "") -> str | None:
             "(on_flagged='ignore' silences this).")
 
 
-def _act(status, max_flagged: float, on_flagged: str, where: str) -> None:
-    msg = flagged_message(status, max_flagged, where)
+def _raise_or_warn(msg: str | None, on_flagged: str, stacklevel: int) -> None:
     if msg is None:
         return
     if on_flagged == "raise":
         raise FlaggedEventsError(msg)
-    warnings.warn(msg, FlaggedEventsWarning, stacklevel=4)
+    warnings.warn(msg, FlaggedEventsWarning, stacklevel=stacklevel + 1)
+
+
+def _act(status, max_flagged: float, on_flagged: str, where: str) -> None:
+    _raise_or_warn(flagged_message(status, max_flagged, where), on_flagged, stacklevel=4)
 
 
 def check_flagged(events, max_flagged: float = DEFAULT_MAX_FLAGGED, on_flagged: str = "warn", where: str = "") -> None:

@@ -101,3 +101,53 @@ def test_flag_monitor_keeps_the_worst():
     with pytest.raises(FlaggedEventsError, match="CAPACITY_OVERFLOW 1"):
         m.check(0.1, "raise")
     m.check(0.3, "raise")  # under the threshold
+
+
+def test_linearized_histograms_warns_for_its_nominal_sample(flaky):
+    from diffgen.fit.variations import linearized_histograms
+
+    obs = [("cos", cos, np.linspace(-1, 1, 5))]
+    args = (flaky, flaky.default_params(), obs, ["23:m0"], jax.random.key(3), 1000)
+    with pytest.warns(FlaggedEventsWarning, match=r"^linearized_histograms: \d+ of 1000 events.*FAILED_KINEMATICS"):
+        lin = linearized_histograms(*args)
+    assert np.all(np.isfinite(lin.jacobian["cos"]))
+    with pytest.raises(FlaggedEventsError, match="FAILED_KINEMATICS"):
+        linearized_histograms(*args, batches=1, on_flagged="raise")
+    with pytest.raises(ValueError, match="on_flagged"):
+        linearized_histograms(*args, on_flagged="loud")
+
+
+def test_distributed_expect_and_grad_counts_the_whole_run(flaky):
+    from diffgen import distributed
+
+    p, key = flaky.default_params(), jax.random.key(4)
+    # 1000 events in chunks of 300: the padding of the last chunk is not counted
+    bad = int(np.count_nonzero(np.asarray(flaky.sample(p, key, 1000).status)))
+    with pytest.warns(FlaggedEventsWarning, match=rf"^expect_and_grad: {bad} of 1000 events.*FAILED_KINEMATICS {bad}"):
+        mean, grad = distributed.expect_and_grad(cos, flaky, p, key, 1000, chunk=300)
+    assert np.isfinite(float(mean))
+    with pytest.raises(FlaggedEventsError, match=rf"{bad} of 1000 events"):
+        distributed.expect_and_grad(cos, flaky, p, key, 1000, chunk=300, with_error=True, on_flagged="raise")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        distributed.expect_and_grad(cos, flaky, p, key, 1000, chunk=300, max_flagged=0.5)
+
+
+def test_distributed_value_and_grad_warns(flaky):
+    from diffgen import distributed
+
+    with pytest.warns(FlaggedEventsWarning, match=r"^value_and_grad: \d+ of 1000 events.*FAILED_KINEMATICS"):
+        distributed.value_and_grad(lambda m: m ** 2, cos, flaky, flaky.default_params(), jax.random.key(4), 1000,
+                                   chunk=300)
+
+
+def test_flag_counts_add_over_blocks():
+    from diffgen.flagged import check_flag_counts, flag_counts
+
+    status = np.uint32([0, 2, 3, 0, 16, 1])
+    c = np.asarray(flag_counts(status[:3])) + np.asarray(flag_counts(status[3:], np.array([1, 1, 0], bool)))
+    assert c.tolist() == [3, 1, 2, 0, 0, 1]  # flagged, then CAPACITY_OVERFLOW, FAILED_KINEMATICS, ..., BELOW_THRESHOLD
+    msg = r"^x: 3 of 5 events \(60.0%\).*CAPACITY_OVERFLOW 1, FAILED_KINEMATICS 2"
+    with pytest.raises(FlaggedEventsError, match=msg):
+        check_flag_counts(c, 5, 0.5, "raise", where="x")
+    check_flag_counts(c, 5, 0.6, "raise")

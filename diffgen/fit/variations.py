@@ -53,6 +53,7 @@ from diffgen.expect import event_weights
 from diffgen.fit.binning import binned, check_normalisation
 from diffgen.fit.targets import as_observables, evaluate
 from diffgen.fit.transforms import check_free
+from diffgen.flagged import DEFAULT_MAX_FLAGGED, check_flag_counts, check_flag_options, flag_counts
 from diffgen.params import settings as flat_settings
 from diffgen.params import with_settings
 from diffgen.stage import MAX_EVENTS, check_key
@@ -197,7 +198,8 @@ def linearized_histograms(gen, params, observables, free: Sequence[str], key, n:
                           normalisation: str = "events", smoothing: float | None = 0.25,
                           straight_through: bool = True,
                           conditions: Mapping[str, float] | None = None,
-                          batches: int | None = None) -> LinearizedHistograms:
+                          batches: int | None = None, max_flagged: float = DEFAULT_MAX_FLAGGED,
+                          on_flagged: str = "warn") -> LinearizedHistograms:
     """Histograms of ``observables`` at ``params`` and their forward-mode Jacobian in ``free``.
 
     Args:
@@ -210,6 +212,10 @@ def linearized_histograms(gen, params, observables, free: Sequence[str], key, n:
         batches: blocks of the sample for the Jacobian's Monte Carlo errors (module docstring); 1: none.
             Each block needs enough events for its own normalised histogram (``n // batches`` ≥ 50).
             Default: 10 where ``n`` ≥ 1000 (fewer for smaller ``n``; none below 200 events).
+        max_flagged, on_flagged: when more than ``max_flagged`` of the nominal sample's events are
+            flagged (zero weight), warn (default), raise :class:`diffgen.flagged.FlaggedEventsError`
+            (``"raise"``) or not (``"ignore"``), naming the flags (:mod:`diffgen.flagged`). The
+            re-simulations of :meth:`LinearizedHistograms.validity` are not checked.
     """
     names = check_free(free)
     obs = as_observables(observables)
@@ -220,6 +226,7 @@ def linearized_histograms(gen, params, observables, free: Sequence[str], key, n:
                         what=f"each block needs >= 50 of the n = {n} events")
     check_key(key)
     check_normalisation(normalisation)
+    max_flagged, on_flagged = check_flag_options(max_flagged, on_flagged)
     present = flat_settings(params)
     for name in names:
         if name not in present:
@@ -243,15 +250,20 @@ def linearized_histograms(gen, params, observables, free: Sequence[str], key, n:
     def contents_and_variances(theta):
         return histograms(sample(theta))
 
+    def with_flag_counts(theta):
+        ev = sample(theta)
+        return histograms(ev), flag_counts(ev.status)
+
     def with_blocks(theta):
         ev = sample(theta)
         size = n // batches
         blocks = jax.tree_util.tree_map(lambda a: a[:size * batches].reshape((batches, size) + a.shape[1:]), ev)
         return histograms(ev)[0], jax.vmap(lambda b: histograms(b)[0])(blocks)
 
-    simulate = jax.jit(contents_and_variances)
+    simulate_and_count = jax.jit(with_flag_counts)  # one compilation for the nominal and validity's re-runs
     t0 = jnp.asarray(theta0, jnp.result_type(float))
-    nominal, variances = simulate(t0)
+    (nominal, variances), flags = simulate_and_count(t0)
+    check_flag_counts(flags, n, max_flagged, on_flagged, where="linearized_histograms")
     block_jac = None
     if batches > 1:
         jac, block_jac = jax.jit(jax.jacfwd(with_blocks))(t0)
@@ -264,6 +276,6 @@ def linearized_histograms(gen, params, observables, free: Sequence[str], key, n:
         errors={k: np.sqrt(np.asarray(v, float)) for k, v in variances.items()},
         jacobian={k: np.asarray(v, float) for k, v in jac.items()},
         edges={k: np.asarray(o.bins, float) for k, o in obs.items()},
-        simulate=simulate,
+        simulate=lambda theta: simulate_and_count(theta)[0],
         block_jacobians=block_jac,
     )
