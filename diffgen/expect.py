@@ -10,8 +10,8 @@ Weights: an event's weight is ``w = exp(log_weight)`` for events with
   so score terms added to ``log_weight`` by stages do not inflate the variance
   by the size of ⟨O⟩.
 * :func:`histogram` — weighted bin contents and errors √Σw²; differentiable in
-  the weights, and in the values when ``smoothing`` (a Gaussian kernel width in
-  the units of the values) is given.
+  the weights, and in the values when ``smoothing`` (a Gaussian kernel width as a
+  fraction of the bin width, :func:`kernel_widths`; the same meaning as in the fits) is given.
 * :func:`bin_one_hot` — the hard binning behind it (one-hot bin rows, last bin closed), the one
   place every hard histogram in diffgen bins its values.
 * :func:`linearize` — f(θ0) and the forward-mode map ε ↦ J·ε for any pytree f.
@@ -67,7 +67,7 @@ from diffgen.numerics import safe_sqrt
 from diffgen.params import SETTINGS, settings
 
 __all__ = ["event_weights", "cross_section", "expect", "Histogram", "histogram", "bin_one_hot", "linearize",
-           "linearize_with_error", "Linearization",
+           "linearize_with_error", "Linearization", "kernel_widths",
            "forward_backward_asymmetry", "tangent_from_settings", "BASELINES", "DEFAULT_SPLIT",
            "ReplicatedEvents", "sample_replicated", "sample_replicated_traced", "sibling_baseline",
            "score_baseline_correction", "grouped_sum_squares", "check_variance_options", "weighted_mean",
@@ -441,6 +441,21 @@ def bin_one_hot(values, edges, mask=None, dtype=None):
     return jax.nn.one_hot(jnp.where(inside, idx, -1), nb, dtype=dtype)
 
 
+def kernel_widths(edges, smoothing):
+    """Soft-binning kernel widths f[B+1], one per edge: ``smoothing`` × the mean width of the two bins
+    next to the edge (the outer edges: × the width of their bin). ``smoothing`` is a fraction of the bin
+    width, the one meaning it has in :func:`histogram`, :func:`diffgen.fit.losses.binned` and the fits.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> kernel_widths(jnp.array([0.0, 1.0, 3.0]), 0.5).tolist()
+        [0.5, 0.75, 1.0]
+    """
+    w = jnp.diff(edges)
+    mid = 0.5 * (w[:-1] + w[1:])
+    return smoothing * jnp.concatenate([w[:1], mid, w[-1:]])
+
+
 def histogram(values, bins, weights=None, smoothing=None, range=None, mask=None) -> Histogram:  # noqa: A002
     """Weighted histogram of ``values`` (any shape; ``weights`` and ``mask`` broadcast to it).
 
@@ -448,9 +463,12 @@ def histogram(values, bins, weights=None, smoothing=None, range=None, mask=None)
         values: observable values, e.g. f[N] per event or f[N, P] per particle.
         bins: an int (with ``range``) or an array of edges.
         weights: per-entry weights (default 1); per-event weights f[N] broadcast over particles.
-        smoothing: if given, each entry is spread over the bins with a Gaussian kernel of this
-            width, so contents are differentiable in ``values`` (pathwise gradients); the
-            kernel mass outside the edges is lost as for hard under/overflow.
+        smoothing: if given, each entry is spread over the bins with a Gaussian kernel whose width
+            is ``smoothing`` × the bin width (at each edge, × the mean width of the two bins next to
+            it: :func:`kernel_widths`), so contents are differentiable in ``values`` (pathwise
+            gradients); the kernel mass outside the edges is lost as for hard under/overflow. The
+            same meaning as ``smoothing`` of :func:`diffgen.fit.fit` and
+            :func:`diffgen.fit.losses.binned` (e.g. 0.25).
         mask: bool array, entries with False are ignored (padded particle slots).
 
     Returns:
@@ -466,7 +484,8 @@ def histogram(values, bins, weights=None, smoothing=None, range=None, mask=None)
     if smoothing is not None and not isinstance(smoothing, jax.core.Tracer):
         h = np.asarray(smoothing, dtype=float)
         if h.ndim != 0 or not (np.isfinite(h) and h > 0):
-            raise ValueError(f"smoothing (Gaussian kernel width) must be a finite number > 0, got {smoothing!r}")
+            raise ValueError(f"smoothing (kernel width as a fraction of the bin width) must be a finite number > 0, "
+                             f"got {smoothing!r}")
     values = jnp.asarray(values)
     w = jnp.ones_like(values) if weights is None else jnp.asarray(weights)
     if w.ndim < values.ndim:
@@ -479,8 +498,8 @@ def histogram(values, bins, weights=None, smoothing=None, range=None, mask=None)
     if smoothing is None:
         frac = bin_one_hot(x, edges, dtype=w.dtype)
     else:
-        h = jnp.asarray(smoothing, w.dtype)
-        cdf = ndtr((edges[None, :] - x[:, None]) / h)
+        h = kernel_widths(edges.astype(w.dtype), jnp.asarray(smoothing, w.dtype))
+        cdf = ndtr((edges[None, :] - x[:, None]) / h[None, :])
         frac = cdf[:, 1:] - cdf[:, :-1]
     contents = jnp.einsum("i,ib->b", w, frac)
     errors = jnp.sqrt(jnp.einsum("i,ib->b", w * w, frac * frac))

@@ -33,7 +33,7 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import ndtr
 
-from diffgen.expect import check_variance_options, grouped_sum_squares, score_baseline_correction
+from diffgen.expect import check_variance_options, grouped_sum_squares, kernel_widths, score_baseline_correction
 
 __all__ = ["NORMALISATIONS", "BinnedPrediction", "binned", "check_normalisation"]
 
@@ -56,12 +56,6 @@ class BinnedPrediction(NamedTuple):
     variances: jax.Array
 
 
-def _edge_widths(edges, smoothing):
-    w = jnp.diff(edges)
-    mid = 0.5 * (w[:-1] + w[1:])
-    return smoothing * jnp.concatenate([w[:1], mid, w[-1:]])
-
-
 def binned(values, weights, edges, *, mask=None, normalisation: str = "events", smoothing: float | None = None,
            straight_through: bool = True, log_weight_down=None, replicas: int = 1,
            baseline: str = "mean") -> BinnedPrediction:
@@ -74,7 +68,8 @@ def binned(values, weights, edges, *, mask=None, normalisation: str = "events", 
         edges: f[B+1] bin edges.
         mask: bool like ``values`` (padded particle slots False).
         normalisation: ``"events"``, ``"unit"`` or ``"sigma"``.
-        smoothing: kernel width as a fraction of the bin width, or None for hard bins.
+        smoothing: kernel width as a fraction of the bin width (:func:`diffgen.expect.kernel_widths`), or
+            None for hard bins.
         straight_through: value from hard bins, value-gradient from the kernel (default).
         log_weight_down, replicas, baseline: for :func:`diffgen.expect.sample_replicated` samples, the
             downstream log-weights ℓᵈ f[N] (with gradient), the group size and the score baseline (one
@@ -101,7 +96,7 @@ def binned(values, weights, edges, *, mask=None, normalisation: str = "events", 
     if smoothing is None:
         n = hard
     else:
-        h = _edge_widths(edges, jnp.asarray(smoothing, dtype))
+        h = kernel_widths(edges, jnp.asarray(smoothing, dtype))
         cdf = ndtr((edges - x[..., None]) / h)
         soft = jnp.sum(jnp.where(m[..., None], cdf[..., 1:] - cdf[..., :-1], 0.0), axis=1)
         n = hard + (soft - jax.lax.stop_gradient(soft)) if straight_through else soft

@@ -286,7 +286,9 @@ def fit(gen, params, targets: Sequence[BinnedTarget], observables, free: Sequenc
         optimizer: an optax transformation in φ-space (default ``optax.adam(0.02)``).
         common_random_numbers: same events' random numbers every step (module docstring).
         key: PRNG key (required). tol, patience: stopping rule. progress: a tqdm bar on stderr.
-        smoothing: soft-binning kernel width in bin widths (None: hard bins, weight gradients only).
+        smoothing: soft-binning kernel width as a fraction of the bin width, the meaning it has in
+            :func:`diffgen.histogram` too (:func:`diffgen.expect.kernel_widths`; None: hard bins, weight
+            gradients only).
         straight_through: hard-bin values with kernel gradients (see :mod:`diffgen.fit.losses`).
         covariance_events: events per group for the final χ² and covariance (default 4 × n_events).
         newton_steps: with common random numbers, at most this many damped Newton steps on the

@@ -13,7 +13,9 @@ V_b = Σ_i w_i² (n_ib − c_b)² / (Σ w)², computed without gradient.
 
 *Soft binning.* A hard bin count has zero derivative in the observable's value, so gradients that
 flow *pathwise* (through the kinematics) need smoothing: each entry is spread over the bins with a
-Gaussian kernel whose width at each edge is ``smoothing`` × the mean width of the two adjacent bins,
+Gaussian kernel whose width at each edge is ``smoothing`` × the mean width of the two adjacent bins
+(:func:`diffgen.expect.kernel_widths`; ``smoothing`` means this fraction of the bin width everywhere,
+in :func:`diffgen.histogram` too),
 S_ib = Φ((e_{b+1} − x_i)/h_{b+1}) − Φ((e_b − x_i)/h_b). A smoothed histogram is biased, most at the
 outer edges where kernel mass is lost (an O(h) deficit in the first and last bin). With
 ``straight_through=True`` (default) the contents take their *value* from the hard bins and only their

@@ -208,7 +208,8 @@ def linearized_histograms(gen, params, observables, free: Sequence[str], key, n:
         observables: ``(name, fn, bins)`` list (see :mod:`diffgen.fit.targets`).
         free: setting names to differentiate in.
         key, n: PRNG key and number of events (the same random numbers are reused by ``validity``).
-        normalisation, smoothing, straight_through: as in :func:`diffgen.fit.losses.binned`.
+        normalisation, smoothing, straight_through: as in :func:`diffgen.fit.losses.binned`
+            (``smoothing``: the kernel width as a fraction of the bin width; None: hard bins).
         batches: blocks of the sample for the Jacobian's Monte Carlo errors (module docstring); 1: none.
             Each block needs enough events for its own normalised histogram (``n // batches`` ≥ 50).
             Default: 10 where ``n`` ≥ 1000 (fewer for smaller ``n``; none below 200 events).
