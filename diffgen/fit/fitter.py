@@ -183,10 +183,9 @@ def _optimise(problem: Problem, optimizer, phi0, key_fit, opts: _Options, common
             phis.append(np.asarray(phi))
             losses.append(loss_v)
             phi, opt_state = new_phi, new_state
-            if bar is not None:
+            if bar is not None:  # the χ² of every step (drawn at tqdm's refresh rate)
+                bar.set_postfix(chi2=f"{loss_v:.4g}", refresh=False)
                 bar.update(1)
-                if t % 10 == 0:
-                    bar.set_postfix(chi2=f"{loss_v:.4g}")
             if t > 0:
                 rel = abs(losses[-1] - losses[-2]) / max(abs(losses[-2]), 1e-30)
                 quiet = quiet + 1 if rel < opts.tol else 0
@@ -203,8 +202,10 @@ def _optimise(problem: Problem, optimizer, phi0, key_fit, opts: _Options, common
     return _Trace(phis, losses, converged, message)
 
 
-def _estimate(problem: Problem, trace: _Trace, key_fit, opts: _Options, common_random_numbers: bool) -> _Estimate:
-    """φ̂: the best iterate polished by Newton steps (common random numbers), else a Polyak average."""
+def _estimate(problem: Problem, trace: _Trace, key_fit, opts: _Options, common_random_numbers: bool,
+              progress: bool | None = False) -> _Estimate:
+    """φ̂: the best iterate polished by Newton steps (common random numbers, with their own progress bar),
+    else a Polyak average."""
     converged, message = trace.converged, trace.message
     if not common_random_numbers:
         tail = max(1, len(trace.phis) // 4)
@@ -215,24 +216,42 @@ def _estimate(problem: Problem, trace: _Trace, key_fit, opts: _Options, common_r
     curv_fit, n_evals = None, 0
     if opts.newton_steps:
         curv_fit = _curvature_fn(problem, opts.n_events)
-        phi_hat, n_newton, newton_converged, n_evals = _newton_polish(
-            lambda p: curv_fit(p, key_fit, 1.0)[:3], phi_hat, opts.newton_steps)
+        bar = progress_bar(opts.newton_steps, "fit: Newton polish", "step", progress)
+        try:
+            phi_hat, n_newton, newton_converged, n_evals = _newton_polish(
+                lambda p: curv_fit(p, key_fit, 1.0)[:3], phi_hat, opts.newton_steps, bar=bar)
+        finally:
+            if bar is not None:
+                bar.close()
         converged = converged or newton_converged
         message += f"Newton polishing: {n_newton} step(s){', converged' if newton_converged else ''}. "
     message += "Result: minimum of the common-random-number objective. "
     return _Estimate(phi_hat, converged, message, n_evals, curv_fit)
 
 
-def _errors(problem: Problem, phi0, est: _Estimate, key_final, opts: _Options) -> _Errors:
+def _errors(problem: Problem, phi0, est: _Estimate, key_final, opts: _Options,
+            progress: bool | None = False) -> _Errors:
     """χ² before/after on the large final sample, and the Hessian (or Fisher) covariance at φ̂.
 
     σ_sim² in the curvature is the MC variance of the *fit* sample: the large sample's × n_cov/n.
+    The two evaluations (start values, result with its Hessian) have their own progress bar.
     """
     scale = opts.covariance_events / opts.n_events
     curv = est.curvature if est.curvature is not None and opts.covariance_events == opts.n_events \
         else _curvature_fn(problem, opts.covariance_events)
-    _, _, _, _, c0, v0 = curv(phi0, key_final, 1.0)
-    _, _, h_phi, jr_phi, c1, v1 = curv(est.phi, key_final, scale)
+    bar = progress_bar(2, "fit: covariance", "sample", progress)
+    try:
+        chi2_0, _, _, _, c0, v0 = curv(phi0, key_final, 1.0)
+        if bar is not None:
+            bar.set_postfix(chi2_start=f"{float(chi2_0):.4g}", refresh=False)
+            bar.update(1)
+        chi2_1, _, h_phi, jr_phi, c1, v1 = curv(est.phi, key_final, scale)
+        if bar is not None:
+            bar.set_postfix(chi2_start=f"{float(chi2_0):.4g}", chi2=f"{float(chi2_1):.4g}", refresh=False)
+            bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
     h_phi = 0.5 * np.asarray(h_phi, float)  # Hessian of χ²/2
     h_phi = 0.5 * (h_phi + h_phi.T)
     jac = np.asarray(problem.transform.jacobian(est.phi), float)
@@ -285,7 +304,10 @@ def fit(gen, params, targets: Sequence[BinnedTarget], observables, free: Sequenc
         steps: maximum optimiser steps; n_events: events per condition group per step.
         optimizer: an optax transformation in φ-space (default ``optax.adam(0.02)``).
         common_random_numbers: same events' random numbers every step (module docstring).
-        key: PRNG key (required). tol, patience: stopping rule. progress: a tqdm bar on stderr.
+        key: PRNG key (required). tol, patience: stopping rule.
+        progress: tqdm bars on stderr (``None``: only when stderr is a terminal): the optimiser's steps
+            with the current χ² as postfix, then the Newton polish and the final covariance step,
+            each with its own bar.
         smoothing: soft-binning kernel width as a fraction of the bin width, the meaning it has in
             :func:`diffgen.histogram` too (:func:`diffgen.expect.kernel_widths`; None: hard bins, weight
             gradients only).
@@ -315,20 +337,22 @@ def fit(gen, params, targets: Sequence[BinnedTarget], observables, free: Sequenc
     phi0 = problem.transform.inverse(start)
     key_fit, key_final = jax.random.fold_in(key, 0), jax.random.fold_in(key, 1)
     trace = _optimise(problem, optimizer, phi0, key_fit, opts, common_random_numbers, progress, start)
-    est = _estimate(problem, trace, key_fit, opts, common_random_numbers)
-    err = _errors(problem, phi0, est, key_final, opts)
+    est = _estimate(problem, trace, key_fit, opts, common_random_numbers, progress)
+    err = _errors(problem, phi0, est, key_final, opts, progress)
     if monitor is not None:
         monitor.check(max_flagged, on_flagged, where="fit")
     return _result(problem, trace, est, err, opts, start)
 
 
-def _newton_polish(value_grad_hessian, phi, max_steps: int, decrement_tol: float = 1e-3):
+def _newton_polish(value_grad_hessian, phi, max_steps: int, decrement_tol: float = 1e-3, bar=None):
     """Damped Newton steps on a deterministic loss, from ``phi``.
 
     ``value_grad_hessian(φ)`` returns (L, ∇L, ∇²L). Each step solves H δ = −g and halves δ up to 6
     times until the loss does not increase. Converged when the Newton decrement gᵀH⁻¹g/2 (the
     predicted remaining decrease of L, in χ² units) is below ``decrement_tol``. Stops early if H is
     not positive definite or no step decreases the loss.
+
+    ``bar`` (a tqdm bar or None) advances by one per accepted step, its postfix the loss (χ²).
 
     Returns (φ, accepted steps, converged, number of loss evaluations).
     """
@@ -353,4 +377,7 @@ def _newton_polish(value_grad_hessian, phi, max_steps: int, decrement_tol: float
         else:
             return phi, accepted, False, evaluations
         phi, value, grad, hess = cand, float(v2), g2, h2
+        if bar is not None:
+            bar.set_postfix(chi2=f"{value:.4g}", refresh=False)
+            bar.update(1)
     return phi, max_steps, False, evaluations
