@@ -573,7 +573,7 @@ def linearize_with_error(fn: Callable, params, key, batches: int = 10) -> Linear
     Example:
         >>> import jax, diffgen
         >>> gen = diffgen.presets.ee_mumu()
-        >>> f = lambda p, k: diffgen.expect(diffgen.forward_backward_asymmetry, gen, p, k, 500)
+        >>> f = lambda p, k: diffgen.cross_section(gen, p, k, 500)[0]
         >>> lin = diffgen.linearize_with_error(f, gen.default_params(), jax.random.key(0), batches=4)
         >>> shift, err = lin.jvp({"23:m0": 0.01})
 
