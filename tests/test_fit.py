@@ -287,6 +287,12 @@ def test_linearized_fit_pools_fresh_samples(gen):
     one = fit_linearized(gen, gen.default_params(), data, OBS[:1], [S2W], iterations=3, **kw)
     pooled = fit_linearized(gen, gen.default_params(), data, OBS[:1], [S2W], iterations=6, pool=4, **kw)
     assert pooled.converged and "pooled over the last 4" in pooled.message, pooled.message
+    # pathwise Jacobian: far below the noise that dilutes the steps, so no warning
+    assert "WARNING" not in pooled.message and pooled.jacobian_noise[S2W] < 0.2, pooled.jacobian_noise
+    from diffgen.fit import linear
+    msg = linear.noise_warning([pooled.jacobian_noise[S2W]], [S2W], 20_000, m_pool=4, limit=0.0, target=0.01)
+    need = int(msg.split("about ")[1].split(" events")[0])
+    assert need == int(np.ceil(80_000 * (pooled.jacobian_noise[S2W] / 2 / 0.01) ** 2))  # noise / √4, 1/√n
     assert pooled.n_events_total == len(pooled.loss_history) * 20_000
     # data: 2e5 events, simulation 2e4 per sample -> pooling four samples cuts the error by ~sqrt(11/3.5)
     assert pooled.errors[S2W] < 0.75 * one.errors[S2W], (pooled.errors, one.errors)
