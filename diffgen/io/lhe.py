@@ -57,16 +57,18 @@ import io
 import math
 import os
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from xml.sax.saxutils import escape
 
 import numpy as np
-import pylhe
 
 from diffgen._version import __version__
 from diffgen.events import Events
 from diffgen.io.atomic import atomic_write
 from diffgen.io.npz import decode_metadata, encode_metadata, events_from_arrays, host_arrays
+
+if TYPE_CHECKING:  # pylhe (with awkward, ~0.7 s) is imported when a file is read, not with diffgen
+    import pylhe
 
 __all__ = ["write_lhe", "read_lhe", "read_lhe_init"]
 
@@ -252,6 +254,8 @@ def write_lhe(path: str | os.PathLike, events: Events, *, sigma_pb: float, error
 def _open(name: str, where: str) -> pylhe.LHEFile:
     if not os.path.exists(name):
         raise FileNotFoundError(name)
+    import pylhe
+
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", RuntimeWarning)
