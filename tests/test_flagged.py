@@ -92,6 +92,21 @@ def test_fit_warns_once_for_its_worst_evaluation(flaky):
     # on_flagged="raise" goes through the same monitor (FlagMonitor.check, tested below)
 
 
+def test_fit_linearized_warns_once(flaky):
+    from diffgen.fit import targets
+    from diffgen.fit.linear import fit_linearized
+
+    data = targets.from_arrays("cos", np.full(4, 0.25), np.full(4, 0.02), np.linspace(-1, 1, 5))
+    obs = [("cos", cos, np.linspace(-1, 1, 5))]
+    kw = dict(n_events=1000, key=jax.random.key(2), progress=False, iterations=1,
+              bounds={"23:m0": (90.0, 92.5)})
+    with pytest.warns(FlaggedEventsWarning, match=r"^fit_linearized: .*FAILED_KINEMATICS") as record:
+        fit_linearized(flaky, flaky.default_params(), [data], obs, ["23:m0"], **kw)
+    assert sum(issubclass(w.category, FlaggedEventsWarning) for w in record) == 1
+    with pytest.raises(ValueError, match="on_flagged"):
+        fit_linearized(flaky, flaky.default_params(), [data], obs, ["23:m0"], on_flagged="loud", **kw)
+
+
 def test_flag_monitor_keeps_the_worst():
     m = FlagMonitor()
     m.watch(diffgen.Events.empty(4, 1))

@@ -107,6 +107,7 @@ from diffgen.fit.problem import Problem, make_problem, predict, start_values
 from diffgen.fit.result import FitResult
 from diffgen.fit.targets import BinnedTarget
 from diffgen.fit.util import cov_to_corr, inverse_or_nan, progress_bar
+from diffgen.flagged import DEFAULT_MAX_FLAGGED, FlagMonitor, check_flag_options
 from diffgen.stage import check_key
 
 __all__ = ["fit_linearized", "noise_warning", "NOISE_FLOOR", "NOISE_WARN", "NOISE_TARGET"]
@@ -270,7 +271,8 @@ def fit_linearized(gen, params, datasets, observables, free: Sequence[str], *, b
                    key, iterations: int = 5, tol: float = 0.1, common_random_numbers: bool = True,
                    pool: int = 1, pool_radius: float = 1.0, smoothing: float | None = 0.25,
                    straight_through: bool = True, progress: bool = True, jacobian_noise: str = "ignore",
-                   replicas: int | None = None, baseline: str | None = None, split: str = DEFAULT_SPLIT):
+                   replicas: int | None = None, baseline: str | None = None, split: str = DEFAULT_SPLIT,
+                   max_flagged: float = DEFAULT_MAX_FLAGGED, on_flagged: str = "warn"):
     """Fit ``free`` to one dataset or to many datasets at once on the forward-mode linearisation.
 
     Args:
@@ -302,6 +304,9 @@ def fit_linearized(gen, params, datasets, observables, free: Sequence[str], *, b
             ``docs/gradients.md``). ``n_events`` must be a multiple of ``replicas``. ``None`` (default):
             :func:`diffgen.expect.resolve_variance_options` — the best measured estimator
             (``AUTO_REPLICAS``, ``AUTO_BASELINE``) for chains with a ``split`` stage, the plain one otherwise.
+        max_flagged, on_flagged: as in :func:`diffgen.fit.fit`: after the fit, warn (``"warn"``), raise
+            (``"raise"``) or not (``"ignore"``) when the worst sample had more than ``max_flagged`` of its
+            events flagged (:mod:`diffgen.flagged`).
 
     Returns:
         a :class:`~diffgen.fit.FitResult` for one dataset, a list of them for several.
@@ -311,8 +316,11 @@ def fit_linearized(gen, params, datasets, observables, free: Sequence[str], *, b
     n_events, iterations, pool = _check_options(n_events, iterations, tol, pool, pool_radius, common_random_numbers)
     sets, single = _as_datasets(datasets)
     replicas, baseline = resolve_variance_options(gen, replicas, baseline, split, n_events)
+    max_flagged, on_flagged = check_flag_options(max_flagged, on_flagged)
     problem = make_problem(gen, params, sets[0], observables, free, bounds, smoothing, straight_through,
                            replicas=replicas, baseline=baseline, split=split)
+    monitor = FlagMonitor() if on_flagged != "ignore" else None
+    problem = problem._replace(flag_monitor=monitor)
     if n_events % problem.replicas:
         raise ValueError(f"n_events ({n_events}) must be a multiple of replicas ({problem.replicas})")
     start = start_values(params, problem.transform.names)
@@ -321,6 +329,8 @@ def fit_linearized(gen, params, datasets, observables, free: Sequence[str], *, b
         raise ValueError(f"jacobian_noise must be 'correct' or 'ignore', got {jacobian_noise!r}")
     it = _iterate(problem, data, start, key, n_events, iterations, tol, common_random_numbers, pool, pool_radius,
                   progress, jacobian_noise == "correct")
+    if monitor is not None:
+        monitor.check(max_flagged, on_flagged, where="fit_linearized")
     noisy = noise_warning(it.noise, problem.transform.names, n_events, it.m_pool)
     if noisy:
         warnings.warn(noisy, UserWarning, stacklevel=2)
