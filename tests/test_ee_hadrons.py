@@ -67,6 +67,8 @@ def test_four_momentum_and_charge_conservation_10k(full_sample):
     assert not bad.any(), (pid[bad][:10], mass2[bad][:10], expected[bad][:10])
 
 
+@pytest.mark.slow  # two more compilations (~95 s); per-stage flavour conservation is tested by default in
+# test_shower, test_hadronization and test_kinked_strings
 def test_flavour_conserved_through_shower_and_hadronization():
     gen = diffgen.presets.ee_hadrons(SQRT_S, decays=False)
     # exact conservation laws: any violation would show in a large fraction of 1000 events

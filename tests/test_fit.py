@@ -442,6 +442,8 @@ def test_mismatched_binning_fails_before_generation(gen, monkeypatch):
 # ---------------------------------------------------------------------------------------------
 # linearised variations
 # ---------------------------------------------------------------------------------------------
+@pytest.mark.slow  # six linearisations (~50 s); the batch-means errors of linearize_with_error and the
+# jackknife are tested by default (test_core, test_distributed)
 def test_linearized_jacobian_errors_match_the_scatter_of_independent_samples(gen):
     """Batch-means errors of the Jacobian (blocks of one sample) against the spread of the Jacobians of
     independent samples: the mean ratio over 10 bins x 2 settings is 1 within its statistics (6 samples:
