@@ -289,7 +289,7 @@ def _result(problem: Problem, trace: _Trace, est: _Estimate, err: _Errors, opts:
 
 def fit(gen, params, targets: Sequence[BinnedTarget], observables, free: Sequence[str], *, bounds=None,
         steps: int = 200, n_events: int = 20000, optimizer: optax.GradientTransformation | None = None,
-        common_random_numbers: bool = True, key, tol: float = 1e-6, patience: int = 10, progress: bool = True,
+        common_random_numbers: bool = True, key, tol: float = 1e-6, patience: int = 10, progress: bool | None = None,
         smoothing: float | None = 0.25, straight_through: bool = True,
         covariance_events: int | None = None, newton_steps: int = 5, max_flagged: float = DEFAULT_MAX_FLAGGED,
         on_flagged: str = "warn") -> FitResult:
@@ -305,7 +305,7 @@ def fit(gen, params, targets: Sequence[BinnedTarget], observables, free: Sequenc
         optimizer: an optax transformation in φ-space (default ``optax.adam(0.02)``).
         common_random_numbers: same events' random numbers every step (module docstring).
         key: PRNG key (required). tol, patience: stopping rule.
-        progress: tqdm bars on stderr (``None``: only when stderr is a terminal): the optimiser's steps
+        progress: tqdm bars on stderr (``None``, the default: only when stderr is a terminal): the optimiser's steps
             with the current χ² as postfix, then the Newton polish and the final covariance step,
             each with its own bar.
         smoothing: soft-binning kernel width as a fraction of the bin width, the meaning it has in

@@ -270,7 +270,7 @@ def _surrogate_minimum(h_e, jac, theta_e, y, var, transform, phi_start, max_iter
 def fit_linearized(gen, params, datasets, observables, free: Sequence[str], *, bounds=None, n_events: int = 20000,
                    key, iterations: int = 5, tol: float = 0.1, common_random_numbers: bool = True,
                    pool: int = 1, pool_radius: float = 1.0, smoothing: float | None = 0.25,
-                   straight_through: bool = True, progress: bool = True, jacobian_noise: str = "ignore",
+                   straight_through: bool = True, progress: bool | None = None, jacobian_noise: str = "ignore",
                    replicas: int | None = None, baseline: str | None = None, split: str = DEFAULT_SPLIT,
                    max_flagged: float = DEFAULT_MAX_FLAGGED, on_flagged: str = "warn"):
     """Fit ``free`` to one dataset or to many datasets at once on the forward-mode linearisation.
@@ -293,7 +293,8 @@ def fit_linearized(gen, params, datasets, observables, free: Sequence[str], *, b
             *Pooling*). Needs ``common_random_numbers=False``; with ``pool > 1`` the fit converges
             only once the window is full.
         smoothing, straight_through: soft binning as in :func:`diffgen.fit.fit`.
-        progress: a tqdm bar over iterations on stderr.
+        progress: a tqdm bar over iterations on stderr (``None``, the default: only when stderr is a
+            terminal).
         jacobian_noise: ``"ignore"`` (default) uses the noisy J as it is; ``"correct"`` (experimental)
             subtracts the Jacobian's statistical noise, estimated from ``NOISE_BATCHES`` batches of each
             sample, from the Gauss–Newton matrix and the surrogate χ² (module docstring, *Jacobian noise*).

@@ -29,7 +29,7 @@ class TuneOutput(NamedTuple):
     files: tuple
 
 
-def run(path, out_dir: str | None = None, progress: bool = True) -> TuneOutput:
+def run(path, out_dir: str | None = None, progress: bool | None = None) -> TuneOutput:
     """Load (validating everything first), fit, and write the report and figures (module docstring)."""
     cfg = load(path, out_dir=out_dir)
     os.makedirs(cfg.out_dir, exist_ok=True)
