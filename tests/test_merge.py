@@ -115,3 +115,9 @@ def test_merge_subcommand(tmp_path, runs, capsys):
     assert cmd_merge(args) == 0
     assert f"{N} events from 2 files" in capsys.readouterr().out
     assert read_events(tmp_path / "all.parquet")[0].n_events == N
+    # an existing OUT needs --force (as generate --out): refused before reading anything, file untouched
+    before = (tmp_path / "all.parquet").read_bytes()
+    with pytest.raises(ValueError, match="exists; use --force"):
+        cmd_merge(parser.parse_args(["merge", str(tmp_path / "all.parquet"), *inputs]))
+    assert (tmp_path / "all.parquet").read_bytes() == before
+    assert cmd_merge(parser.parse_args(["merge", "--force", str(tmp_path / "all.parquet"), *inputs])) == 0

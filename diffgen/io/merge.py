@@ -234,11 +234,15 @@ def add_merge_subcommand(subparsers) -> argparse.ArgumentParser:
     m = subparsers.add_parser("merge", help="merge the event files of job-array tasks into one file")
     m.add_argument("output", metavar="OUT", help="merged file (same format as the inputs)")
     m.add_argument("inputs", metavar="IN", nargs="+", help="task files (.npz, .parquet, .lhe or .lhe.gz)")
+    m.add_argument("--force", action="store_true", help="overwrite an existing OUT")
     return m
 
 
 def cmd_merge(args) -> int:
-    """Handler of ``diffgen merge``: merge, print a one-line summary, return 0 (``ValueError`` on bad input)."""
+    """Handler of ``diffgen merge``: merge, print a one-line summary, return 0 (``ValueError`` on bad input,
+    and for an existing ``OUT`` without ``--force``, as ``generate --out``)."""
+    if os.path.lexists(args.output) and not getattr(args, "force", False):
+        raise ValueError(f"merge output {args.output!r} exists; use --force to overwrite it")
     res = merge_event_files(args.inputs, args.output)
     xs = "" if res.sigma_pb is None else f", sigma = {res.sigma_pb:.6g} +- {res.error_pb:.3g} pb"
     print(f"wrote {args.output}: {res.n_events} events from {len(args.inputs)} files "
