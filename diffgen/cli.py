@@ -642,6 +642,10 @@ def _cmd_settings(args) -> int:
 def _cmd_tune(args) -> int:
     from diffgen.fit import tune_file
 
+    # refuse to overwrite a previous tune's report before the (long) fit runs, as generate --out does
+    out_dir = tune_file.load(args.config, out_dir=args.out).out_dir
+    if not args.force and os.path.exists(os.path.join(out_dir, "report.md")):
+        raise ValueError(f"{out_dir!r} holds a previous tune's report.md; use --force to overwrite it, or --out")
     _enable_compilation_cache(args.no_cache)
     out = tune_file.run(args.config, out_dir=args.out, progress=False if args.quiet else None)
     print(out.result.summary())
@@ -758,6 +762,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", help="output directory (default: [output] dir in the file, else <file stem>-fit)")
     t.add_argument("--quiet", action="store_true", help="no progress bar (it is drawn only on a terminal anyway)")
     t.add_argument("--no-cache", action="store_true", help="do not use the persistent compilation cache")
+    t.add_argument("--force", action="store_true", help="overwrite a previous tune's report in the output directory")
     from diffgen.io.merge import add_merge_subcommand
 
     add_merge_subcommand(sub)

@@ -118,3 +118,20 @@ def test_tune_file_generator_settings_from_a_cmnd_file(tmp_path):
     (tmp_path / "fixed.cmnd").write_text("23:mWidth = 2.4952  ! PDG\n")
     cfg = tune_file.load(_tune(tmp_path, generator='settings = "fixed.cmnd"'))
     assert float(diffgen.settings(cfg.params)["23:mWidth"]) == pytest.approx(2.4952)
+
+
+def test_tune_refuses_to_overwrite_a_previous_report_without_force(tmp_path, monkeypatch, capsys):
+    path = _tune(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "report.md").write_text("previous tune")
+
+    def boom(*a, **k):
+        raise AssertionError("the tune ran")
+
+    monkeypatch.setattr(tune_file, "run", boom)
+    assert main(["tune", str(path), "--out", str(out)]) == 2
+    assert "report.md; use --force" in capsys.readouterr().err
+    assert (out / "report.md").read_text() == "previous tune"
+    with pytest.raises(AssertionError, match="the tune ran"):  # --force goes on to the fit
+        main(["tune", str(path), "--out", str(out), "--force"])
