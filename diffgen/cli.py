@@ -66,18 +66,23 @@ def parse_set(items, ignore_unknown: bool = False) -> dict[str, float | bool]:
     """Parse ``["name=value", ...]`` into a dict (``ValueError`` on malformed entries).
 
     Numbers become floats, Pythia's switches (``HadronLevel:Decay = off``) bools; names are matched
-    without regard to case (:func:`diffgen.params.parse_settings`).
+    without regard to case (:func:`diffgen.params.parse_settings`). As in a ``.cmnd`` file (and
+    Pythia's ``readString``), ``"name value"`` without ``=`` is accepted too.
 
     Example:
-        >>> parse_set(["23:m0 = 91.2", "hadronlevel:decay=off"])
-        {'23:m0': 91.2, 'HadronLevel:Decay': False}
+        >>> parse_set(["23:m0 = 91.2", "hadronlevel:decay=off", "TimeShower:alphaSvalue 0.13"])
+        {'23:m0': 91.2, 'HadronLevel:Decay': False, 'TimeShower:alphaSvalue': 0.13}
     """
     from diffgen.params import parse_settings
 
     out: dict[str, float | bool] = {}
     for item in items or []:
+        words = item.split()
+        if "=" not in item and len(words) == 2:  # Pythia's "Name value"
+            item = f"{words[0]} = {words[1]}"
         if item.count("=") != 1:
-            raise ValueError(f"malformed --set {item!r}: expected NAME=VALUE, e.g. --set \"23:m0=91.2\"")
+            raise ValueError(f"malformed --set {item!r}: expected NAME=VALUE (or Pythia's NAME VALUE), "
+                             "e.g. --set \"23:m0=91.2\"")
         name = item.split("=")[0].strip()
         if not name or ":" not in name:
             raise ValueError(f"malformed --set {item!r}: setting names look like 'Group:name', e.g. '23:m0'")
@@ -719,7 +724,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--settings", metavar="FILE.cmnd",
                    help="Pythia-style settings file ('Group:name = value' lines, '!' comments), read before --set")
     g.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
-                   help='change a setting, e.g. --set "23:m0=91.2" or --set "HadronLevel:Decay = off" (repeatable)')
+                   help='change a setting, e.g. --set "23:m0=91.2", --set "HadronLevel:Decay = off" or, as in '
+                        'Pythia, --set "StringZ:aLund 0.7" (repeatable)')
     g.add_argument("--ignore-unknown", action="store_true",
                    help="skip settings diffgen does not have (e.g. Pythia's Main:numberOfEvents), with a note, "
                         "instead of stopping")

@@ -248,3 +248,14 @@ def test_cli_set_switch_runs(tmp_path, capsys):
     pids = np.asarray(ev.pid)[np.asarray(ev.mask)]
     assert np.count_nonzero(pids == 111) > 100  # undecayed pi0: the decays stage is off
     assert os.listdir(tmp_path) == ["ev.npz"]
+
+
+def test_set_accepts_pythias_name_value_form():
+    from diffgen.cli import parse_set
+
+    assert parse_set(["StringZ:aLund 0.7", "HadronLevel:Decay off"]) == {"StringZ:aLund": 0.7,
+                                                                         "HadronLevel:Decay": False}
+    assert parse_set(["StringZ:aLund 0.7"]) == parse_set(["StringZ:aLund = 0.7"])
+    for bad in ("StringZ:aLund", "StringZ:aLund 0.7 0.8", "0.7 StringZ:aLund"):
+        with pytest.raises(ValueError, match="malformed --set|setting"):
+            parse_set([bad])
