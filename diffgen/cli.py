@@ -46,6 +46,7 @@ from diffgen.params import DEFAULT_SQRT_S
 
 __all__ = ["main", "parse_set", "parse_count", "text_histogram", "cache_dir"]
 
+
 class AllEventsFlagged(Exception):
     """A ``generate`` run produced no event with status 0: nothing to write, σ = 0 is meaningless."""
 
@@ -73,19 +74,15 @@ def parse_set(items, ignore_unknown: bool = False) -> dict[str, float | bool]:
         >>> parse_set(["23:m0 = 91.2", "hadronlevel:decay=off", "TimeShower:alphaSvalue 0.13"])
         {'23:m0': 91.2, 'HadronLevel:Decay': False, 'TimeShower:alphaSvalue': 0.13}
     """
-    from diffgen.params import parse_settings
+    from diffgen.params import parse_settings, split_entry
 
     out: dict[str, float | bool] = {}
     for item in items or []:
-        words = item.split()
-        if "=" not in item and len(words) == 2:  # Pythia's "Name value"
-            item = f"{words[0]} = {words[1]}"
-        if item.count("=") != 1:
-            raise ValueError(f"malformed --set {item!r}: expected NAME=VALUE (or Pythia's NAME VALUE), "
-                             "e.g. --set \"23:m0=91.2\"")
-        name = item.split("=")[0].strip()
-        if not name or ":" not in name:
-            raise ValueError(f"malformed --set {item!r}: setting names look like 'Group:name', e.g. '23:m0'")
+        try:  # the settings' own line parser (as in .cmnd files), with a message in the CLI's terms
+            split_entry(item.strip(), "--set")
+        except ValueError:
+            raise ValueError(f"malformed --set {item!r}: expected NAME=VALUE (or Pythia's NAME VALUE) with a "
+                             "'Group:name' setting name, e.g. --set \"23:m0=91.2\"") from None
         out.update(parse_settings([item], ignore_unknown=ignore_unknown, where=f"--set {item!r}"))
     return out
 

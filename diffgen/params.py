@@ -26,8 +26,8 @@ import jax.numpy as jnp
 import numpy as np
 
 __all__ = ["Setting", "SETTINGS", "DEFAULT_SQRT_S", "SWITCHES", "settings", "with_settings", "check_params",
-           "out_of_range", "describe", "range_text", "unknown_setting_message", "parse_settings", "parse_switch",
-           "stage_switches", "settings_and_switches", "structure_of"]
+           "out_of_range", "describe", "range_text", "unknown_setting_message", "parse_settings", "split_entry",
+           "parse_switch", "stage_switches", "settings_and_switches", "structure_of"]
 
 
 class Setting(NamedTuple):
@@ -160,8 +160,9 @@ def _strip_comment(line: str) -> str:
     return line.strip()
 
 
-def _split_entry(entry: str, where: str) -> tuple[str, str]:
-    """``'Group:name = value'`` (or Pythia's ``'Group:name value'``) as (name, value text)."""
+def split_entry(entry: str, where: str) -> tuple[str, str]:
+    """``'Group:name = value'`` (or Pythia's ``'Group:name value'``) as (name, value text); ``ValueError``
+    naming ``where`` for a malformed entry. The one parser of a setting line (``.cmnd``, strings, ``--set``)."""
     if "=" in entry:
         name, _, value = entry.partition("=")
     else:
@@ -220,7 +221,7 @@ def parse_settings(source, *, ignore_unknown: bool = False, where: str = "settin
                                  f"{type(line).__name__} {line!r}")
             text = _strip_comment(line)
             if text:
-                name, value = _split_entry(text, f"{where}, line {i}")
+                name, value = split_entry(text, f"{where}, line {i}")
                 entries.append((name, value, f"{where}, line {i}"))
     out: dict[str, Any] = {}
     unknown = []
