@@ -168,7 +168,17 @@ def test_from_hist_and_array_validation():
     with pytest.raises(ValueError, match="unknown normalisation"):
         targets.from_arrays("a", [1, 2], [1, 1], [0, 1, 2], normalisation="area")
     with pytest.raises(ValueError, match="unknown setting"):
-        targets.from_arrays("a", [1, 2], [1, 1], [0, 1, 2], conditions={"Beams:ECM": 91.0})
+        targets.from_arrays("a", [1, 2], [1, 1], [0, 1, 2], conditions={"Beams:eCMM": 91.0})
+    # conditions take Pythia's strings as any settings do, names matched without regard to case
+    for c in ("Beams:eCM = 94", ["beams:ecm 94"], {"Beams:ECM": 94}):
+        assert dict(targets.from_arrays("a", [1, 2], [1, 1], [0, 1, 2], conditions=c).conditions) == {
+            "Beams:eCM": 94.0}
+    with pytest.raises(ValueError, match="on/off switch"):
+        targets.from_arrays("a", [1, 2], [1, 1], [0, 1, 2], conditions="HadronLevel:Decay = off")
+    with pytest.raises(ValueError, match=r"Beams:eCM.*outside its allowed range"):
+        targets.from_arrays("a", [1, 2], [1, 1], [0, 1, 2], conditions="Beams:eCM = -3")
+    with pytest.raises(ValueError, match="'Group:name = value' strings, got 3"):
+        targets.from_arrays("a", [1, 2], [1, 1], [0, 1, 2], conditions=3)
 
 
 def test_binned_normalisations_and_soft_gradients(gen):

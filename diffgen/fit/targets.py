@@ -55,7 +55,7 @@ from diffgen.expect import event_weights
 from diffgen.fit.binning import NORMALISATIONS, BinnedPrediction, binned, check_normalisation
 from diffgen.io.yoda import histo1d_text, read_histogram
 from diffgen.observables import REGISTRY, fermion_cos_theta, unknown_observable_message
-from diffgen.params import SETTINGS, check_value, unknown_setting_message
+from diffgen.params import SETTINGS, SWITCHES, check_value, parse_settings, unknown_setting_message
 
 __all__ = [
     "Observable", "as_observable", "as_observables", "evaluate", "cos_theta", "BUILTIN_OBSERVABLES",
@@ -206,10 +206,16 @@ def _rebuild_target(*fields) -> BinnedTarget:
 def _check_conditions(conditions, what: str) -> Mapping[str, float]:
     if conditions is None:
         return _EMPTY
-    if not isinstance(conditions, Mapping):
-        raise ValueError(f"{what}: conditions must be a mapping of setting names to values, got {conditions!r}")
+    if not isinstance(conditions, (Mapping, str, list, tuple)):
+        raise ValueError(f"{what}: conditions must be a mapping of setting names to values or 'Group:name = "
+                         f"value' strings, got {conditions!r}")
+    # "Beams:eCM = 94" and ["Beams:eCM = 94"] as wherever a mapping of settings is taken
+    parsed = parse_settings(conditions, where=f"{what}: conditions")
     out = {}
-    for k, v in conditions.items():
+    for k, v in parsed.items():
+        if k in SWITCHES:
+            raise ValueError(f"{what}: conditions: {k} is an on/off switch; a target's conditions are numeric "
+                             f"settings such as Beams:eCM (switches belong to the generator)")
         if k not in SETTINGS:
             raise ValueError(f"{what}: conditions: {unknown_setting_message(k, SETTINGS)}")
         try:
