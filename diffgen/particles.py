@@ -20,7 +20,7 @@ from typing import NamedTuple
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["Particle", "TABLE", "mass", "width", "charge", "charge3", "name", "is_quark", "is_gluon",
+__all__ = ["Particle", "TABLE", "mass", "host_mass", "width", "charge", "charge3", "name", "is_quark", "is_gluon",
            "is_parton", "is_charged", "is_known"]
 
 
@@ -125,6 +125,25 @@ def mass(pid):
     """Mass in GeV (0 for unknown codes and empty slots)."""
     idx, found = _index(pid)
     return jnp.where(found, jnp.asarray(_MASS)[idx], 0.0)
+
+
+def host_mass(pid) -> tuple[np.ndarray, np.ndarray]:
+    """Host-side (NumPy, float64) masses: the table's values exactly, not rounded to float32 as
+    :func:`mass` is without ``jax_enable_x64``; for file writers.
+
+    Returns:
+        ``(mass, known)``: f64 masses in GeV (0 where the code is not in :data:`TABLE`, and for 0) and
+        bool, True where |pid| is in the table; both shaped like ``pid``.
+
+    Example:
+        >>> m, known = host_mass(np.array([211, -3122, 0, 99]))
+        >>> m.tolist(), known.tolist()
+        ([0.13957039, 1.115683, 0.0, 0.0], [True, True, False, False])
+    """
+    a = np.abs(np.asarray(pid, np.int64))
+    idx = np.clip(np.searchsorted(_SORTED, a), 0, len(_SORTED) - 1)
+    known = _SORTED[idx] == a
+    return np.where(known, _MASS[idx], 0.0), known
 
 
 def width(pid):

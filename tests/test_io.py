@@ -36,6 +36,7 @@ from diffgen.io import (
     write_npz,
     write_parquet,
 )
+from diffgen.io.mass import file_mass, generated_mass, has_fixed_mass
 
 SQRT_S = 91.188
 M_MU = 0.1056584
@@ -246,6 +247,71 @@ def test_lhe_gz_via_dispatch_keeps_metadata(tmp_path, sample):
     got, meta = read_events(path)
     assert got.n_events == sample.n_events - skipped
     assert meta["run"] == "a<b & c" and meta["sigma_pb"] == SIGMA_PB and meta["beam_energies"] == [50.0, 50.0]
+
+
+# ----------------------------------------------------------------------------- masses in LHE and HepMC3
+
+#: a hadronic final state in float32, as diffgen's stages leave it: hadrons, a photon, a gluon, a code the
+#: particle table does not know (Pythia's 9900441, a c c̄ octet state), a hole in the mask (slot 3)
+MASS_PIDS = np.array([[211, -211, 111, 0, 321, 2212, -3122, 22, 21, 9900441]], np.int32)
+
+
+def _float32_hadrons():
+    """One event of MASS_PIDS with 20–45 GeV momenta in float32: E from the table mass in float64, then rounded."""
+    from diffgen import particles
+
+    rng = np.random.default_rng(3)
+    n = MASS_PIDS.shape[1]
+    direction = rng.normal(size=(n, 3))
+    p3 = direction / np.linalg.norm(direction, axis=1, keepdims=True) * rng.uniform(20, 45, (n, 1))
+    m = np.asarray(particles.host_mass(MASS_PIDS[0])[0])
+    m[MASS_PIDS[0] == 21] = 0.7  # an off-shell gluon: its mass is its momentum's
+    m[MASS_PIDS[0] == 9900441] = 3.2
+    p4 = np.concatenate([np.sqrt(m**2 + (p3**2).sum(1))[:, None], p3], axis=1)
+    mask = MASS_PIDS != 0
+    ev = Events.empty(1, n, np.float32).replace(
+        p4=np.where(mask[..., None], p4[None], 0).astype(np.float32), pid=MASS_PIDS, mask=mask,
+        log_weight=np.zeros(1, np.float32), status=np.zeros(1, np.uint32), colour=np.zeros((1, n, 2), np.int32),
+        p4_in=np.array([[[SQRT_S / 2, 0, 0, SQRT_S / 2], [SQRT_S / 2, 0, 0, -SQRT_S / 2]]], np.float32),
+        pid_in=np.array([[11, -11]], np.int32))
+    want = {211: 0.13957039, -211: 0.13957039, 111: 0.1349768, 321: 0.493677, 2212: 0.93827209,
+            -3122: 1.115683, 22: 0.0, 11: 0.000510999, -11: 0.000510999}
+    return ev, want
+
+
+def test_file_masses_come_from_the_pdg_table(tmp_path):
+    """Hadrons, photons and the beams carry the table's mass in HepMC3 (read back by pyhepmc) and LHE (by
+    pylhe), not the float32 momentum's; gluons and unknown codes carry their momentum's mass."""
+    ev, want = _float32_hadrons()
+    p4 = np.asarray(ev.p4, np.float64)[0]
+    from_momentum = dict(zip(MASS_PIDS[0].tolist(), generated_mass(p4)))
+    # the problem: float32 momenta of 20-45 GeV pions give a mass off by far more than 1e-9
+    assert abs(from_momentum[211] - 0.13957039) > 1e-5
+    write_hepmc(tmp_path / "m.hepmc3", ev)
+    write_lhe(tmp_path / "m.lhe", ev, sigma_pb=1.0, error_pb=0.0)
+    with pyhepmc.open(tmp_path / "m.hepmc3") as f:
+        (hep,) = list(f)
+    (lh,) = list(pylhe.LHEFile.fromfile(str(tmp_path / "m.lhe")).events)
+    got_hepmc = [(p.pid, p.generated_mass) for p in hep.particles]
+    got_lhe = [(int(p.id), p.m) for p in lh.particles]
+    assert [pid for pid, _ in got_hepmc] == [pid for pid, _ in got_lhe] == [11, -11, 211, -211, 111, 321, 2212,
+                                                                          -3122, 22, 21, 9900441]
+    for got, tol in ((got_hepmc, 1e-12), (got_lhe, 1e-9)):  # LHE writes 11 significant digits
+        for pid, m in got:
+            expected = want.get(pid, from_momentum.get(pid))
+            assert m == pytest.approx(expected, rel=tol, abs=tol), (pid, m, expected)
+    assert dict(got_hepmc)[21] == pytest.approx(0.7, rel=1e-3) and dict(got_hepmc)[9900441] == pytest.approx(3.2, 1e-4)
+
+
+def test_file_mass_rules():
+    pid = np.array([211, 22, 13, 2, -5, 21, 2101, 3122, 23, 0, 9900441])
+    assert has_fixed_mass(pid).tolist() == [True, True, True, False, False, False, False, True, True, False,
+                                            False]
+    p4 = np.zeros((len(pid), 4))
+    p4[:, 0] = 2.0  # at rest: the momentum's mass is 2 GeV
+    m = file_mass(p4, pid)
+    assert m[0] == 0.13957039 and m[1] == 0.0 and m[2] == 0.1056584 and m[7] == 1.115683
+    assert np.all(m[[3, 4, 5, 6, 9, 10]] == 2.0)
 
 
 # ----------------------------------------------------------------------------- dispatch

@@ -14,11 +14,14 @@ What diffgen writes (HepMC3 ``Asciiv3``, units GeV and mm, full double precision
   with a full record (``ee_hadrons(record=True)``, ``diffgen generate --record full``) are written as
   a graph instead: beams (4) → the partons after the shower (status 71) → one hadronization vertex →
   the primary hadrons → one vertex per decay (the mother with status 2), so analyses that look for
-  π0, K_S, Λ, D or B find them; their masses come from the PDG table;
+  π0, K_S, Λ, D or B find them;
 * the event weight ``exp(log_weight)`` in pb and, when ``sigma_pb`` is given, a ``GenCrossSection``
   (σ, its error, and the numbers of accepted and attempted events) in every event, which Rivet uses to
   normalise histograms;
-* generated masses computed from the four-momenta, ``m = sqrt(max(E² − |p|², 0))``.
+* generated masses from the PDG table (:data:`diffgen.particles.TABLE`, float64) for hadrons, leptons,
+  photons and the beams, not recomputed from float32 momenta; quarks and gluons, which have no fixed
+  mass, and codes the table does not know get the mass of their four-momentum,
+  ``m = sqrt(max(E² − |p|², 0))`` (:func:`diffgen.io.mass.file_mass`).
 
 A name ending in ``.gz`` is written gzip-compressed. The file appears at its final path only when it
 is complete (:func:`diffgen.io.atomic.atomic_write`).
@@ -53,7 +56,8 @@ from diffgen._version import __version__
 from diffgen.checks import check_optional_int
 from diffgen.events import Events
 from diffgen.io.atomic import atomic_write
-from diffgen.io.lhe import check_finite, generated_mass
+from diffgen.io.lhe import check_finite
+from diffgen.io.mass import file_mass
 from diffgen.io.npz import decode_metadata, encode_metadata, events_from_arrays, host_arrays
 
 __all__ = ["write_hepmc", "read_hepmc", "HepMCStream", "SUFFIXES", "run_attributes"]
@@ -111,7 +115,7 @@ class HepMCStream:
         p4, pid, mask = a["p4"].astype(np.float64), a["pid"].astype(np.int32), a["mask"].astype(bool)
         p4_in, pid_in = a["p4_in"].astype(np.float64), a["pid_in"].astype(np.int32)
         weights = np.exp(a["log_weight"].astype(np.float64))
-        mass, mass_in = generated_mass(p4), generated_mass(p4_in)
+        mass, mass_in = file_mass(p4, pid), file_mass(p4_in, pid_in)
         if events.record is not None:
             self._write_records(events.record, good, p4_in, pid_in, mass_in, weights, sigma_pb, error_pb)
             self.n_seen += int(a["status"].size)
@@ -133,14 +137,11 @@ class HepMCStream:
         partons (71) → one hadronization vertex → primary hadrons → a vertex per decay (mother status 2);
         hadron masses from the PDG table, partons' from their momenta."""
         from diffgen.events import FROM_BEAMS, FROM_STRINGS, RECORD_PARTON
-        from diffgen.particles import mass as pdg_mass
-
         r_p4 = np.asarray(record.p4, np.float64)
         r_pid = np.asarray(record.pid, np.int32)
         r_st = np.asarray(record.status, np.int32)
         r_par = np.asarray(record.parent, np.int64)
-        hadron_mass = np.asarray(pdg_mass(np.where(r_st == RECORD_PARTON, 0, r_pid)), np.float64)
-        r_mass = np.where(r_st == RECORD_PARTON, generated_mass(r_p4), hadron_mass)
+        r_mass = file_mass(r_p4, r_pid)
         for i in good:
             keep = np.flatnonzero(r_st[i] != 0)
             where = np.full(r_st.shape[1], -1, np.int64)

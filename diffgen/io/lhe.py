@@ -27,10 +27,13 @@ What diffgen writes:
   LPRUP = ``process_id``.
 * each ``<event>``: the two incoming particles (ISTUP = −1, from ``Events.p4_in``/``pid_in``), then
   the occupied outgoing slots in slot order (ISTUP = 1, MOTHUP = 1 2). Colour tags ``t > 0`` in
-  ``Events.colour`` become ``500 + t`` (the usual LHE numbering), 0 stays 0. Masses are computed
-  from the four-momenta, ``m = sqrt(max(E² − |p|², 0))``. XWGTUP = ``exp(log_weight)`` in pb;
-  SCALUP defaults to the event's √s = ``sqrt((p_in1 + p_in2)²)``; AQEDUP and AQCDUP are −1 when not
-  given. VTIMUP = 0 and SPINUP = 9 (unknown). Floats carry 11 significant digits.
+  ``Events.colour`` become ``500 + t`` (the usual LHE numbering), 0 stays 0. Masses (PUP(5)) are
+  the PDG table's for hadrons, leptons, photons and the beams, and the mass of the four-momentum,
+  ``m = sqrt(max(E² − |p|², 0))``, for quarks and gluons (massless u, d, s; c and b with Pythia's m0
+  in the hard process) and codes the table does not know (:func:`diffgen.io.mass.file_mass`).
+  XWGTUP = ``exp(log_weight)`` in pb; SCALUP defaults to the event's √s = ``sqrt((p_in1 + p_in2)²)``;
+  AQEDUP and AQCDUP are −1 when not given. VTIMUP = 0 and SPINUP = 9 (unknown). Floats carry 11
+  significant digits.
 * events with a non-zero ``status`` are skipped; :func:`write_lhe` returns how many.
 
 Reading uses pylhe (2.x: :meth:`pylhe.LHEFile.fromfile`). :func:`read_lhe` keeps the
@@ -65,6 +68,7 @@ import numpy as np
 from diffgen._version import __version__
 from diffgen.events import Events
 from diffgen.io.atomic import atomic_write
+from diffgen.io.mass import file_mass
 from diffgen.io.npz import decode_metadata, encode_metadata, events_from_arrays, host_arrays
 
 if TYPE_CHECKING:  # pylhe (with awkward, ~0.7 s) is imported when a file is read, not with diffgen
@@ -101,13 +105,6 @@ def _lhe_colour(tag) -> int:
     return _COLOUR_OFFSET + tag if tag > 0 else 0
 
 
-def generated_mass(p4: np.ndarray) -> np.ndarray:
-    """m = sqrt(max(E² − |p|², 0)) in float64, for the mass columns of LHE and HepMC records."""
-    p4 = p4.astype(np.float64)
-    m2 = p4[..., 0] ** 2 - np.sum(p4[..., 1:] ** 2, axis=-1)
-    return np.sqrt(np.maximum(m2, 0.0))
-
-
 def _head_text(*, sigma_pb, error_pb, beam_pids, beam_energies, process_id, weighted, metadata, xmax) -> str:
     """Everything before the first ``<event>``: the header (metadata) and the ``<init>`` block."""
     out = ['<LesHouchesEvents version="3.0">\n']
@@ -132,8 +129,8 @@ def _write_events(f, a: dict[str, np.ndarray], good: np.ndarray, *, process_id, 
     weights = np.exp(a["log_weight"].astype(np.float64))
     p4, pid, mask, colour = a["p4"].astype(np.float64), a["pid"], a["mask"].astype(bool), a["colour"]
     p4_in, pid_in = a["p4_in"].astype(np.float64), a["pid_in"]
-    mass = generated_mass(a["p4"])
-    mass_in = generated_mass(a["p4_in"])
+    mass = file_mass(a["p4"], pid)
+    mass_in = file_mass(a["p4_in"], pid_in)
     p_sum = p4_in.sum(axis=1)
     sqrt_s = np.sqrt(np.maximum(p_sum[:, 0] ** 2 - np.sum(p_sum[:, 1:] ** 2, axis=-1), 0.0))
     aqed = -1.0 if alpha_em is None else alpha_em
