@@ -16,10 +16,11 @@ Ctrl-C stops with exit code 130 and leaves no partial file; progress bars are dr
 A run in which every event is flagged (zero weight, e.g. ``BELOW_THRESHOLD``) exits with code 1,
 naming the flags, and leaves no output file.
 
-``--plot`` draws 1/σ dσ/dX (``--absolute``: dσ/dX in pb) with physics labels, log scales and
-integer-aligned count bins (:mod:`diffgen.plotting`); ``--compare FILE`` overlays a reference (an
-event file analysed like the run, or YODA histograms matched by name) with a ratio panel. The terminal
-gets one line per histogram, ``--histograms`` the full text histograms.
+``--plot`` draws 1/σ dσ/dX (``--absolute``: dσ/dX in pb) with physics labels, log scales (log x
+and log-spaced bins for y23) and integer-aligned count bins (:mod:`diffgen.plotting`) of the
+``--observables`` (default: the process's); ``--compare FILE`` overlays a reference (an event file
+analysed like the run, or YODA histograms matched by name) with a ratio panel. The terminal gets one
+line per histogram, ``--histograms`` the full text histograms.
 
 ``generate`` and ``tune`` keep JAX's persistent compilation cache (compiled programs, so a second
 run skips most of the compilation) in ``$DIFFGEN_CACHE_DIR``, by default
@@ -35,7 +36,7 @@ import math
 import os
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -125,15 +126,22 @@ def _check_output(path: str, suffixes, what: str, force: bool = True) -> None:
 
 
 def text_histogram(contents, errors, edges, width: int = 50, label: str = "") -> str:
-    """A terminal histogram: one line per bin with a bar scaled to the largest bin."""
+    """A terminal histogram: one line per bin with a bar scaled to the largest bin.
+
+    Edges are printed with three decimals (``[+0.250,+0.500)``), or in exponent form
+    (``[+3.16e-05,+4.22e-05)``) when three decimals would print two edges alike (log-spaced y23 bins).
+    """
     contents = np.asarray(contents, float)
     errors = np.asarray(errors, float)
     edges = np.asarray(edges, float)
     top = contents.max() if contents.size and contents.max() > 0 else 1.0
     lines = [label] if label else []
-    for lo, hi, c, e in zip(edges[:-1], edges[1:], contents, errors):
+    shown = [f"{e:+7.3f}" for e in edges]
+    if len(set(shown)) < len(shown):
+        shown = [f"{e:+9.2e}" for e in edges]
+    for lo, hi, c, e in zip(shown[:-1], shown[1:], contents, errors):
         bar = "#" * int(round(width * max(c, 0.0) / top))
-        lines.append(f"[{lo:+7.3f},{hi:+7.3f}) {c:11.4g} ± {e:9.3g} |{bar}")
+        lines.append(f"[{lo},{hi}) {c:11.4g} ± {e:9.3g} |{bar}")
     return "\n".join(lines)
 
 
@@ -158,8 +166,29 @@ def _analytic_sigma(gen, params) -> float:
                      for f in gen.info.get("flavours", ())))
 
 
-#: Registry names of the histograms ``diffgen generate`` prints, by process (default: ``cos_theta``).
+#: Registry names of the histograms ``diffgen generate`` prints, by process (default: ``cos_theta``);
+#: ``--observables`` replaces them (y23 is not among the defaults: Durham clustering costs O(P³) per event).
 _PRINTED = {"ee-hadrons": ("thrust", "c_parameter", "sphericity", "charged_multiplicity")}
+
+
+def _observable_names(process: str, observables: str | None = None) -> tuple[str, ...]:
+    """The registry names the run histograms: ``--observables`` (comma-separated), else the process's
+    defaults (:data:`_PRINTED`). ``ValueError`` for an unknown name (with close matches) or a repeat."""
+    if observables is None:
+        return tuple(_PRINTED.get(process, ("cos_theta",)))
+    from diffgen.observables import observable_spec
+
+    names = tuple(n.strip() for n in str(observables).split(","))
+    if not all(names):
+        raise ValueError(f"--observables must be registry names separated by commas, got {observables!r}")
+    for name in names:
+        try:
+            observable_spec(name)
+        except ValueError as err:
+            raise ValueError(f"--observables: {err}") from None
+    if len(set(names)) < len(names):
+        raise ValueError(f"--observables names an observable twice: {observables!r}")
+    return names
 
 
 class _Histogrammed(NamedTuple):
@@ -172,29 +201,28 @@ class _Histogrammed(NamedTuple):
     edges: np.ndarray
 
 
-def _histogram_specs(process: str, bins: int, edges: dict | None = None) -> list[_Histogrammed]:
-    """The histograms the CLI fills for ``process``, from :data:`diffgen.observables.REGISTRY` and the
-    plot styles of :mod:`diffgen.plotting`: ``bins`` equal bins in the plotted range, integer-aligned
-    bins (:func:`diffgen.plotting.count_edges`, the registry's width) for counts, or ``edges[name]``
-    (a YODA reference's binning)."""
+def _histogram_specs(process: str, bins: int, edges: dict | None = None,
+                     names: Sequence[str] | None = None) -> list[_Histogrammed]:
+    """The histograms the CLI fills: ``names`` (default: the process's, :func:`_observable_names`) from
+    :data:`diffgen.observables.REGISTRY` with the plot styles of :mod:`diffgen.plotting`: the default
+    binning of :func:`diffgen.plotting.default_edges` (``bins`` equal bins in the plotted range,
+    ``bins`` log-spaced ones for y23, integer-aligned bins of the registry's width for counts), or
+    ``edges[name]`` (a YODA reference's binning)."""
     import jax
 
     from diffgen import plotting
     from diffgen.observables import observable_spec
 
     out = []
-    for name in _PRINTED.get(process, ("cos_theta",)):
+    for name in _observable_names(process) if names is None else names:
         spec = observable_spec(name)
         st = plotting.style(name)
         f = jax.jit(spec.fn)
         tr = st.transform or (lambda x: x)
         if edges and name in edges:
             e = np.asarray(edges[name], float)
-        elif st.integer:
-            e = plotting.count_edges(spec.range[0], spec.range[1] - 0.5, int(spec.step or 1))
         else:
-            lo, hi = st.range or spec.range
-            e = np.linspace(lo, hi, bins + 1)
+            e = plotting.default_edges(name, bins, spec.range, spec.step)
         out.append(_Histogrammed(name, st.text, lambda ev, f=f, tr=tr: np.asarray(tr(np.asarray(f(ev), float))), e))
     return out
 
@@ -267,13 +295,13 @@ def _read_compare(path: str, absolute: bool = False) -> _Compare:
     return _Compare(path, None, events, n, sigma)
 
 
-def _compare_edges(compare: _Compare | None, process: str) -> dict | None:
+def _compare_edges(compare: _Compare | None, names: Sequence[str]) -> dict | None:
     """The run's edges taken from a YODA reference, ``{name: edges}`` (``ValueError`` if none matches)."""
     if compare is None or compare.yoda is None:
         return None
     from diffgen import plotting
 
-    names = list(_PRINTED.get(process, ("cos_theta",)))
+    names = list(names)
     try:
         matched = plotting.match_yoda(list(compare.yoda), names)
     except ValueError as err:
@@ -532,7 +560,7 @@ def _report(args, params, totals: _Totals, sigma: float, sigma_err: float) -> No
 
     print(statistics_table(n=n, flags=totals.flags, n_flagged=totals.bad, sigma_pb=sigma, error_pb=sigma_err,
                            title=f"{args.process} at sqrt(s) = {e_cm:g} GeV, seed {args.seed}"))
-    if is_ffbar:
+    if is_ffbar and any(s.name == "cos_theta" for s in totals.specs):  # A_FB is summed with the cos θ histogram
         afb = totals.afb()
         print("A_FB  = undefined (no event with non-zero weight)" if afb is None else
               f"A_FB  = {afb[0]:.5f} +- {afb[1]:.5f}")
@@ -541,6 +569,10 @@ def _report(args, params, totals: _Totals, sigma: float, sigma_err: float) -> No
         if args.histograms:
             print(f"<{s.label}> = {mean:.5g}")
             print(text_histogram(h.sumw / n, np.sqrt(h.sumw2) / n, s.edges, label=f"dsigma per bin [pb] vs {s.label}"))
+            outside = (h.total_w - h.sumw.sum()) / n if n else 0.0
+            if outside > 0:  # y23 = 0 (fewer than three particles) lies below its first, positive edge
+                share = 100 * (h.total_w - h.sumw.sum()) / h.total_w
+                print(f"outside [{s.edges[0]:.4g}, {s.edges[-1]:.4g}): {outside:.4g} pb ({share:.1f}% of sigma)")
         else:
             print(compact_summary(h, mean))
 
@@ -564,7 +596,8 @@ def _cmd_generate(args) -> int:
     gen, params = presets.configure(args.process, changes, args.sqrt_s, detector=args.detector,
                                     record=getattr(args, "record", "final") == "full")
     args.sqrt_s = plain_value(diffgen.settings(params)["Beams:eCM"])
-    specs = _histogram_specs(args.process, args.bins, _compare_edges(compare, args.process))
+    names = _observable_names(args.process, args.observables)
+    specs = _histogram_specs(args.process, args.bins, _compare_edges(compare, names), names)
     refs = _references(compare, specs, args.chunk)  # the reference is analysed before generation
     totals = _Totals(specs)
     unweighter = _unweighter(args, gen, params) if args.unweighted else None
@@ -734,7 +767,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "primary hadrons and every decay with mother/daughter links and HepMC status codes "
                         "(1 final, 2 decayed, 4 beam, 71 partons), as Rivet analyses of pi0, K0S, Lambda, D, B need")
     g.add_argument("--plot", help="figure of the histograms (.png, .pdf or .svg): 1/sigma dsigma/dX with physics "
-                                  "labels, log y for event shapes (1-T, C, ...), integer-aligned bins for counts")
+                                  "labels, log y for event shapes (1-T, C, ...), log x for y23, integer-aligned "
+                                  "bins for counts")
     g.add_argument("--absolute", action="store_true",
                    help="plot dsigma/dX in pb instead of the normalised 1/sigma dsigma/dX")
     g.add_argument("--compare", metavar="FILE",
@@ -749,7 +783,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--chunk", type=int, default=None,
                    help="events per chunk (memory bound; default 100000, 2000 for ee-hadrons)")
     g.add_argument("--bins", type=int, default=20,
-                   help="bins of each histogram (counts have integer-aligned bins of fixed width)")
+                   help="bins of each histogram (counts have integer-aligned bins of fixed width, y23 "
+                        "log-spaced ones in [10^-4.5, 10^-0.5])")
+    g.add_argument("--observables", metavar="NAME[,NAME...]", default=None,
+                   help="the observables to histogram and plot, by registry name (diffgen.observables.REGISTRY), "
+                        "e.g. thrust,y23; default: thrust, c_parameter, sphericity, charged_multiplicity for "
+                        "ee-hadrons, cos_theta otherwise. y23 (Durham clustering, O(P^3) per event) is plotted "
+                        "on a log x axis; events with y23 = 0 count in sigma but fall below its first bin")
     g.add_argument("--list", type=int, default=0, metavar="N",
                    help="print the first N events as a table, like Pythia's event.list()")
     g.add_argument("--quiet", action="store_true", help="no progress bar (it is drawn only on a terminal anyway)")

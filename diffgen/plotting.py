@@ -15,7 +15,14 @@ weighted sample. Everything here works on histograms already filled (NumPy), nev
 * :data:`STYLES` says how each :data:`diffgen.observables.REGISTRY` observable is shown: the physics
   label (``1−T``, ``C``, ``N_ch``), the plotted variable (thrust is shown as 1 − T, as LEP did), a
   logarithmic y axis where the LEP plots use one (1 − T, C, y23, broadenings, jet masses,
-  sphericity), and integer-aligned bins for counts.
+  sphericity), a logarithmic x axis with log-spaced bins for y23 (its physics spans decades), and
+  integer-aligned bins for counts. :func:`default_edges` gives each observable's default binning.
+* **Log-x** (``PlotStyle.logx``, y23): edges x_k = lo·(hi/lo)^(k/B), markers at the geometric bin
+  centres √(x_k x_{k+1}); the plotted value is still 1/σ dσ/dX per unit X (W_b/W divided by the
+  non-uniform width Δx_b), so Σ_b value_b Δx_b is the fraction of σ in range. Values at or below
+  the first edge (y23 = 0: events with fewer than three particles, which no resolution splits into
+  three jets) fall into no bin and are never logged: they count in σ only, as in ALEPH's Rivet
+  analysis, which skips y ≤ 0 and divides by the sum of all weights.
 * Counts (multiplicities) get **integer-aligned** bins (:func:`count_edges`): edges at half-integers
   n − ½ and a whole-number width, so that every bin holds the same number of possible values.
 * A reference (:class:`Hist1D` from another event file, or a YODA histogram, :func:`yoda_reference`)
@@ -39,9 +46,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["Hist1D", "PlotStyle", "STYLES", "style", "count_edges", "density", "ratio", "chi2", "Panel", "panels",
-           "yoda_reference", "match_yoda", "scaled_like", "axis_labels", "figure", "save_figure", "sparkline",
-           "compact_summary"]
+__all__ = ["Hist1D", "PlotStyle", "STYLES", "style", "count_edges", "log_edges", "default_edges", "density", "ratio",
+           "chi2", "Panel", "panels", "yoda_reference", "match_yoda", "scaled_like", "axis_labels", "figure",
+           "save_figure", "sparkline", "compact_summary"]
 
 
 class PlotStyle(NamedTuple):
@@ -56,6 +63,8 @@ class PlotStyle(NamedTuple):
         range: the plotted range (None: the registry's default).
         logy: logarithmic y axis (the LEP papers' choice for this observable).
         integer: a count: integer-aligned bins.
+        logx: logarithmic x axis and log-spaced default bins (:func:`log_edges`); ``range`` must then be
+            positive. Values ≤ ``range[0]`` (y23 = 0) fall below the first bin.
     """
 
     symbol: str
@@ -65,6 +74,7 @@ class PlotStyle(NamedTuple):
     range: tuple | None = None
     logy: bool = False
     integer: bool = False
+    logx: bool = False
 
 
 def _one_minus(x):
@@ -74,6 +84,12 @@ def _one_minus(x):
 #: Plot styles by registry name. Labels and log scales follow the LEP event-shape and multiplicity
 #: papers, e.g. ALEPH, Eur. Phys. J. C35 (2004) 457 (1 − T, C, B_T, B_W, ρ_H, y23 on log scales) and
 #: ALEPH, Phys. Rep. 294 (1998) 1 (N_ch in bins of two).
+#:
+#: y23 has a log x axis: ALEPH (Rivet ALEPH_2004_S5765862) histograms −ln y23, and JADE/OPAL
+#: (Eur. Phys. J. C17 (2000) 19, Rivet JADE_OPAL_2000_S4300807, /REF/.../d26-x01-y01 at 91.2 GeV)
+#: give 1/σ dσ/dy23 in 32 log-spaced bins, 8 per decade, from 10^-4.5 = 3.16e-5 to 10^-0.5 = 0.316 —
+#: the range used here (``--bins 32`` reproduces their edges). 1 − T and the other event shapes keep
+#: a linear x axis, as in those papers (ALEPH bins T linearly at LEP 1).
 STYLES: dict[str, PlotStyle] = {
     "thrust": PlotStyle("1-T", "1-T", alias="one_minus_thrust", transform=_one_minus, range=(0.0, 0.5),
                         logy=True),
@@ -88,7 +104,7 @@ STYLES: dict[str, PlotStyle] = {
     "b_wide": PlotStyle("B_W", "B_W", logy=True),
     "heavy_jet_mass": PlotStyle(r"\rho_H", "rho_H", logy=True),
     "light_jet_mass": PlotStyle(r"\rho_L", "rho_L", logy=True),
-    "y23": PlotStyle(r"y_{23}^\mathrm{D}", "y23", logy=True),
+    "y23": PlotStyle(r"y_{23}^\mathrm{D}", "y23", range=(10 ** -4.5, 10 ** -0.5), logy=True, logx=True),
     "multiplicity": PlotStyle("N", "N", integer=True),
     "charged_multiplicity": PlotStyle(r"N_\mathrm{ch}", "N_ch", integer=True),
     "n_pions": PlotStyle(r"N_{\pi^\pm}", "N_pi", integer=True),
@@ -117,6 +133,41 @@ def count_edges(lo: float, hi: float, width: int = 1) -> np.ndarray:
     first = math.ceil(lo - 1e-9)
     n = max(1, math.ceil((hi - first + 1) / width))
     return first - 0.5 + width * np.arange(n + 1, dtype=float)
+
+
+def log_edges(lo: float, hi: float, bins: int) -> np.ndarray:
+    """``bins`` log-spaced bins from ``lo`` to ``hi`` (0 < lo < hi): edges lo·(hi/lo)^(k/bins), k = 0…bins.
+
+    Example:
+        >>> log_edges(1e-4, 1e-1, 3).round(12).tolist()
+        [0.0001, 0.001, 0.01, 0.1]
+    """
+    if not (isinstance(bins, (int, np.integer)) and bins >= 1):
+        raise ValueError(f"number of log bins must be a positive whole number, got {bins!r}")
+    if not (0 < lo < hi and math.isfinite(hi)):
+        raise ValueError(f"log-spaced bins need 0 < lo < hi, got lo = {lo!r}, hi = {hi!r}")
+    e = np.geomspace(lo, hi, bins + 1)
+    e[0], e[-1] = lo, hi  # exact end points
+    return e
+
+
+def default_edges(name: str, bins: int, spec_range: tuple, step: float | None = None) -> np.ndarray:
+    """The default edges of observable ``name`` in its plotted variable: integer-aligned for counts
+    (:func:`count_edges`, width ``step``, ``bins`` ignored), ``bins`` log-spaced bins for a log-x style
+    (:func:`log_edges`), else ``bins`` equal bins; over the style's range, else ``spec_range`` (the
+    registry's range of the observable).
+
+    Example:
+        >>> [f"{x:.3g}" for x in default_edges("y23", 8, (0.0, 0.5))[[0, 2, -1]]]  # OPAL's range, 2 bins a decade
+        ['3.16e-05', '0.000316', '0.316']
+    """
+    st = style(name)
+    lo, hi = st.range or spec_range
+    if st.integer:
+        return count_edges(spec_range[0], spec_range[1] - 0.5, int(step or 1))
+    if st.logx:
+        return log_edges(lo, hi, bins)
+    return np.linspace(lo, hi, bins + 1)
 
 
 def _check_edges(edges, what: str) -> np.ndarray:
@@ -298,12 +349,20 @@ def axis_labels(name: str, absolute: bool = False) -> tuple[str, str]:
     return x, f"$1/\\sigma\\;{d}\\sigma/{dx}$"
 
 
+def _log_x(st: PlotStyle, edges: np.ndarray) -> bool:
+    """A log x axis: the style asks for one and every edge is positive (a reference binned from 0, e.g. a
+    YODA y23 histogram whose first edge is 0, falls back to a linear axis)."""
+    return st.logx and bool(edges[0] > 0)
+
+
 def figure(hists: Sequence[Hist1D], refs: dict | None = None, *, absolute: bool = False, title: str = "",
            run_label: str = "diffgen", extra: dict | None = None):
     """A matplotlib figure with one panel per histogram (and a ratio panel under each with a reference).
 
     ``extra`` is ``{name: callable(x) -> density}``, a curve drawn over the panel (e.g. the analytic
     dσ/dcos θ). Returns ``(figure, panels)``; the caller saves (:func:`save_figure`) and closes it.
+    A log-x style (y23) gets a log x axis (the ratio panel too), markers at the geometric bin centres,
+    unless its first edge is ≤ 0 (then the axis stays linear).
     """
     import matplotlib
 
@@ -326,15 +385,19 @@ def figure(hists: Sequence[Hist1D], refs: dict | None = None, *, absolute: bool 
             rax = fig.add_subplot(inner[1], sharex=ax)
         else:
             ax, rax = fig.add_subplot(outer[k // cols, k % cols]), None
-        centres = 0.5 * (p.edges[1:] + p.edges[:-1])
+        logx = _log_x(st, p.edges)
+        centres = np.sqrt(p.edges[1:] * p.edges[:-1]) if logx else 0.5 * (p.edges[1:] + p.edges[:-1])
+        xerr = np.stack([centres - p.edges[:-1], p.edges[1:] - centres])
+        if logx:
+            ax.set_xscale("log")  # the ratio panel shares the x axis, and so its scale
         if p.ref is not None:
             ax.stairs(p.ref, p.edges, color="tab:blue", label=p.ref_label, baseline=None)
             ax.fill_between(p.edges, np.append(p.ref - p.ref_err, 0), np.append(p.ref + p.ref_err, 0),
                             step="post", color="tab:blue", alpha=0.25, linewidth=0)
-        ax.errorbar(centres, p.y, yerr=p.yerr, xerr=0.5 * np.diff(p.edges), fmt="o", ms=3, color="black",
-                    label=run_label, elinewidth=1)
+        ax.errorbar(centres, p.y, yerr=p.yerr, xerr=xerr, fmt="o", ms=3, color="black", label=run_label,
+                    elinewidth=1)
         if extra and p.name in extra:
-            fine = np.linspace(p.edges[0], p.edges[-1], 200)
+            fine = (np.geomspace if logx else np.linspace)(p.edges[0], p.edges[-1], 200)
             ax.plot(fine, extra[p.name](fine), color="tab:red", label="analytic")
         shown = p.y if p.ref is None else np.concatenate([p.y, p.ref])
         positive = shown[shown > 0]
@@ -357,8 +420,7 @@ def figure(hists: Sequence[Hist1D], refs: dict | None = None, *, absolute: bool 
         rax.fill_between(p.edges, np.append(1 - band, 1), np.append(1 + band, 1), step="post",
                          color="tab:blue", alpha=0.25, linewidth=0)
         rax.axhline(1.0, color="tab:blue", lw=1)
-        rax.errorbar(centres, r, yerr=r_err, xerr=0.5 * np.diff(p.edges), fmt="o", ms=3, color="black",
-                     elinewidth=1)
+        rax.errorbar(centres, r, yerr=r_err, xerr=xerr, fmt="o", ms=3, color="black", elinewidth=1)
         finite = r[np.isfinite(r)]
         spread = float(np.max(np.abs(finite - 1))) if finite.size else 0.2
         lim = min(max(0.1, 1.2 * spread), 1.0)
@@ -394,7 +456,8 @@ def sparkline(values) -> str:
 
 def compact_summary(h: Hist1D, mean: float | None = None) -> str:
     """One line for the terminal: the variable, its mean (``mean``, else from the bin centres), the
-    binning, the share of σ in range and a sparkline of dσ/dX.
+    binning, the share of σ in range and a sparkline of dσ/dX (of dσ/d ln X for log-spaced bins, the
+    shape a log x axis shows: y23's dσ/dy23 falls over decades).
 
     Example:
         >>> h = Hist1D.fill("charged_multiplicity", [2.0, 2.0, 4.0], [1.0, 1.0, 1.0], count_edges(0, 5, 2))
@@ -407,5 +470,7 @@ def compact_summary(h: Hist1D, mean: float | None = None) -> str:
         w = h.sumw.sum()
         mean = float(np.sum((h.edges[:-1] + 0.5 * width) * h.sumw) / w) if w > 0 else float("nan")
     frac = h.sumw.sum() / h.total_w if h.total_w > 0 else float("nan")
-    return (f"{st.text:>10s}: <{st.text}> = {mean:.4g}, {len(width)} bins in [{h.edges[0]:g}, {h.edges[-1]:g}], "
-            f"{100 * frac:.1f}% of sigma in range |{sparkline(h.sumw / width)}|")
+    logx = _log_x(st, h.edges)
+    shape = h.sumw / (np.diff(np.log(h.edges)) if logx else width)
+    return (f"{st.text:>10s}: <{st.text}> = {mean:.4g}, {len(width)}{' log-spaced' if logx else ''} bins in "
+            f"[{h.edges[0]:.4g}, {h.edges[-1]:.4g}], {100 * frac:.1f}% of sigma in range |{sparkline(shape)}|")

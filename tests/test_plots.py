@@ -98,6 +98,135 @@ def test_physics_labels_log_scales_and_thrust_as_one_minus_t():
     assert fig_abs.axes[0].get_ylabel().endswith("[pb]")
 
 
+# JADE/OPAL's 1/σ dσ/dy23 at 91.2 GeV (Rivet JADE_OPAL_2000_S4300807, d26-x01-y01): 8 bins a decade
+_OPAL_Y23_EDGES = 10.0 ** (-4.5 + np.arange(33) / 8)
+
+
+def test_y23_has_log_spaced_default_bins_and_one_minus_t_stays_linear():
+    assert plotting.style("y23").logx and plotting.style("y23").logy
+    assert not plotting.style("thrust").logx and not plotting.style("c_parameter").logx
+    e = plotting.default_edges("y23", 32, (0.0, 0.5))
+    np.testing.assert_allclose(e, _OPAL_Y23_EDGES, rtol=1e-12)  # OPAL's edges with 32 bins
+    assert e[0] == 10 ** -4.5 and e[-1] == 10 ** -0.5
+    specs = {s.name: s for s in _histogram_specs("ee-hadrons", 20, names=("y23", "thrust"))}
+    y23 = specs["y23"].edges
+    assert y23.size == 21 and np.allclose(np.diff(np.log(y23)), np.log(10 ** 4) / 20)  # 5 bins a decade
+    np.testing.assert_allclose(np.diff(specs["thrust"].edges), 0.025)  # 1 − T: 20 equal bins in [0, 0.5]
+    np.testing.assert_allclose(plotting.log_edges(1e-4, 1e-1, 3), [1e-4, 1e-3, 1e-2, 1e-1], rtol=1e-12)
+    for lo, hi, bins in [(0.0, 1.0, 4), (-1.0, 1.0, 4), (1.0, 0.1, 4), (1e-3, 1.0, 0), (1e-3, 1.0, 2.0)]:
+        with pytest.raises(ValueError, match="log"):
+            plotting.log_edges(lo, hi, bins)
+
+
+def test_log_binned_normalised_density_integrates_to_one_and_y23_zero_is_below_the_first_bin():
+    rng = np.random.default_rng(4)
+    y = 10 ** np.clip(rng.normal(-2.5, 0.8, 20000), -6.9, -0.01)
+    edges = plotting.log_edges(1e-7, 1.0, 28)  # everything inside: Σ content × width = 1
+    widths = np.diff(edges)
+    assert widths[-1] / widths[0] > 1e5  # very uneven widths
+    h = plotting.Hist1D.fill("y23", y, np.ones_like(y), edges)
+    d, err = plotting.density(h)
+    assert np.sum(d * widths) == pytest.approx(1.0, rel=1e-12)
+    f = h.sumw / y.size
+    np.testing.assert_allclose(err, np.sqrt(f * (1 - f) / y.size) / widths, rtol=1e-12)
+    # two-jet events (y23 = 0, fewer than three particles) and flagged ones (weight 0): no bin, no log(0);
+    # the zeros count in σ, so the integral is the share of σ above zero, as in ALEPH's analysis
+    w = rng.uniform(0.5, 1.5, y.size)
+    values = np.concatenate([y, np.zeros(5000), np.full(100, 0.3)])
+    weights = np.concatenate([w, np.full(5000, 2.0), np.zeros(100)])
+    with np.errstate(all="raise"):
+        h0 = plotting.Hist1D.fill("y23", values, weights, edges)
+        d0, err0 = plotting.density(h0)
+    assert np.all(np.isfinite(d0)) and np.all(np.isfinite(err0))
+    assert np.sum(d0 * widths) == pytest.approx(w.sum() / (w.sum() + 1e4), rel=1e-12)
+    line = plotting.compact_summary(h0)
+    assert "28 log-spaced bins in [1e-07, 1]" in line and f"{100 * w.sum() / (w.sum() + 1e4):.1f}% of sigma" in line
+
+
+def test_y23_figure_has_a_log_x_axis_and_ratio_panel():
+    rng = np.random.default_rng(5)
+    edges = plotting.default_edges("y23", 16, (0.0, 0.5))
+    run = plotting.Hist1D.fill("y23", np.append(10 ** rng.normal(-2.5, 0.7, 4000), np.zeros(50)), np.ones(4050),
+                               edges)
+    ref = plotting.Hist1D.fill("y23", 10 ** rng.normal(-2.5, 0.7, 4000), np.ones(4000), edges, label="ref")
+    fig, drawn = plotting.figure([run], {"y23": (ref, "events")})
+    ax, rax = fig.axes
+    assert ax.get_xscale() == "log" and rax.get_xscale() == "log" and ax.get_yscale() == "log"
+    assert ax.get_xlim() == pytest.approx((edges[0], edges[-1]))
+    assert rax.get_xlabel() == r"$y_{23}^\mathrm{D}$"
+    points = ax.lines[0]  # diffgen's markers at the geometric bin centres
+    np.testing.assert_allclose(points.get_xdata(), np.sqrt(edges[1:] * edges[:-1]))
+    np.testing.assert_allclose(points.get_ydata(), drawn[0].y)
+    r, _, _ = drawn[0].ratio()
+    np.testing.assert_allclose(rax.lines[-1].get_ydata(), r)
+    # a reference binned from 0 (a YODA histogram) cannot go on a log axis: linear, and still drawn
+    zero_edges = np.append(0.0, edges[1:])
+    lin = plotting.Hist1D.fill("y23", np.zeros(10), np.ones(10), zero_edges)
+    fig_lin, _ = plotting.figure([lin])
+    assert fig_lin.axes[0].get_xscale() == "linear"
+    # only two-jet events (y23 = 0): nothing in range, the figure is still drawn on a log x axis
+    empty = plotting.Hist1D.fill("y23", np.zeros(10), np.ones(10), edges)
+    fig_empty, drawn_empty = plotting.figure([empty])
+    assert fig_empty.axes[0].get_xscale() == "log" and not np.any(drawn_empty[0].y)
+    import matplotlib.pyplot as plt
+
+    for f in (fig, fig_lin, fig_empty):
+        plt.close(f)
+
+
+def test_text_histogram_prints_log_spaced_edges_apart():
+    from diffgen.cli import text_histogram
+
+    edges = plotting.log_edges(10 ** -4.5, 10 ** -0.5, 4)
+    lines = text_histogram([1.0, 2.0, 3.0, 4.0], [0.1] * 4, edges, width=8).splitlines()
+    assert lines[0].startswith("[+3.16e-05,+3.16e-04)") and lines[-1].startswith("[+3.16e-02,+3.16e-01)")
+    assert text_histogram([1.0], [0.1], [0.0, 0.5]).startswith("[ +0.000, +0.500)")  # linear: as before
+
+
+def test_observables_option_plots_y23_of_two_jet_events_below_the_first_bin(tmp_path, capsys):
+    """ee-mumu events have two particles: y23 = 0 for all, which lies outside the log bins, never logged."""
+    png = tmp_path / "y23.png"
+    args = ["generate", "--events", "2000", "--quiet", "--bins", "8", "--observables", "y23, cos_theta"]
+    assert main(args + ["--plot", str(png)]) == 0
+    out = capsys.readouterr().out
+    assert "y23: <y23> = 0, 8 log-spaced bins in [3.162e-05, 0.3162], 0.0% of sigma in range" in out
+    assert "A_FB" in out and "cos(theta): <cos(theta)>" in out and png.read_bytes()[:4] == b"\x89PNG"
+    assert main(args + ["--histograms"]) == 0
+    full = capsys.readouterr().out
+    assert "[+3.16e-05,+1.00e-04)" in full and "(100.0% of sigma)" in full and "outside [3.162e-05, 0.3162)" in full
+    assert main(["generate", "--events", "1000", "--quiet", "--observables", "thrust"]) == 0
+    assert "A_FB" not in capsys.readouterr().out  # A_FB is summed with the cos θ histogram only
+    for bad, message in [("y32", "Did you mean 'y23'"), ("y23,y23", "twice"), ("y23,", "separated by commas")]:
+        rc = main(["generate", "--events", "1000", "--quiet", "--observables", bad, "--plot", str(tmp_path / "x.png")])
+        err = capsys.readouterr().err
+        assert rc == 2 and "--observables" in err and message in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["y23.png"]
+
+
+def test_compare_with_a_log_binned_yoda_y23_uses_its_bins(tmp_path, capsys):
+    ref = tmp_path / "ref.yoda"
+    ref.write_text(histo1d_text(np.ones(32), np.full(32, 0.1), _OPAL_Y23_EDGES, "/REF/y23"))
+    png = tmp_path / "y.png"
+    assert main(["generate", "--events", "1000", "--quiet", "--observables", "y23", "--compare", str(ref),
+                 "--plot", str(png)]) == 0
+    out = capsys.readouterr().out
+    assert "32 log-spaced bins in [3.162e-05, 0.3162]" in out and png.read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.slow
+def test_compare_y23_of_showered_partons_with_an_npz_on_log_bins(tmp_path, capsys):
+    """Two independent parton-level samples (shower on, hadronization off): the log-binned y23 agree."""
+    common = ["generate", "--process", "ee-hadrons", "--set", "HadronLevel:all = off", "--events", "2000",
+              "--chunk", "1000", "--quiet", "--observables", "y23"]
+    ref = tmp_path / "ref.npz"
+    assert main(common + ["--seed", "1", "--out", str(ref)]) == 0
+    capsys.readouterr()
+    assert main(common + ["--seed", "2", "--compare", str(ref), "--plot", str(tmp_path / "y.png")]) == 0
+    out = capsys.readouterr().out
+    chi2, ndf = _number(r"compare y23 with ref.npz: chi2/ndf = ([0-9.]+)/(\d+)", out)
+    assert ndf >= 15 and chi2 < _chi2_bound(ndf), out
+
+
 def test_yoda_reference_named_thrust_is_mapped_to_one_minus_t():
     edges_t = np.linspace(0.5, 1.0, 6)
     c = np.array([1.0, 2.0, 3.0, 4.0, 10.0])
