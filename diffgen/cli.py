@@ -763,9 +763,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="append the parametric detector (ee-hadrons only; e.g. aleph): reconstructed events")
     g.add_argument("--out", help="event file (.lhe, .npz, .parquet or .hepmc3; .lhe.gz/.hepmc3.gz compressed)")
     g.add_argument("--record", choices=("final", "full"), default="final",
-                   help="final: the final-state particles; full (ee-hadrons, HepMC3 --out): also the partons, "
-                        "primary hadrons and every decay with mother/daughter links and HepMC status codes "
-                        "(1 final, 2 decayed, 4 beam, 71 partons), as Rivet analyses of pi0, K0S, Lambda, D, B need")
+                   help="final: the final-state particles; full (ee-hadrons, HepMC3 --out): also the hard "
+                        "process, the partons after the shower, primary hadrons and every decay with "
+                        "mother/daughter links and HepMC status codes (1 final, 2 decayed, 4 beam; Pythia's 22 "
+                        "Z, 23 hard partons, 71 partons), as Rivet analyses of pi0, K0S, Lambda, D, B need")
     g.add_argument("--plot", help="figure of the histograms (.png, .pdf or .svg): 1/sigma dsigma/dX with physics "
                                   "labels, log y for event shapes (1-T, C, ...), log x for y23, integer-aligned "
                                   "bins for counts")

@@ -16,8 +16,9 @@ Shapes (``N`` events, ``P`` particle slots, a static capacity per stage):
   (``mask[i, j]`` False where truth particle j was not detected). :meth:`Events.resize`,
   :meth:`Events.compact` and event selection keep the pairing.
 * ``record``: ``Record | None`` (default None): the full event record when a generator is built with
-  ``record=True`` — partons, primary hadrons and every decay, with mother links and HepMC status codes
-  (:class:`Record`). Observables never read it; ``p4``/``pid``/``mask`` stay the final state.
+  ``record=True`` — the hard process (γ*/Z and its partons), the partons after the shower, primary
+  hadrons and every decay, with mother links and HepMC status codes (:class:`Record`). Observables
+  never read it; ``p4``/``pid``/``mask`` stay the final state.
 
 Every reduction over particles must use ``mask``. :func:`compact_slots` (and
 :meth:`Events.compact` on it) moves occupied slots to the front of a fixed capacity.
@@ -37,12 +38,17 @@ from diffgen.schedule import prefix_sum
 
 __all__ = ["Events", "Record", "Status", "status_names", "status_summary", "compact_slots"]
 
-#: :attr:`Record.status` codes: HepMC's 1 (final) and 2 (decayed), Pythia's 71 for the partons collected
-#: into strings (generator-specific, as Pythia's HepMC output keeps its own codes for intermediates).
+#: :attr:`Record.status` codes: HepMC's 1 (final) and 2 (decayed); for intermediates Pythia's own codes,
+#: which its HepMC output keeps (HepMC3 leaves 11–200 to the generator): 22 for the hard process's
+#: s-channel boson (γ*/Z), 23 for its outgoing partons, 71 for the partons collected into strings.
 RECORD_FINAL, RECORD_DECAYED, RECORD_PARTON = 1, 2, 71
-#: :attr:`Record.parent` for entries without a mother in the record: partons (from the beams' vertex)
-#: and primary hadrons (from the hadronization vertex, whose incoming particles are all the partons).
-FROM_BEAMS, FROM_STRINGS = -1, -2
+RECORD_HARD_RESONANCE, RECORD_HARD_PARTON = 22, 23
+#: :attr:`Record.parent` for entries whose mothers are a whole group rather than one entry: the beams
+#: (the γ*/Z, or the partons of a record without the hard process), the strings (primary hadrons; the
+#: hadronization vertex's incoming particles are all the status-71 partons) and the shower (the
+#: status-71 partons of a record with the hard process; the shower vertex's incoming particles are
+#: all the status-23 partons).
+FROM_BEAMS, FROM_STRINGS, FROM_SHOWER = -1, -2, -3
 
 
 class Status(enum.IntFlag):
@@ -120,14 +126,19 @@ class Record:
     """The full event record (``H`` entries per event, ordered so that a mother precedes its daughters).
 
     * ``p4``: f[N, H, 4]; ``pid``: i32[N, H] (0: empty entry);
-    * ``status``: i32[N, H] — :data:`RECORD_PARTON` (71) for the partons after the shower,
-      :data:`RECORD_DECAYED` (2) for a hadron or τ that decayed, :data:`RECORD_FINAL` (1) for a final-state
-      particle, 0 for an empty entry;
-    * ``parent``: i32[N, H] — the mother's entry for a decay product, :data:`FROM_STRINGS` (−2) for a
-      primary hadron, :data:`FROM_BEAMS` (−1) for a parton.
+    * ``status``: i32[N, H] — :data:`RECORD_HARD_RESONANCE` (22) for the hard process's γ*/Z,
+      :data:`RECORD_HARD_PARTON` (23) for its outgoing q q̄, :data:`RECORD_PARTON` (71) for the partons
+      after the shower, :data:`RECORD_DECAYED` (2) for a hadron or τ that decayed, :data:`RECORD_FINAL`
+      (1) for a final-state particle, 0 for an empty entry;
+    * ``parent``: i32[N, H] — the mother's entry for a hard parton (the γ*/Z) or a decay product,
+      :data:`FROM_BEAMS` (−1) for the γ*/Z (or for the partons when the record has no hard process),
+      :data:`FROM_SHOWER` (−3) for a parton after the shower, :data:`FROM_STRINGS` (−2) for a primary
+      hadron.
 
-    The status-1 entries are exactly the event's final-state particles (the same momenta), and the
-    daughters of a decayed entry add up to its four-momentum.
+    The status-1 entries are exactly the event's final-state particles (the same momenta); the γ*/Z is
+    the sum of its partons, the daughters of a decayed entry add up to its four-momentum, and the
+    partons after the shower add up to the hard partons (the shower's recoil is local to each dipole,
+    so this holds to float32 rounding).
     """
 
     p4: jax.Array

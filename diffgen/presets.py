@@ -106,11 +106,12 @@ def ee_hadrons(sqrt_s: float = DEFAULT_SQRT_S, flavours=(1, 2, 3, 4, 5), shower:
     ``params["hadronization"]["net"]``, see :mod:`diffgen.hadronization.train`).
 
     ``record=True`` (the CLI's ``--record full``) also keeps the full event record in ``events.record``
-    (:class:`~diffgen.events.Record`): the partons after the shower, the primary hadrons, every decay with
-    its mother link, HepMC status codes; the HepMC3 writer then writes it as a vertex graph. The final
-    state (``p4``/``pid``/``mask``) is the same either way.
+    (:class:`~diffgen.events.Record`): the hard process (γ*/Z, status 22, and its q q̄, 23; stage
+    ``record_hard``), the partons after the shower (71; stage ``record``), the primary hadrons, every decay
+    with its mother link, HepMC status codes; the HepMC3 writer then writes it as a vertex graph. The
+    final state (``p4``/``pid``/``mask``) is the same either way.
     """
-    from diffgen.decays import hadron_decays, record_partons
+    from diffgen.decays import hadron_decays, record_hard_process, record_partons
     from diffgen.detector import LearnedDetectorModel, learned, parametric
     from diffgen.hadronization import string_fragmentation
     from diffgen.shower import final_state_shower
@@ -153,7 +154,8 @@ def ee_hadrons(sqrt_s: float = DEFAULT_SQRT_S, flavours=(1, 2, 3, 4, 5), shower:
     if record and not hadronize:
         raise ValueError("record=True keeps the hadron-level history: it needs hadronize=True "
                          "(HadronLevel:Hadronize = on)")
-    if record:  # the partons enter the record just before they become strings
+    if record:  # the hard process enters the record before the shower, the partons before the strings
+        stages.insert(1, ("record_hard", record_hard_process()))
         stages.insert(len(stages) - 1, ("record", record_partons()))
     final_kw = {} if final_capacity is None else {"capacity": final_capacity}
     if hadronize and (decays or record):  # without decays the record still lists the primary hadrons

@@ -5,7 +5,7 @@ table helpers; see :mod:`diffgen.decays.stage`, :mod:`diffgen.decays.table` and
 :mod:`diffgen.decays.kinematics`.
 """
 
-from diffgen.decays.stage import DEFAULT_CAPACITY, hadron_decays, is_stable, record_partons
+from diffgen.decays.stage import DEFAULT_CAPACITY, hadron_decays, is_stable, record_hard_process, record_partons
 from diffgen.decays.table import (
     DECAYS,
     DEFAULT_STABLE,
@@ -16,5 +16,6 @@ from diffgen.decays.table import (
     mean_multiplicity,
 )
 
-__all__ = ["hadron_decays", "record_partons", "is_stable", "DEFAULT_CAPACITY", "DEFAULT_STABLE", "DECAYS", "MIXING",
-           "branching_table", "chain_depth", "decaying_codes", "mean_multiplicity"]
+__all__ = ["hadron_decays", "record_hard_process", "record_partons", "is_stable", "DEFAULT_CAPACITY",
+           "DEFAULT_STABLE", "DECAYS", "MIXING", "branching_table", "chain_depth", "decaying_codes",
+           "mean_multiplicity"]

@@ -60,9 +60,12 @@ from diffgen.decays.table import (
 )
 from diffgen.events import (
     FROM_BEAMS,
+    FROM_SHOWER,
     FROM_STRINGS,
     RECORD_DECAYED,
     RECORD_FINAL,
+    RECORD_HARD_PARTON,
+    RECORD_HARD_RESONANCE,
     RECORD_PARTON,
     Events,
     Record,
@@ -72,7 +75,7 @@ from diffgen.events import (
 from diffgen.schedule import prefix_sum
 from diffgen.stage import Stage, event_keys, fold_keys
 
-__all__ = ["hadron_decays", "record_partons", "is_stable", "DEFAULT_CAPACITY", "DALITZ_GRID"]
+__all__ = ["hadron_decays", "record_hard_process", "record_partons", "is_stable", "DEFAULT_CAPACITY", "DALITZ_GRID"]
 
 #: Default particle capacity of the output: ≥ 4× the typical Z → hadrons final-state multiplicity.
 DEFAULT_CAPACITY = 160
@@ -221,10 +224,11 @@ def hadron_decays(capacity: int = DEFAULT_CAPACITY, generations: int | None = No
             still holding unstable particles at the end because of this is flagged
             :attr:`Status.CAPACITY_OVERFLOW`.
         record: also keep the full record (``events.record``, a :class:`~diffgen.events.Record` of
-            ``2 × capacity`` entries after any partons a ``record_partons`` stage put there): every primary
-            hadron, each decayed particle with HepMC status 2 and its daughters linked to it, the final
-            state with status 1. Costs a few scatters per generation; the final state is the same either
-            way. (A B0/B_s0 that oscillated is recorded with its produced flavour.)
+            ``2 × capacity`` entries after the hard process and partons that :func:`record_hard_process` and
+            :func:`record_partons` put there): every primary hadron, each decayed particle with HepMC
+            status 2 and its daughters linked to it, the final state with status 1. Costs a few scatters
+            per generation; the final state is the same either way. (A B0/B_s0 that oscillated is
+            recorded with its produced flavour.)
 
     Returns:
         ``Stage(init, apply)``; ``init(key) -> {}`` (no tunable parameters) and
@@ -369,8 +373,8 @@ def hadron_decays(capacity: int = DEFAULT_CAPACITY, generations: int | None = No
         return hid, h_p4, h_pid, h_par, jnp.zeros((n, n_hist), bool), jnp.sum(mask0, axis=1, dtype=jnp.int32)
 
     def _finish_record(hist, partons):
-        """The :class:`Record`: status 2 for decayed entries, 1 for the rest; after the partons if a
-        ``record_partons`` stage put them there (mothers' indices shifted past them)."""
+        """The :class:`Record`: status 2 for decayed entries, 1 for the rest; after the entries earlier
+        record stages put there (hard process, partons; mothers' indices shifted past them)."""
         _, h_p4, h_pid, h_par, h_dec, h_cnt = hist
         used = (jnp.arange(n_hist)[None, :] < h_cnt[:, None]) & (h_pid != 0)
         h_status = jnp.where(used, jnp.where(h_dec, RECORD_DECAYED, RECORD_FINAL), 0).astype(jnp.int32)
@@ -386,16 +390,61 @@ def hadron_decays(capacity: int = DEFAULT_CAPACITY, generations: int | None = No
     return Stage(init=init, apply=apply)
 
 
+def record_hard_process() -> Stage:
+    """Stage that starts the full event record (:class:`~diffgen.events.Record`) with the hard process: the
+    s-channel γ*/Z (PDG 23 as Pythia writes it, status 22, from the beams; its momentum is the sum of the
+    outgoing particles) and the outgoing partons (status 23, daughters of the γ*/Z). Put it right after the
+    hard process (``presets.ee_hadrons(record=True)`` does); :func:`record_partons` then appends the partons
+    after the shower. The events themselves pass through unchanged.
+
+    Shapes: a record of ``1 + P`` entries for events of ``P`` slots; empty slots give empty entries, and an
+    event with no occupied slot has no γ*/Z either.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from diffgen.events import Events
+        >>> ev = Events.empty(1, 2).replace(p4=jnp.array([[[45.0, 0, 0, 45.0], [45.0, 0, 0, -45.0]]]),
+        ...                                 pid=jnp.array([[1, -1]]), mask=jnp.ones((1, 2), bool))
+        >>> rec = record_hard_process().apply({}, jax.random.key(0), ev).record
+        >>> rec.pid.tolist(), rec.status.tolist(), rec.parent.tolist(), rec.p4[0, 0].tolist()
+        ([[23, 1, -1]], [[22, 23, 23]], [[-1, 0, 0]], [90.0, 0.0, 0.0, 0.0])
+    """
+    def apply(params, key, events: Events) -> Events:
+        mask = events.mask
+        p4 = jnp.where(mask[..., None], events.p4, 0.0)
+        any_out = jnp.any(mask, axis=1)
+        n = mask.shape[0]
+        rec = Record(
+            p4=jnp.concatenate([jnp.sum(p4, axis=1, keepdims=True), p4], axis=1),
+            pid=jnp.concatenate([jnp.where(any_out, 23, 0)[:, None], jnp.where(mask, events.pid, 0)],
+                                axis=1).astype(jnp.int32),
+            status=jnp.concatenate([jnp.where(any_out, RECORD_HARD_RESONANCE, 0)[:, None],
+                                    jnp.where(mask, RECORD_HARD_PARTON, 0)], axis=1).astype(jnp.int32),
+            parent=jnp.concatenate([jnp.full((n, 1), FROM_BEAMS, jnp.int32), jnp.zeros(mask.shape, jnp.int32)],
+                                   axis=1))
+        return events.replace(record=rec)
+
+    return Stage(init=lambda key: {}, apply=apply)
+
+
 def record_partons() -> Stage:
-    """Stage that starts the full event record (:class:`~diffgen.events.Record`) with the event's partons
-    (status 71, from the beams' vertex); put it just before hadronization and build the decays stage
-    with ``record=True``, which appends the hadrons (``presets.ee_hadrons(record=True)`` does both). The
-    events themselves pass through unchanged."""
+    """Stage that puts the event's partons in the full event record (:class:`~diffgen.events.Record`), status
+    71; put it just before hadronization and build the decays stage with ``record=True``, which appends the
+    hadrons (``presets.ee_hadrons(record=True)`` does both). After :func:`record_hard_process` the partons are
+    appended to its record and come from the shower vertex (parent :data:`~diffgen.events.FROM_SHOWER`, whose
+    incoming particles are the hard partons); without it they start the record, from the beams. The events
+    themselves pass through unchanged."""
     def apply(params, key, events: Events) -> Events:
         pid = jnp.where(events.mask, events.pid, 0)
+        hard = events.record
         rec = Record(p4=jnp.where(events.mask[..., None], events.p4, 0.0), pid=pid,
                      status=jnp.where(events.mask, RECORD_PARTON, 0).astype(jnp.int32),
-                     parent=jnp.full(pid.shape, FROM_BEAMS, jnp.int32))
+                     parent=jnp.full(pid.shape, FROM_BEAMS if hard is None else FROM_SHOWER, jnp.int32))
+        if hard is not None:
+            rec = Record(p4=jnp.concatenate([hard.p4.astype(rec.p4.dtype), rec.p4], axis=1),
+                         pid=jnp.concatenate([hard.pid, rec.pid], axis=1),
+                         status=jnp.concatenate([hard.status, rec.status], axis=1),
+                         parent=jnp.concatenate([hard.parent, rec.parent], axis=1))
         return events.replace(record=rec)
 
     return Stage(init=lambda key: {}, apply=apply)

@@ -12,15 +12,18 @@ What diffgen writes (HepMC3 ``Asciiv3``, units GeV and mm, full double precision
   By default diffgen's ``Events`` keep the final state only, so there is no history (no Z, partons or
   resonances) in the record — enough for particle-level analyses, which select status 1. Events
   with a full record (``ee_hadrons(record=True)``, ``diffgen generate --record full``) are written as
-  a graph instead: beams (4) → the partons after the shower (status 71) → one hadronization vertex →
-  the primary hadrons → one vertex per decay (the mother with status 2), so analyses that look for
-  π0, K_S, Λ, D or B find them;
+  a graph instead, with Pythia's status codes for the intermediates (which HepMC3 leaves to the
+  generator): beams (4) → the γ*/Z (22) → the hard q q̄ (23) → one shower vertex → the partons after
+  the shower (71) → one hadronization vertex → the primary hadrons → one vertex per decay (the mother
+  with status 2), so analyses that look for π0, K_S, Λ, D or B find them. The shower's intermediate
+  partons (Pythia's 51–59) are not kept: the shower vertex has the hard partons in and the final
+  partons out. Four-momentum balances at every vertex to float32 rounding;
 * the event weight ``exp(log_weight)`` in pb and, when ``sigma_pb`` is given, a ``GenCrossSection``
   (σ, its error, and the numbers of accepted and attempted events) in every event, which Rivet uses to
   normalise histograms;
 * generated masses from the PDG table (:data:`diffgen.particles.TABLE`, float64) for hadrons, leptons,
   photons and the beams, not recomputed from float32 momenta; quarks and gluons, which have no fixed
-  mass, and codes the table does not know get the mass of their four-momentum,
+  mass, codes the table does not know and a full record's γ*/Z get the mass of their four-momentum,
   ``m = sqrt(max(E² − |p|², 0))`` (:func:`diffgen.io.mass.file_mass`).
 
 A name ending in ``.gz`` is written gzip-compressed. The file appears at its final path only when it
@@ -57,7 +60,7 @@ from diffgen.checks import check_optional_int
 from diffgen.events import Events
 from diffgen.io.atomic import atomic_write
 from diffgen.io.lhe import check_finite
-from diffgen.io.mass import file_mass
+from diffgen.io.mass import file_mass, generated_mass
 from diffgen.io.npz import decode_metadata, encode_metadata, events_from_arrays, host_arrays
 
 __all__ = ["write_hepmc", "read_hepmc", "HepMCStream", "SUFFIXES", "run_attributes"]
@@ -133,31 +136,41 @@ class HepMCStream:
         return int(a["status"].size - good.size)
 
     def _write_records(self, record, good, p4_in, pid_in, mass_in, weights, sigma_pb, error_pb) -> None:
-        """The full record (``--record full``) as a vertex graph, through HEPEVT mother ranges: beams (4) →
-        partons (71) → one hadronization vertex → primary hadrons → a vertex per decay (mother status 2);
-        hadron masses from the PDG table, partons' from their momenta."""
-        from diffgen.events import FROM_BEAMS, FROM_STRINGS, RECORD_PARTON
+        """The full record (``--record full``) as a vertex graph, through HEPEVT mother ranges (see the module
+        docstring): beams (4) → γ*/Z (22) → hard partons (23) → shower vertex → partons (71) → hadronization
+        vertex → primary hadrons → a vertex per decay (mother status 2)."""
+        from diffgen.events import (
+            FROM_BEAMS,
+            FROM_SHOWER,
+            FROM_STRINGS,
+            RECORD_HARD_PARTON,
+            RECORD_HARD_RESONANCE,
+            RECORD_PARTON,
+        )
+
         r_p4 = np.asarray(record.p4, np.float64)
         r_pid = np.asarray(record.pid, np.int32)
         r_st = np.asarray(record.status, np.int32)
         r_par = np.asarray(record.parent, np.int64)
-        r_mass = file_mass(r_p4, r_pid)
+        # the γ*/Z is off its pole: the mass of its momentum (√ŝ), not the table's
+        r_mass = np.where(r_st == RECORD_HARD_RESONANCE, generated_mass(r_p4), file_mass(r_p4, r_pid))
         for i in good:
             keep = np.flatnonzero(r_st[i] != 0)
             where = np.full(r_st.shape[1], -1, np.int64)
             where[keep] = 2 + np.arange(keep.size)
-            partons = where[keep[r_st[i, keep] == RECORD_PARTON]]
-            strings = (partons.min(), partons.max()) if partons.size else (0, 1)
+            st = r_st[i, keep]
             par = r_par[i, keep]
             mothers = np.empty((keep.size, 2), np.int64)
             mothers[par == FROM_BEAMS] = (0, 1)
-            mothers[par == FROM_STRINGS] = strings
+            # a group's entries are contiguous in the record (each is written by one stage), so one range
+            mothers[par == FROM_STRINGS] = _group_range(where[keep[st == RECORD_PARTON]])
+            mothers[par == FROM_SHOWER] = _group_range(where[keep[st == RECORD_HARD_PARTON]])
             dec = par >= 0
             mothers[dec] = np.stack([where[par[dec]], where[par[dec]]], axis=1)
             parents = np.concatenate([np.full((2, 2), -1, np.int64), mothers])
             self._emit(int(i), np.concatenate([p4_in[i], r_p4[i, keep]]),
                        np.concatenate([mass_in[i], r_mass[i, keep]]), np.concatenate([pid_in[i], r_pid[i, keep]]),
-                       np.concatenate([[_BEAM, _BEAM], r_st[i, keep]]), parents, weights[i], sigma_pb, error_pb)
+                       np.concatenate([[_BEAM, _BEAM], st]), parents, weights[i], sigma_pb, error_pb)
 
     def _emit(self, i, mom, mass, pid, status, parents, weight, sigma_pb, error_pb) -> None:
         """One HepMC event from HEPEVT-style arrays (entry 0, 1: the beams; ``parents``: 0-based ranges)."""
@@ -182,6 +195,11 @@ class HepMCStream:
         """Drop the partial file (an existing file at the path is left untouched)."""
         err = err or RuntimeError("HepMC output aborted")
         self._stack.__exit__(type(err), err, err.__traceback__)
+
+
+def _group_range(entries: np.ndarray) -> tuple[int, int]:
+    """The HEPEVT mother range (first, last) of a group of written entries; the beams (0, 1) if it is empty."""
+    return (int(entries.min()), int(entries.max())) if entries.size else (0, 1)
 
 
 def run_attributes(metadata: dict[str, Any]) -> dict[str, Any]:
