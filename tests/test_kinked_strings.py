@@ -55,6 +55,23 @@ def _qggq():
     return p4, [1, 21, 21, -1], [[101, 0], [102, 101], [103, 102], [0, 103]]
 
 
+def _collinear_ends():
+    """u g g ū with a gluon collinear with each quark: g (5 GeV, θ = 0.15) next to u, g (10 GeV, θ = π − 0.15)
+    next to ū, the quarks back to back in the rest frame of what the gluons leave (benchmarks/kinked_qgq.py
+    "qggq collinear"). Both end regions are boosted (masses ≈ 1.6 and 2.2 GeV at ≈ 45 GeV)."""
+    g = _planar([5.0, 10.0], [0.15, np.pi - 0.15])
+    rest = np.array([SQRT_S, 0.0, 0.0, 0.0]) - g.sum(axis=0)
+    m, beta = np.sqrt(rest[0] ** 2 - rest[1:] @ rest[1:]), rest[1:] / rest[0]
+    gamma, quarks = 1.0 / np.sqrt(1.0 - beta @ beta), []
+    for pz in (m / 2, -m / 2):
+        p = np.array([m / 2, 0.0, 0.0, pz])
+        bp = beta @ p[1:]
+        quarks.append(np.concatenate([[gamma * (p[0] + bp)], p[1:] + ((gamma - 1) * bp / (beta @ beta) + gamma * p[0])
+                                      * beta]))
+    return (np.stack([quarks[0], g[0], g[1], quarks[1]]), [2, 21, 21, -2],
+            [[101, 0], [102, 101], [103, 102], [0, 103]])
+
+
 def _qqbar():
     e = SQRT_S / 2
     return (np.array([[e, 0, 0, e], [e, 0, 0, -e], [0, 0, 0, 0], [0, 0, 0, 0]]), [2, -2, 0, 0],
@@ -254,6 +271,33 @@ def test_hard_gluon_adds_hadrons_and_fallbacks_are_rare(qgq_hard):
     assert n > nq + 5.0  # a 20 GeV gluon at 115° adds ~6 primary hadrons (Pythia 8.317: +6.6, benchmarks/kinked_qgq.py)
     # the straight-view fallback (module docstring) happens in a minority of strings
     assert float(np.asarray(info["fallbacks"]).mean()) < 0.25
+
+
+#: Pythia 8.317, primary hadrons, mesons only, the u g g ū of _collinear_ends: <n> and the event-to-event
+#: standard deviation of n (benchmarks/kinked_qgq.py "qggq collinear", 10⁴ events, seed 5)
+PYTHIA_COLLINEAR_ENDS = {"mean": (13.868, 0.023), "sd": (2.285, 0.016)}
+
+
+def test_boosted_end_regions_keep_pythias_multiplicity_distribution():
+    """Gluons collinear with their quarks make boosted string regions, where a transverse unit vector carries
+    an energy of γ (≈ 30 here). Each string break's pT must then be given to one hadron and taken back from
+    the next in the same region's basis (Pythia's ``StringRegion`` axes), else the difference drains energy
+    of γ·pT from the remainder at random. With the basis following the view of the remainder, diffgen's
+    multiplicity here had an sd of 2.92 (Pythia 2.285) and ≈ 0.4 string restarts per event, and strings of
+    Pythia's showered partons had 4× Pythia's share of events with ≤ 10 primaries. The sd must agree within
+    4 combined errors (sd/√(2N)); the mean within the q q̄ string's 3 % (test above) + 4σ."""
+    p = KINKED.init(None)
+    p["StringFlav:probQQtoQ"] = jnp.float32(0.0)
+    out, info = FWD_K(p, jax.random.key(31), _events(_collinear_ends()))
+    n = _n(out)
+    (ref, ref_err), (ref_sd, ref_sd_err) = PYTHIA_COLLINEAR_ENDS["mean"], PYTHIA_COLLINEAR_ENDS["sd"]
+    mean, err = _mean_err(n)
+    sd, sd_err = n.std(), n.std() / np.sqrt(2 * len(n))
+    print("collinear ends: n", mean, "+-", err, "sd", sd, "+-", sd_err, "Pythia", ref, ref_sd,
+          "restarts/event", float(np.asarray(info["restarts"]).mean()))
+    assert abs(sd - ref_sd) < 4 * np.hypot(sd_err, ref_sd_err)
+    assert abs(mean / ref - 1.0) < 0.03 + 4 * np.hypot(err, ref_err) / ref
+    assert float(np.asarray(info["restarts"]).mean()) < 0.2
 
 
 @pytest.mark.slow  # a second compilation (~40 s); the stage-level compile-once checks of tests/test_core.py are fast
