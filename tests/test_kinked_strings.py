@@ -187,11 +187,13 @@ def _parton_content(ev):
 def test_q_qbar_chain_matches_pythia_string():
     """One region (q q̄, no gluon, mesons only): the primary multiplicity against Pythia 8.317's u ū string
     (``strings_only/uubar`` of tests/data/pythia_reference.json, benchmarks/pythia_reference.py, 5·10⁴
-    events, FSR off, decays off, probQQtoQ = 0). Measured +2.0 % (12.45 ± 0.04 vs 12.19 ± 0.01): z as
-    the fraction of the end's own unused light-cone momentum (Pythia's ``xDirOld``); the remaining excess
-    is the end of the string (truncated z instead of Pythia's restarts). The bound (3 % + 4σ) fails the
-    plausible wrong answer, z as a fraction of the remainder between the two vertices (+3.3 %), and
-    any error in the Γ recursion (which moves ⟨n⟩ by several hadrons)."""
+    events, FSR off, decays off, probQQtoQ = 0). z is the fraction of the end's own unused light-cone
+    momentum (Pythia's ``xDirOld``), drawn from the whole Lund function, and the string restarts when it
+    falls outside the window where the hadron fits (Pythia's restart). Measured 2026-12-07: 12.23 ± 0.04
+    vs 12.19 (+0.4 %; benchmarks/kinked_qgq.py at 10⁴ events: 12.22 vs 12.15). Truncating z to the window
+    without the restart made it +2.0 %, z as a fraction of the remainder between the two vertices +3.3 %;
+    the bound (1 % + 4σ, σ ≈ 0.37 %) fails the second and any error in the Γ recursion (which moves ⟨n⟩
+    by several hadrons). A string runs out of restarts (and ends in the straight view) in ≈ 1 % of events."""
     ref, ref_err = lep_reference.load()["strings_only"]["uubar"]["n_hadrons"]
     p = KINKED.init(None)
     p["StringFlav:probQQtoQ"] = jnp.float32(0.0)
@@ -199,8 +201,8 @@ def test_q_qbar_chain_matches_pythia_string():
     out, info = FWD_K(p, jax.random.key(5), ev)
     n, err = _mean_err(_n(out))
     print("kinked q qbar", n, "+-", err, "Pythia", ref, "+-", ref_err)
-    assert abs(n / ref - 1.0) < 0.03 + 4 * np.hypot(err, ref_err) / ref
-    assert int(np.asarray(info["fallbacks"]).sum()) == 0
+    assert abs(n / ref - 1.0) < 0.01 + 4 * np.hypot(err, ref_err) / ref
+    assert float(np.asarray(info["fallbacks"]).mean()) < 0.03
 
 
 # ----------------------------------------------------------------------------- physics
@@ -283,9 +285,10 @@ def test_boosted_end_regions_keep_pythias_multiplicity_distribution():
     an energy of γ (≈ 30 here). Each string break's pT must then be given to one hadron and taken back from
     the next in the same region's basis (Pythia's ``StringRegion`` axes), else the difference drains energy
     of γ·pT from the remainder at random. With the basis following the view of the remainder, diffgen's
-    multiplicity here had an sd of 2.92 (Pythia 2.285) and ≈ 0.4 string restarts per event, and strings of
-    Pythia's showered partons had 4× Pythia's share of events with ≤ 10 primaries. The sd must agree within
-    4 combined errors (sd/√(2N)); the mean within the q q̄ string's 3 % (test above) + 4σ."""
+    multiplicity here had an sd of 2.92 (Pythia 2.285), and strings of Pythia's showered partons had 4×
+    Pythia's share of events with ≤ 10 primaries. Measured 2026-12-07: 13.96 ± 0.04, sd 2.37 ± 0.03 (10⁴ events:
+    13.93, sd 2.29). The sd must agree within 4 combined errors (sd/√(2N)), the mean within 1 % + 4σ (the
+    q q̄ string's bound, test above)."""
     p = KINKED.init(None)
     p["StringFlav:probQQtoQ"] = jnp.float32(0.0)
     out, info = FWD_K(p, jax.random.key(31), _events(_collinear_ends()))
@@ -296,8 +299,8 @@ def test_boosted_end_regions_keep_pythias_multiplicity_distribution():
     print("collinear ends: n", mean, "+-", err, "sd", sd, "+-", sd_err, "Pythia", ref, ref_sd,
           "restarts/event", float(np.asarray(info["restarts"]).mean()))
     assert abs(sd - ref_sd) < 4 * np.hypot(sd_err, ref_sd_err)
-    assert abs(mean / ref - 1.0) < 0.03 + 4 * np.hypot(err, ref_err) / ref
-    assert float(np.asarray(info["restarts"]).mean()) < 0.2
+    assert abs(mean / ref - 1.0) < 0.01 + 4 * np.hypot(err, ref_err) / ref
+    assert float(np.asarray(info["fallbacks"]).mean()) < 0.03
 
 
 @pytest.mark.slow  # a second compilation (~40 s); the stage-level compile-once checks of tests/test_core.py are fast

@@ -42,39 +42,49 @@ axes projected onto the new transverse plane), so that the ends' 2D transverse m
 meaning; a fresh orientation from the string axis' polar angles turned them by an arbitrary azimuth
 whenever the remainder was nearly straight, which made a very soft gluon cost ≈ 0.5 hadrons.
 Once both vertices are in the same lowest region the remainder *is* a straight string: from then on the
-view is frozen and the string continues exactly as a straight one (``z`` a fraction of the remaining
-``R±``, truncated so that the last two hadrons fit). A q q̄ chain (one region) is therefore fragmented
-exactly as by :mod:`diffgen.hadronization.fragment`.
+view is frozen (its transverse axes those of the region) and the string continues exactly as a straight
+one (``z`` a fraction of the remaining ``R±``). A q q̄ chain (one region) is therefore fragmented exactly
+as by :mod:`diffgen.hadronization.fragment`.
 
-Truncation and restarts. Pythia restarts a string when its last two hadrons do not fit. Here ``z`` is
-drawn from the Lund function truncated to the window that leaves the remainder's view room for the next
-step's hadron pair (as for straight strings; implicit reparameterisation, no accept/reject), and the
-continue/stop decision is a Bernoulli draw whose score ``log p − stop_gradient(log p)`` enters the
-weight. While the vertices are in different regions the window is that of the straight view (exact for
-one region, approximate across kinks; the view's L² uses the ends' bookkept pT, not the kinks' transverse
-momentum). If the kinked solution nevertheless has no region (within :data:`MAX_REGION_STEPS` moves),
-crosses the other end's vertex, or leaves a remainder lighter than the next hadron pair — in Pythia the
-string's ``finalTwo`` would then fail — the string is **restarted** as in Pythia: its hadrons so far are
-dropped (each output carries its chain's attempt number and only the last attempt's are kept) and it is
-fragmented again from its ends with fresh draws. The dropped attempt's score terms stay in the weight:
-the density of "repeat until it fits" is the product over all attempts, so the score estimator stays
-unbiased. At most :data:`MAX_RESTARTS` restarts per string, and only while the steps left leave room for
-another attempt; beyond that the hadron is taken from the straight view instead (same ``z``) and the
-string is finished as a straight one (a "fallback"). ``diagnose`` counts both: in Pythia's own showered
-u ū parton events ≈ 0.83 restarts and 0.10 fallbacks per event (before restarts: 0.5 fallbacks per
-event, and the events with one had a 15 % too large sphericity). Whether a kinked hadron fits is a
-deterministic function of the continuous draws, so that boundary is not differentiated (the only term of
-the gradient that is dropped). Where no root satisfies ``y ≥ y_old, x ≥ x_old`` (a vertex
-passing a gluon corner through a higher region) Pythia's root (the larger ``x``) is accepted if the
-hadron has positive energy, as in Pythia.
+Transverse momentum across regions. Each region has its own fixed transverse basis (Pythia's
+``StringRegion`` axes, :func:`_region_basis`); a hadron gets its end quark's pT in the basis of the old
+vertex's region and gives back the new quark's in that of the new vertex's region, as Pythia's ``pxOld``
+and ``pxNew``, so the pT given at a break and taken back at the next cancel exactly. In a boosted region
+(a gluon nearly collinear with its quark) a transverse unit vector carries an energy of γ; while the
+basis followed the changing view of the remainder, the two did not cancel, the remainder lost energies
+of γ·pT at random, and the multiplicity of multi-gluon strings was 30–60 % wider than Pythia's (4× its
+share of events with ≤ 10 primaries on Pythia's own partons).
 
-Compared with Pythia 8.317 (primary hadrons, meson-only, decays off; 4000–10⁴ events each, u g ū with the
-quark along z; errors ±0.03–0.05): q q̄ at 91.2 GeV 12.22 (diffgen 12.45), 5 MeV gluon at 2 rad 12.19
-(12.45), 1 GeV gluon 12.76 (13.05), 5 GeV 15.29 (15.48), 20 GeV 18.86 (19.13), 30 GeV at 2.5 rad 19.56
-(19.83): the gluon's increment agrees, the q q̄ string is 2 % rich (its end: truncated z instead of
-Pythia's restarts). Pythia's own showered u ū parton events hadronized by both (3000 events, meson-only):
-21.02 vs 20.3 primary hadrons; sphericity +5.2 ± 1.2 % (+9.5 ± 1.4 % before string restarts; what remains
-is in the events that still end with a straight-view fallback, +23 %).
+The z window and restarts. Pythia draws ``z`` from the whole Lund function and restarts a string when its
+hadrons do not fit. Across kinks diffgen does the same: ``z`` is untruncated, and if the kinked solution
+has no region (within :data:`MAX_REGION_STEPS` moves), crosses the other end's vertex, or leaves a
+remainder lighter than the next hadron pair, the string is **restarted**: its hadrons so far are dropped
+(each output carries its chain's attempt number and only the last attempt's are kept) and it is
+fragmented again from its ends with fresh draws. In the straight view the fit is a window in ``z`` (it
+leaves the remainder room for the next step's hadron pair): whether the untruncated draw lands in it is
+a Bernoulli draw of probability ``p_win`` (:func:`diffgen.hadronization.lund_z.window_mass`), ``z`` then
+comes from the truncated function (implicit reparameterisation), and outside the window the string
+restarts — the same distribution, written so that the window's edges are differentiated. The continue/
+stop decision and the window are Bernoulli draws whose scores ``log p − stop_gradient(log p)`` enter the
+weight; a dropped attempt's score terms stay in it (the density of "repeat until it fits" is the product
+over all attempts), so the score estimator stays unbiased. At most :data:`MAX_RESTARTS` restarts per
+string, and only while the steps left leave room for another attempt; beyond that the hadron is taken
+from the straight view with ``z`` clipped to the window and the string is finished as a straight one (a
+"fallback"). ``diagnose`` counts both: on Pythia's own showered u ū parton events 0.36 restarts and
+0.006 fallbacks per event. (Truncating ``z`` to the window without restarting kept the strings Pythia
+starts again and made them 2 % rich.) Whether a kinked hadron fits is a deterministic function of the
+continuous draws, so that boundary is not differentiated (the only term of the gradient that is
+dropped). Where no root satisfies ``y ≥ y_old, x ≥ x_old`` (a vertex passing a gluon corner through a
+higher region) Pythia's root (the larger ``x``) is accepted if the hadron has positive energy, as in
+Pythia.
+
+Compared with Pythia 8.317 (primary hadrons, meson-only, decays off; benchmarks/kinked_qgq.py, 10⁴ events
+each, errors ±0.02–0.03; 2026-12-07): q q̄ at 91.2 GeV 12.22 (diffgen 12.27), 5 MeV gluon at 2 rad 12.21
+(12.28), 1 GeV gluon 12.75 (12.82), 20 GeV 18.90 (19.13), 30 GeV at 2.5 rad 19.63 (19.87), a gluon
+collinear with each quark 13.87 (14.00, standard deviation 2.285 vs 2.275). Pythia's own showered u ū
+parton events hadronized by both (3000 events, meson-only): 21.02 vs 21.10 primary hadrons, standard
+deviation 5.85 vs 5.97, 0.57 ± 0.14 % vs 0.83 ± 0.17 % of events with ≤ 10 primaries, primary sphericity
++0.2 % (before the per-region bases and the window restarts: 20.56, 2.2 %, +5.1 %).
 """
 
 from __future__ import annotations
@@ -99,7 +109,7 @@ from diffgen.hadronization.fragment import (
     smoothstep,
     start_choices,
 )
-from diffgen.hadronization.lund_z import S_MAX, diquark_shape, sample_log_z
+from diffgen.hadronization.lund_z import S_MAX, diquark_shape, sample_log_z, window_mass
 from diffgen.hadronization.string import Chains, Regions, light_cone_frame
 from diffgen.numerics import safe_div, safe_log, safe_sqrt
 from diffgen.schedule import run_pool
@@ -426,8 +436,24 @@ def _step(st: _KState, t, key_t, get, take, n_active, fp: FragParams, n_steps: i
     r_side_s = jnp.where(valid, r_side, 1.0)
     own_s = jnp.where(valid & (own_side >= r_side_s), own_side, r_side_s)
     log_kappa = jnp.log(r_side_s / own_s)
-    log_z = sample_log_z(u[3], a_z, fp.b * mt2_s, alpha, s_lo + log_kappa, s_hi + log_kappa)
-    z = jnp.exp(log_z)
+    lo_w, hi_w = s_lo + log_kappa, s_hi + log_kappa
+    # Pythia draws z from the whole Lund function and restarts the string when the hadron does not fit.
+    # Across kinks the kinked solve decides that (below), so z is drawn untruncated there. In the straight
+    # view the fit is the window: whether z falls in it is a Bernoulli draw of probability p_win (its score
+    # enters the weight), then z comes from the truncated function (implicit reparameterisation); outside
+    # the window the string restarts. That is the untruncated draw followed by Pythia's restart, written so
+    # that the window's edges are differentiated too. (Truncating without the restart, as before, kept the
+    # strings that Pythia would have started again: a q q̄ string was 2 % richer than Pythia's.)
+    c_z = fp.b * mt2_s
+    log_z = sample_log_z(u[3], a_z, c_z, alpha, jnp.where(straight, lo_w, -1.0e4), jnp.where(straight, hi_w, S_MAX))
+    p_win = window_mass(a_z, c_z, alpha, lo_w, hi_w)
+    use_win = straight & valid
+    in_win = jax.random.uniform(jax.random.fold_in(key_t, 2), (), dtype) < p_win
+    out_win = active & cont & use_win & ~in_win
+    lp_win = safe_log(jnp.where(in_win, p_win, 1.0 - p_win), floor=0.0)
+    log_weight = log_weight + jnp.where(active & use_win, lp_win - jax.lax.stop_gradient(lp_win), 0.0)
+    # the straight-view hadron (straight steps; the rare fallback across kinks) keeps z inside the window
+    z = jnp.exp(jnp.clip(log_z, lo_w, hi_w))
     p_side = z * own_s
     p_oth = jnp.where(valid, mt2_h, 0.1) / p_side  # the straight-view hadron's own m⊥ (on its light cone)
     p4_straight = _lc(frame, jnp.where(plus, p_side, p_oth), jnp.where(plus, p_oth, p_side), pt_h, b.mass_h)
@@ -435,7 +461,8 @@ def _step(st: _KState, t, key_t, get, take, n_active, fp: FragParams, n_steps: i
     # --- continue across regions (kinked solve) while the vertices are in different regions
     side = jnp.where(plus, 0, 1)
     pt_k = jnp.where(plus, st.k_pos - st.k, st.k_neg + st.k)
-    gamma_new = -jnp.expm1(log_z) * (st.gamma[side] + safe_div(b.mass_h ** 2 + jnp.sum(pt_k * pt_k), z))
+    z_k = jnp.exp(log_z)
+    gamma_new = -jnp.expm1(log_z) * (st.gamma[side] + safe_div(b.mass_h ** 2 + jnp.sum(pt_k * pt_k), z_k))
     acc = _Access(take, g0, n, plus, take(g0), take(g0 + n - 1))
     k_old = jnp.where(plus, st.k_pos, st.k_neg)
     k_new = jnp.where(plus, k_pos1, k_neg1)  # pt_k = k_old − k_new
@@ -452,7 +479,7 @@ def _step(st: _KState, t, key_t, get, take, n_active, fp: FragParams, n_steps: i
     # region): as in Pythia, where finalTwo then fails, the string starts over (its hadrons so far are
     # dropped, the scores of the dropped attempt stay in the weight: the density of "repeat until it
     # fits" is the product over all attempts); after MAX_RESTARTS the straight-view fallback
-    failed_k = active & ~straight & cont & ~use_k
+    failed_k = (active & ~straight & cont & ~use_k) | out_win
     # (only while the steps left leave room for another attempt as long as this one and a margin)
     restart = failed_k & (st.attempt < MAX_RESTARTS) & (2 * t - st.t0 + _RESTART_MARGIN < n_steps)
     fell_back = failed_k & ~restart

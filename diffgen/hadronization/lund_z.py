@@ -46,7 +46,7 @@ import jax.numpy as jnp
 
 from diffgen.numerics import safe_div
 
-__all__ = ["GRID_SIZE", "sample_log_z", "log_density", "cdf_grid", "cdf_at", "S_MAX", "diquark_shape"]
+__all__ = ["GRID_SIZE", "sample_log_z", "window_mass", "log_density", "cdf_grid", "cdf_at", "S_MAX", "diquark_shape"]
 
 GRID_SIZE = 256  #: nodes of the tabulated CDF in s = log z
 S_MAX = math.log1p(-1e-6)  #: upper end of the grid (z = 1 − 10⁻⁶)
@@ -215,3 +215,18 @@ def sample_log_z(u, a, c, alpha=1.0, s_lo=None, s_hi=None):
     s_lo = jnp.full_like(u, -1e4) if s_lo is None else jnp.broadcast_to(s_lo, u.shape).astype(u.dtype)
     s_hi = jnp.full_like(u, S_MAX) if s_hi is None else jnp.broadcast_to(s_hi, u.shape).astype(u.dtype)
     return _sample(u, a, c, alpha, s_lo, s_hi)
+
+
+def window_mass(a, c, alpha, s_lo, s_hi):
+    """Probability that an untruncated draw of ``s = log z`` falls in ``[s_lo, s_hi]``: ``F(s_hi) − F(s_lo)``
+    on the grid CDF, clipped to [0, 1]. Differentiable in every argument (the grid's node positions are held
+    fixed, as for :func:`sample_log_z`), so its log is the score of "the draw was inside the window".
+
+    Example:
+        >>> float(window_mass(0.68, 0.3, 1.0, -1e4, S_MAX))
+        1.0
+    """
+    s_min, width, f = cdf_grid(a, c, alpha)
+    s_lo = jnp.broadcast_to(s_lo, s_min.shape).astype(s_min.dtype)
+    s_hi = jnp.broadcast_to(s_hi, s_min.shape).astype(s_min.dtype)
+    return jnp.clip(cdf_at(s_hi, s_min, width, f) - cdf_at(s_lo, s_min, width, f), 0.0, 1.0)
