@@ -386,8 +386,8 @@ def _step(st: _KState, t, key_t, get, take, n_active, fp: FragParams, n_steps: i
     l2 = w2_rem + jnp.sum(k_sum * k_sum)
     big_l = safe_sqrt(l2)
 
-    f_pos1 = jnp.where(plus, b.q_new, st.f_pos)
-    f_neg1 = jnp.where(plus, st.f_neg, b.q_new)
+    f_pos1 = jnp.where(plus, b.q_new, st.f_pos).astype(st.f_pos.dtype)  # (int32 also with jax_enable_x64)
+    f_neg1 = jnp.where(plus, st.f_neg, b.q_new).astype(st.f_neg.dtype)
     k_pos1 = jnp.where(plus, st.k, st.k_pos)
     k_neg1 = jnp.where(plus, st.k_neg, -st.k)
     u = jax.random.uniform(key_t, (_N_STEP_UNIFORMS,), dtype)
