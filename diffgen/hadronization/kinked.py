@@ -271,6 +271,12 @@ def _solve_vertex(acc: _Access, a0, y0, b0, x0, k_old, k_new, m2, gamma_new):
     return (ok, *res)
 
 
+def _same_lowest_region(st: _KState, n):
+    """Both vertices in the same lowest region (no corner offset in Γ): the remainder is a straight string."""
+    return ((st.cur_a[0] == n - 1 - st.cur_b[1]) & (st.cur_b[0] == n - 1 - st.cur_a[1])
+            & (st.cur_a[0] == st.cur_b[0]))
+
+
 def _view(row, g0, n, st: _KState):
     """(n̂₊, n̂₋, e₁, e₂) of the straight view of the remainder between the two vertices."""
     ap, am = st.cur_a[0], st.cur_a[1]
@@ -297,7 +303,7 @@ def _view(row, g0, n, st: _KState):
     # both vertices in the same lowest region: the remainder is that region's straight string, and its
     # view (frozen from here on) takes the region's own transverse basis, the one the ends' last kinked
     # hadrons laid their quarks' pT in (_region_basis), so that the pT bookkeeping carries on exactly
-    same = (ap == n - 1 - bm) & (bp == n - 1 - am) & (ap == bp)
+    same = _same_lowest_region(st, n)
     r1, r2 = _region_basis(v_ap[0:4], v_ap[4:8])
     return jnp.stack([n_plus, n_minus, jnp.where(same, r1, e1), jnp.where(same, r2, e2)])
 
@@ -356,8 +362,7 @@ def _step(st: _KState, t, key_t, get, take, n_active, fp: FragParams, n_steps: i
 
     # --- the straight view of the remainder (frozen once both vertices share a region)
     # both vertices in the same lowest region (no corner offset in Γ): the remainder is a straight string
-    same = ((st.cur_a[0] == n - 1 - st.cur_b[1]) & (st.cur_b[0] == n - 1 - st.cur_a[1])
-            & (st.cur_a[0] == st.cur_b[0]))
+    same = _same_lowest_region(st, n)
     straight = st.straight | same
     frame = jnp.where(st.straight, st.frame, _view(take, g0, n, st))
     r_plus = 2.0 * _dot(st.rem, frame[1])
