@@ -353,26 +353,40 @@ def test_no_nan_in_values_and_gradients(mixed):
     assert np.any(np.asarray(d_lw) != 0.0)
 
 
-@pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=(
-    "known defect (2026-12-07): in float32 reverse and forward mode disagree on the kinked strings' "
-    "log-weight derivative (per event d log w / d aLund up to 19 apart, mostly the continue/stop score; "
-    "1097 vs 1209 here, 5.9 vs 40.6 before this session's string changes). With jax_enable_x64 the two "
-    "agree to 1e-8 (of 96): float32 rounding amplified by the score's 1/p, not a transposition error. "
-    "Forward mode is the one checked against finite differences."))
-def test_reverse_mode_gradient_is_finite_and_matches_forward_mode():
-    """``jax.grad`` through the checkpointed scan and the custom-JVP z sampler agrees with a
-    forward-mode directional derivative (64 mixed events)."""
+def _per_event_jacobians(ev, theta0):
+    """Per-event d(log w)/dθ for 64 events in forward mode and in reverse mode (one VJP per event)."""
+    def log_w(theta):
+        return _run(theta, jax.random.key(4), ev)[1]
+    j_fwd = np.asarray(jax.jacfwd(log_w)(theta0), np.float64)
+    j_rev = np.asarray(jax.jacrev(log_w)(theta0), np.float64)
+    return j_fwd, j_rev
+
+
+@pytest.mark.slow  # two compilations of both modes (~5 min on 2 cores)
+def test_reverse_mode_matches_forward_mode_per_event():
+    """``jax.grad``/``jacrev`` through the checkpointed scan, the pooled schedule and the custom-JVP z sampler
+    transposes the forward-mode derivative (the one checked against finite differences) exactly: per event,
+    d log w/dθ for all six parameters agree to 10⁻⁷ of their scale in float64.
+
+    In float32 the two differ by rounding: the stop decision's score ``∝ 1/t`` for a feasibility factor near
+    its threshold ``t → 0`` differentiates a small difference of string-scale momenta, which the two modes
+    round differently (measured 2026-12-07: per event rms 2.6 against a spread of 30 in d log w/d aLund; one
+    event 19 apart). That is noise well below the Monte Carlo noise of any estimate built from these
+    events, which is what the float32 bound checks: the rms difference is below 0.3 of the per-event spread
+    for every parameter (it adds under 9 % to the variance)."""
     ev = _events(list(CONFIGS))[0][:64]
-
-    def loss(theta):
-        return jnp.sum(_weighted_means(theta, jax.random.key(4), ev) * jnp.array([1.0, 10.0, 1.0]))
-
-    g_rev = np.asarray(jax.grad(loss)(THETA0), np.float64)
-    assert np.all(np.isfinite(g_rev)) and np.any(g_rev != 0.0)
-    direction = jnp.arange(1.0, 1.0 + len(GRAD_NAMES))
-    _, d_fwd = jax.jvp(loss, (THETA0,), (direction,))
-    assert float(d_fwd) == pytest.approx(float(g_rev @ np.asarray(direction)), rel=2e-3, abs=2e-3)
+    with jax.enable_x64(True):
+        ev64 = ev.replace(p4=ev.p4.astype(jnp.float64))
+        j_fwd, j_rev = _per_event_jacobians(ev64, THETA0.astype(jnp.float64))
+    scale = np.abs(j_fwd).max(axis=0)
+    assert np.all(scale > 0.0), scale  # every parameter reaches the log-weight
+    assert np.all(np.abs(j_rev - j_fwd) <= 1e-7 * scale), np.abs(j_rev - j_fwd).max(axis=0) / scale
+    j_fwd, j_rev = _per_event_jacobians(ev, THETA0)
+    assert np.all(np.isfinite(j_rev))
+    rms = np.sqrt(np.mean((j_rev - j_fwd) ** 2, axis=0))
+    spread = j_fwd.std(axis=0)
+    print("float32 rms(rev − fwd) / spread:", np.round(rms / spread, 3))
+    assert np.all(rms < 0.3 * spread), rms / spread
 
 
 @pytest.mark.slow

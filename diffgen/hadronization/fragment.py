@@ -49,7 +49,7 @@ from diffgen.numerics import safe_div, safe_log, safe_sqrt
 from diffgen.schedule import run_pool
 
 __all__ = ["FragParams", "StartChoices", "start_choices", "fragment_event", "STOP_MASS", "STOP_NEW_FLAV",
-           "STOP_SMEAR", "R_FACTOR", "smoothstep", "fragment_batch"]
+           "STOP_SMEAR", "R_FACTOR", "smoothstep", "continue_decision", "fragment_batch"]
 
 STOP_MASS = 1.0  #: Pythia 8.3 StringFragmentation:stopMass (GeV)
 STOP_NEW_FLAV = 2.0  #: Pythia 8.3 StringFragmentation:stopNewFlav
@@ -68,6 +68,29 @@ def smoothstep(t):
     """3t² − 2t³ on [0, 1], clamped: C¹, 0 below 0 and 1 above 1."""
     t = jnp.clip(t, 0.0, 1.0)
     return t * t * (3.0 - 2.0 * t)
+
+
+def continue_decision(t_rule, t_fit, u):
+    """Draw continue (``u < p``) or stop, with ``p = smoothstep(t_rule)·smoothstep(t_fit)``, and return the
+    log-probability of the drawn decision, the stop probability computed as a sum of complements instead
+    of ``1 − p``.
+
+    ``1 − s(t) = s(1 − t)`` exactly for the smoothstep, so ``1 − s₁s₂ = s(1 − t₁) + s₁ s(1 − t₂)`` has no
+    cancellation: in float32 ``1 − p`` reads 2.98·10⁻⁶ for a stop of probability 3.00·10⁻⁶, and loses all
+    digits below that, where the stop's score ``∝ 1/(1 − p)`` is largest.
+
+    Returns:
+        ``(cont_drawn, log_prob)``; ``log_prob`` is 0 where the drawn outcome has probability 0 (never drawn).
+
+    >>> c, lp = continue_decision(jnp.float32(1.0 - 1e-3), jnp.float32(2.0), jnp.float32(0.9999999))
+    >>> bool(c), round(float(lp), 2)  # stop, probability 1 − p = 3.0·10⁻⁶
+    (False, -12.72)
+    """
+    s_rule, s_fit = smoothstep(t_rule), smoothstep(t_fit)
+    p_cont = s_rule * s_fit
+    p_stop = smoothstep(1.0 - t_rule) + s_rule * smoothstep(1.0 - t_fit)
+    cont_drawn = u < p_cont
+    return cont_drawn, safe_log(jnp.where(cont_drawn, p_cont, p_stop), floor=0.0)
 
 
 class FragParams(NamedTuple):
@@ -195,14 +218,12 @@ def _step(st: _State, t, key_t, get, n_active, fp: FragParams, n_steps: int):
 
     # continue or stop
     w_min = STOP_MASS + mq[st.f_pos - 1] + mq[st.f_neg - 1] + STOP_NEW_FLAV * mq[b.q_new - 1]
-    p_stop_rule = smoothstep((safe_div(w_rem, w_min) - (1.0 - STOP_SMEAR)) / (2.0 * STOP_SMEAR))
-    p_fit = smoothstep((big_l - mt_h - floor1 - DELTA) / FIT_WIDTH)
-    p_cont = p_stop_rule * p_fit
-    cont_drawn = u[2] < p_cont
+    t_rule = (safe_div(w_rem, w_min) - (1.0 - STOP_SMEAR)) / (2.0 * STOP_SMEAR)
+    t_fit = (big_l - mt_h - floor1 - DELTA) / FIT_WIDTH
+    cont_drawn, lp_dec = continue_decision(t_rule, t_fit, u[2])
     last = t == n_steps - 1
     cont = cont_drawn & ~last
     overflow = st.overflow | (active & last & cont_drawn)
-    lp_dec = safe_log(jnp.where(cont_drawn, p_cont, 1.0 - p_cont), floor=0.0)
     score = lp_dec - jax.lax.stop_gradient(lp_dec) + b1.log_prob - jax.lax.stop_gradient(b1.log_prob)
     log_weight = st.log_weight + jnp.where(active, score, 0.0)
 

@@ -106,10 +106,10 @@ from diffgen.hadronization.fragment import (
     STOP_SMEAR,
     FragParams,
     StartChoices,
-    smoothstep,
+    continue_decision,
     start_choices,
 )
-from diffgen.hadronization.lund_z import S_MAX, diquark_shape, sample_log_z, window_mass
+from diffgen.hadronization.lund_z import S_MAX, diquark_shape, sample_log_z, window_masses
 from diffgen.hadronization.string import Chains, Regions, light_cone_frame
 from diffgen.numerics import safe_div, safe_log, safe_sqrt
 from diffgen.schedule import run_pool
@@ -406,14 +406,12 @@ def _step(st: _KState, t, key_t, get, take, n_active, fp: FragParams, n_steps: i
 
     # --- continue or stop (straight view)
     w_min = STOP_MASS + mq[st.f_pos - 1] + mq[st.f_neg - 1] + STOP_NEW_FLAV * mq[b.q_new - 1]
-    p_stop_rule = smoothstep((safe_div(w_rem, w_min) - (1.0 - STOP_SMEAR)) / (2.0 * STOP_SMEAR))
-    p_fit = smoothstep((big_l - mt_h - floor1 - DELTA) / FIT_WIDTH)
-    p_cont = p_stop_rule * p_fit
-    cont_drawn = u[2] < p_cont
+    t_rule = (safe_div(w_rem, w_min) - (1.0 - STOP_SMEAR)) / (2.0 * STOP_SMEAR)
+    t_fit = (big_l - mt_h - floor1 - DELTA) / FIT_WIDTH
+    cont_drawn, lp_dec = continue_decision(t_rule, t_fit, u[2])
     last = t == n_steps - 1
     cont = cont_drawn & ~last
     overflow = st.overflow | (active & last & cont_drawn)
-    lp_dec = safe_log(jnp.where(cont_drawn, p_cont, 1.0 - p_cont), floor=0.0)
     score = lp_dec - jax.lax.stop_gradient(lp_dec) + b1.log_prob - jax.lax.stop_gradient(b1.log_prob)
     log_weight = st.log_weight + jnp.where(active, score, 0.0)
 
@@ -451,11 +449,11 @@ def _step(st: _KState, t, key_t, get, take, n_active, fp: FragParams, n_steps: i
     # strings that Pythia would have started again: a q q̄ string was 2 % richer than Pythia's.)
     c_z = fp.b * mt2_s
     log_z = sample_log_z(u[3], a_z, c_z, alpha, jnp.where(straight, lo_w, -1.0e4), jnp.where(straight, hi_w, S_MAX))
-    p_win = window_mass(a_z, c_z, alpha, lo_w, hi_w)
+    p_win, p_out = window_masses(a_z, c_z, alpha, lo_w, hi_w)
     use_win = straight & valid
     in_win = jax.random.uniform(jax.random.fold_in(key_t, 2), (), dtype) < p_win
     out_win = active & cont & use_win & ~in_win
-    lp_win = safe_log(jnp.where(in_win, p_win, 1.0 - p_win), floor=0.0)
+    lp_win = safe_log(jnp.where(in_win, p_win, p_out), floor=0.0)
     log_weight = log_weight + jnp.where(active & use_win, lp_win - jax.lax.stop_gradient(lp_win), 0.0)
     # the straight-view hadron (straight steps; the rare fallback across kinks) keeps z inside the window
     z = jnp.exp(jnp.clip(log_z, lo_w, hi_w))

@@ -46,7 +46,8 @@ import jax.numpy as jnp
 
 from diffgen.numerics import safe_div
 
-__all__ = ["GRID_SIZE", "sample_log_z", "window_mass", "log_density", "cdf_grid", "cdf_at", "S_MAX", "diquark_shape"]
+__all__ = ["GRID_SIZE", "sample_log_z", "window_mass", "window_masses", "log_density", "cdf_grid", "cdf_at", "S_MAX",
+           "diquark_shape"]
 
 GRID_SIZE = 256  #: nodes of the tabulated CDF in s = log z
 S_MAX = math.log1p(-1e-6)  #: upper end of the grid (z = 1 − 10⁻⁶)
@@ -101,11 +102,8 @@ def _node_s(s_min, width, i):
     return s_min + width * (1.0 - (1.0 - w) ** 2)
 
 
-def cdf_grid(a, c, alpha):
-    """Normalised CDF ``F`` of ``s`` at the grid nodes: (s_min, width, F[..., GRID_SIZE]).
-
-    ``a``, ``c``, ``alpha`` broadcast against each other; the node axis is appended last.
-    """
+def _grid(a, c, alpha):
+    """:func:`cdf_grid` and the normalised probability of each interval."""
     a, c, alpha = jnp.broadcast_arrays(jnp.asarray(a), jnp.asarray(c), jnp.asarray(alpha))
     s_min, width = _grid_nodes(c, alpha)
     i = jnp.arange(GRID_SIZE, dtype=width.dtype)
@@ -115,7 +113,15 @@ def cdf_grid(a, c, alpha):
     g = jnp.exp(logg)
     trap = 0.5 * (g[..., 1:] + g[..., :-1]) * (s[..., 1:] - s[..., :-1])
     cum = jnp.concatenate([jnp.zeros_like(g[..., :1]), jnp.cumsum(trap, axis=-1)], axis=-1)
-    return s_min, width, cum / cum[..., -1:]
+    return s_min, width, cum / cum[..., -1:], trap / cum[..., -1:]
+
+
+def cdf_grid(a, c, alpha):
+    """Normalised CDF ``F`` of ``s`` at the grid nodes: (s_min, width, F[..., GRID_SIZE]).
+
+    ``a``, ``c``, ``alpha`` broadcast against each other; the node axis is appended last.
+    """
+    return _grid(a, c, alpha)[:3]
 
 
 def _locate(s, s_min, width):
@@ -226,7 +232,26 @@ def window_mass(a, c, alpha, s_lo, s_hi):
         >>> float(window_mass(0.68, 0.3, 1.0, -1e4, S_MAX))
         1.0
     """
-    s_min, width, f = cdf_grid(a, c, alpha)
+    return window_masses(a, c, alpha, s_lo, s_hi)[0]
+
+
+def window_masses(a, c, alpha, s_lo, s_hi):
+    """``(P(inside), P(outside))`` of the window ``[s_lo, s_hi]`` for an untruncated draw of ``s = log z``.
+
+    The outside probability is ``F(s_lo) + (1 − F(s_hi))`` with the upper tail summed from the top of the
+    grid, not ``1 − P(inside)``: in float32 the latter loses all precision when the window holds nearly all
+    the mass, and its log's derivative (a score, ``∝ 1/P(outside)``) with it.
+
+    Example:
+        >>> p_in, p_out = window_masses(0.68, 0.3, 1.0, -1e4, -1e-3)
+        >>> abs(float(p_in) + float(p_out) - 1.0) < 1e-6 and 0.0 < float(p_out) < 1e-3
+        True
+    """
+    s_min, width, f, prob = _grid(a, c, alpha)
+    # upper tail at the nodes, summed from the top: tail[i] = 1 − f[i] without the cancellation
+    tail = jnp.concatenate([jnp.flip(jnp.cumsum(jnp.flip(prob, -1), axis=-1), -1), jnp.zeros_like(f[..., :1])], -1)
     s_lo = jnp.broadcast_to(s_lo, s_min.shape).astype(s_min.dtype)
     s_hi = jnp.broadcast_to(s_hi, s_min.shape).astype(s_min.dtype)
-    return jnp.clip(cdf_at(s_hi, s_min, width, f) - cdf_at(s_lo, s_min, width, f), 0.0, 1.0)
+    p_in = jnp.clip(cdf_at(s_hi, s_min, width, f) - cdf_at(s_lo, s_min, width, f), 0.0, 1.0)
+    p_out = jnp.clip(cdf_at(s_lo, s_min, width, f) + cdf_at(s_hi, s_min, width, tail), 0.0, 1.0)
+    return p_in, p_out

@@ -63,6 +63,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from diffgen import kinematics as _kin
+from diffgen import particles as _particles
 from diffgen.checks import check_int, check_optional_int
 from diffgen.events import Events, Status, compact_slots
 from diffgen.hadronization.flavour import break_flavour_probs, new_flavour_probs, species_probs, vector_ratios
@@ -77,8 +79,6 @@ from diffgen.hadronization.string import (
     compact_chains,
     compact_strings,
 )
-from diffgen import kinematics as _kin
-from diffgen import particles as _particles
 from diffgen.kinematics import match_total_momentum
 from diffgen.params import SETTINGS, out_of_range
 from diffgen.stage import Stage, event_keys, uniforms
