@@ -56,7 +56,8 @@ def identity_map(dim: int) -> ChannelMap:
 
 
 def peak_map(centre, width) -> ChannelMap:
-    """Per-coordinate tan mapping concentrating points around ``centre`` (f[dim] in (0, 1)) with scale ``width`` (> 0)."""
+    """Per-coordinate tan mapping concentrating points around ``centre`` (f[dim] in (0, 1)) with scale
+    ``width`` (> 0)."""
     centre = np.atleast_1d(np.asarray(centre, np.float64))
     width = np.broadcast_to(np.asarray(width, np.float64), centre.shape)
     if centre.ndim != 1 or np.any(~np.isfinite(centre)) or np.any((centre <= 0) | (centre >= 1)):

@@ -60,7 +60,8 @@ class Conditioner(nn.Module):
 
 
 class CouplingLayer(NamedTuple):
-    """One coupling layer: ``init(key) -> params``, ``forward``/``inverse(params, z[N, d], cond) -> (z', log_det[N])``."""
+    """One coupling layer: ``init(key) -> params``,
+    ``forward``/``inverse(params, z[N, d], cond) -> (z', log_det[N])``."""
 
     init: callable
     forward: callable

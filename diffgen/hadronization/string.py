@@ -401,14 +401,17 @@ def build_chains(p4, pid, mask, colour, n_chains: int, m_join: float = M_JOIN):
     return chains, make_regions(pos, neg), bad, overflow, parton
 
 
-def collapse_light_chains(chains: Chains, regions: Regions):
-    """:func:`collapse_light` for kinked strings: a chain below its two-meson threshold (+ margin) becomes
-    its lightest meson; the heaviest fragmentable chain recoils (all its region vectors are boosted).
+def collapse_light_chains(chains: Chains, regions: Regions, force=None):
+    """:func:`collapse_light` for kinked strings: a chain below its two-meson threshold (+ margin), or one
+    marked in ``force`` (bool[S]; a mini-string whose two-hadron draws failed), becomes its lightest meson;
+    the heaviest fragmentable chain recoils (all its region vectors are boosted).
 
     Returns (chains, regions, collapsed pid i32[S], p4 f[S, 4], valid bool[S], failed bool).
     """
     s_count = chains.mass.shape[0]
     light = chains.active & (chains.mass < min_two_meson_mass(chains.f_pos, chains.f_neg) + LIGHT_MARGIN)
+    if force is not None:
+        light = light | (chains.active & force)
     pid_l, m_l = lightest_meson(chains.f_pos, chains.f_neg)
     cand = chains.active & ~light
     nb = jnp.argmax(jnp.where(cand, chains.mass, -1.0))

@@ -68,10 +68,12 @@ def _rotation(cos_b, alpha, gamma):
     sin_b = safe_sqrt(1.0 - cos_b * cos_b)
     ca, sa, cg, sg = jnp.cos(alpha), jnp.sin(alpha), jnp.cos(gamma), jnp.sin(gamma)
     one, zero = jnp.ones_like(ca), jnp.zeros_like(ca)
-    rz_a = jnp.stack([jnp.stack([ca, -sa, zero], -1), jnp.stack([sa, ca, zero], -1), jnp.stack([zero, zero, one], -1)], -2)
+    rz_a = jnp.stack([jnp.stack([ca, -sa, zero], -1), jnp.stack([sa, ca, zero], -1),
+                      jnp.stack([zero, zero, one], -1)], -2)
     ry_b = jnp.stack([jnp.stack([cos_b, zero, sin_b], -1), jnp.stack([zero, one, zero], -1),
                       jnp.stack([-sin_b, zero, cos_b], -1)], -2)
-    rz_g = jnp.stack([jnp.stack([cg, -sg, zero], -1), jnp.stack([sg, cg, zero], -1), jnp.stack([zero, zero, one], -1)], -2)
+    rz_g = jnp.stack([jnp.stack([cg, -sg, zero], -1), jnp.stack([sg, cg, zero], -1),
+                      jnp.stack([zero, zero, one], -1)], -2)
     return rz_a @ ry_b @ rz_g
 
 
