@@ -22,7 +22,7 @@ from diffgen.params import SETTINGS
 
 N_EVENTS = 4000
 W = 1.2  # GeV: u ū with mass excess 1.2 − 2·0.325 = 0.55 < mStringMin
-STAGE = string_fragmentation(capacity=16)
+STAGE = string_fragmentation(capacity=16)  # every test uses N_EVENTS × 4 input slots: one compilation
 FWD = jax.jit(STAGE.diagnose)
 MASS = {p.pid: p.mass for p in particles.TABLE}
 
@@ -36,7 +36,8 @@ def _events(p4, pid, col, n=N_EVENTS):
 
 def _uubar_at_rest(n=N_EVENTS):
     e = W / 2
-    return _events([[e, 0, 0, e], [e, 0, 0, -e], [0, 0, 0, 0]], [2, -2, 0], [[101, 0], [0, 101], [0, 0]], n)
+    return _events([[e, 0, 0, e], [e, 0, 0, -e], [0, 0, 0, 0], [0, 0, 0, 0]], [2, -2, 0, 0],
+                   [[101, 0], [0, 101], [0, 0], [0, 0]], n)
 
 
 def _boosted_ugu():
@@ -48,7 +49,8 @@ def _boosted_ugu():
     bp = p[:, 1:] @ beta
     boosted = np.concatenate([(g * (p[:, 0] + bp))[:, None],
                               p[:, 1:] + ((g - 1) * bp / (beta @ beta) + g * p[:, 0])[:, None] * beta], axis=1)
-    return _events(boosted, [2, 21, -2], [[101, 0], [102, 101], [0, 102]])
+    return _events(np.concatenate([boosted, np.zeros((1, 4))]), [2, 21, -2, 0],
+                   [[101, 0], [102, 101], [0, 102], [0, 0]])
 
 
 @pytest.fixture(scope="module")
@@ -92,10 +94,9 @@ def test_one_hadron_only_after_two_failed_flavour_draws():
     retries 0. (Without a partner string (test_mini_strings_make_two_hadrons…) every mini-string
     ends as two hadrons: Pythia's last resort.)"""
     e = W / 2
-    ev = _events([[e, 0, 0, e], [e, 0, 0, -e], [10.0, 10.0, 0, 0], [10.0, -10.0, 0, 0]], [2, -2, 1, -1],
+    ev = _events([[e, 0, 0, e], [e, 0, 0, -e], [2.5, 2.5, 0, 0], [2.5, -2.5, 0, 0]], [2, -2, 1, -1],
                  [[101, 0], [0, 101], [102, 0], [0, 102]])
-    stage = string_fragmentation(capacity=48)
-    out, info = jax.jit(stage.diagnose)(stage.init(None), jax.random.key(5), ev)
+    out, info = FWD(STAGE.init(None), jax.random.key(5), ev)  # same shapes as the other tests: one compilation
     assert np.all(np.asarray(out.status) == 0)
     theta = {n: jnp.float32(SETTINGS[n].default) for n in SETTINGS}
     sp = species_probs(vector_ratios(theta), theta["StringFlav:decupletSup"])

@@ -102,7 +102,9 @@ ETA_PRIME_SUP = 0.12  #: Pythia 8.3 StringFlav:etaPrimeSup
 #: SU(6) octet / decuplet weights of Pythia's StringFlav (ud0+u, ud0+s, uu1+u, uu1+d, ud1+u, ud1+s)
 BARYON_CG_OCT = (0.75, 0.5, 0.0, 0.1667, 0.0833, 0.1667)
 BARYON_CG_DEC = (0.0, 0.0, 1.0, 0.3333, 0.6667, 0.3333)
-_QUARK_CONSTITUENT = (0.33, 0.33, 0.50, 1.50, 4.80)
+#: Pythia 8.3 ParticleDataEntry::CONSTITUENTMASSTABLE (d, u, s, c, b; constituentMass(), used by its stop rule
+#: and the mini-string test), not the m0 pole masses (0.33, 0.33, 0.5, 1.5, 4.8)
+_QUARK_CONSTITUENT = (0.325, 0.325, 0.50, 1.60, 5.00)
 #: constituent masses (GeV) of the flavour codes 1..14 used in the stop rule (Pythia's constituentMass):
 #: d, u, s, c, b, then each diquark as the sum of its two quarks (as Pythia's ParticleData does)
 CONSTITUENT_MASS = np.array(list(_QUARK_CONSTITUENT)
