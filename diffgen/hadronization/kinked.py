@@ -42,9 +42,10 @@ axes projected onto the new transverse plane), so that the ends' 2D transverse m
 meaning; a fresh orientation from the string axis' polar angles turned them by an arbitrary azimuth
 whenever the remainder was nearly straight, which made a very soft gluon cost ≈ 0.5 hadrons.
 Once both vertices are in the same lowest region the remainder *is* a straight string: from then on the
-view is frozen (its transverse axes those of the region) and the string continues exactly as a straight
-one (``z`` a fraction of the remaining ``R±``). A q q̄ chain (one region) is therefore fragmented exactly
-as by :mod:`diffgen.hadronization.fragment`.
+view is frozen (its transverse axes those of the region) and the string continues as a straight one, with
+two differences from :mod:`diffgen.hadronization.fragment`: ``z`` is the fraction of the end's own unused
+light-cone momentum (Pythia), and a hadron that does not fit restarts the string instead of truncating
+``z`` (the window draw below). A q q̄ chain (one region) is fragmented this way throughout.
 
 Transverse momentum across regions. Each region has its own fixed transverse basis (Pythia's
 ``StringRegion`` axes, :func:`_region_basis`); a hadron gets its end quark's pT in the basis of the old

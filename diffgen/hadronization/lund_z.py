@@ -248,10 +248,13 @@ def window_masses(a, c, alpha, s_lo, s_hi):
         True
     """
     s_min, width, f, prob = _grid(a, c, alpha)
-    # upper tail at the nodes, summed from the top: tail[i] = 1 − f[i] without the cancellation
-    tail = jnp.concatenate([jnp.flip(jnp.cumsum(jnp.flip(prob, -1), axis=-1), -1), jnp.zeros_like(f[..., :1])], -1)
     s_lo = jnp.broadcast_to(s_lo, s_min.shape).astype(s_min.dtype)
     s_hi = jnp.broadcast_to(s_hi, s_min.shape).astype(s_min.dtype)
     p_in = jnp.clip(cdf_at(s_hi, s_min, width, f) - cdf_at(s_lo, s_min, width, f), 0.0, 1.0)
-    p_out = jnp.clip(cdf_at(s_lo, s_min, width, f) + cdf_at(s_hi, s_min, width, tail), 0.0, 1.0)
+    # upper tail 1 − F(s_hi) as the sum of the intervals above s_hi (one masked sum: no cancellation, and
+    # cheaper than a second prefix sum on a CPU)
+    i, t, _, _ = _locate(s_hi, s_min, width)
+    above = jnp.sum(jnp.where(jnp.arange(GRID_SIZE - 1) > i[..., None], prob, 0.0), axis=-1)
+    tail = above + (1.0 - t) * _take(prob, i)
+    p_out = jnp.clip(cdf_at(s_lo, s_min, width, f) + tail, 0.0, 1.0)
     return p_in, p_out

@@ -13,8 +13,10 @@
   ``FragmentationSystems:mJoin``; :func:`~diffgen.hadronization.string.build_chains`,
   :mod:`~diffgen.hadronization.kinked`); with ``kinked=False`` the older model cuts them into
   straight pieces (gluons split into collinear q q̄ halves, :func:`~diffgen.hadronization.string.build_pieces`).
-  Strings too light for two mesons collapse into one meson (with a momentum reshuffle), and the
-  others fragment iteratively. Non-parton particles pass through unchanged.
+  Kinked chains below ``HadronLevel:mStringMin`` are mini-strings made into two hadrons as in Pythia
+  (:mod:`~diffgen.hadronization.ministring`); strings too light for two hadrons, and mini-strings whose
+  flavour draws did not fit, collapse into one meson (with a momentum reshuffle); the others fragment
+  iteratively. Non-parton particles pass through unchanged.
   The output has ``capacity`` slots of on-shell primary hadrons (colour tags 0);
   four-momentum is conserved per string and per event, and charge and flavour exactly.
 
@@ -33,15 +35,15 @@ Baryons: breaks make diquarks (``StringFlav:probQQtoQ`` and friends, ``StringZ:a
 :mod:`~diffgen.hadronization.flavour` (no popcorn mesons).
 
 Approximations (documented in the modules): no popcorn B M B̄ configurations, resonances
-at their pole mass, Pythia's string restart replaced by a truncated ``z`` (kinked strings restart as in
-Pythia when a hadron does not fit across a kink, at most three times, then a straight-view fallback),
+at their pole mass, kinked strings restart as in Pythia when a hadron does not fit (at most three times,
+then a straight-view fallback; the straight-piece model truncates ``z`` instead),
 Pythia's uniform stop smearing by a smooth one,
 closed gluon loops not fragmented by the kinked model (flagged ``FAILED_KINEMATICS``; they do not
 occur in e+e- → q q̄ showers).
 
 Diagnostics (``diagnose``): ``work``, ``strings`` and the scheduler's statistics, ``restarts``, the number
-of kinked-string restarts per event, and ``fallbacks``, the kinked-string steps per event that fell back to
-the straight view.
+of kinked-string restarts per event, ``fallbacks``, the kinked-string steps per event that fell back to
+the straight view, and ``ministrings``, the mini-strings per event made into two hadrons.
 
 Example:
     >>> import jax, jax.numpy as jnp
