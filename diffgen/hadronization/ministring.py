@@ -93,38 +93,33 @@ def _pt2_draw(u_c, u_a, k):
     return c[j], lp
 
 
-def _one(u, active, mass, f_pos, f_neg, p1, p2, has_partner, fp: FragParams, m_string_min):
+def _keep(take, plus, b, chosen):
+    """(pid1, pid2, m1, m2) of bundle ``b`` where ``take`` (hadron 1 carries the first end's flavour)."""
+    new = (jnp.where(plus, b.pid_h, b.pid_c), jnp.where(plus, b.pid_c, b.pid_h),
+           jnp.where(plus, b.mass_h, b.mass_c), jnp.where(plus, b.mass_c, b.mass_h))
+    return tuple(jnp.where(take, n, o).astype(o.dtype) for n, o in zip(new, chosen))
+
+
+def _one(u, mini, mass, f_pos, f_neg, p1, p2, has_partner, fp: FragParams):
     dtype = mass.dtype
-    mc = jnp.asarray(CONSTITUENT_MASS, dtype)
-    mini = active & (mass - mc[f_pos - 1] - mc[f_neg - 1] < m_string_min)
     ok = jnp.zeros((), bool)
     lp = jnp.zeros((), dtype)
-    pid1 = pid2 = jnp.zeros((), jnp.int32)
-    m1 = m2 = jnp.zeros((), dtype)
-    for i in range(N_TRY):
+    chosen = (jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32), jnp.zeros((), dtype), jnp.zeros((), dtype))
+    # N_TRY free draws, then (no other string to take the recoil of one hadron) Pythia's last resort:
+    # ministring2two with 100 more tries is, to its 100-fold failure probability, a draw conditioned on
+    # fitting (w_max), scored as such
+    for i in range(N_TRY + 1):
         plus = is_diquark_code(f_pos) | (~is_diquark_code(f_neg) & (u[2 * i] < 0.5))
-        b = sample_bundle(u[2 * i + 1], plus, f_pos, f_neg, fp.sp_weights, fp.flav_probs)
-        tried = ~ok
-        lp = lp + jnp.where(tried, b.log_prob, 0.0)
+        last = i == N_TRY
+        b = sample_bundle(u[2 * i + 1], plus, f_pos, f_neg, fp.sp_weights, fp.flav_probs,
+                          w_max=mass if last else None)
+        tried = ~ok & ~has_partner if last else ~ok
         take = tried & (b.mass_h + b.mass_c < mass)
-        pid1 = jnp.where(take, jnp.where(plus, b.pid_h, b.pid_c), pid1).astype(jnp.int32)
-        pid2 = jnp.where(take, jnp.where(plus, b.pid_c, b.pid_h), pid2).astype(jnp.int32)
-        m1 = jnp.where(take, jnp.where(plus, b.mass_h, b.mass_c), m1)
-        m2 = jnp.where(take, jnp.where(plus, b.mass_c, b.mass_h), m2)
+        # free draws are scored whether or not they fit; the conditioned one only where it found a pair
+        lp = lp + jnp.where(take if last else tried, b.log_prob, 0.0)
+        chosen = _keep(take, plus, b, chosen)
         ok = ok | take
-    # no other string to take the recoil of one hadron: Pythia's last resort (ministring2two with 100 more
-    # tries) is, to its 100-fold failure probability, a draw conditioned on fitting (w_max), scored as such
-    last = ~ok & ~has_partner
-    i = 2 * N_TRY
-    plus = is_diquark_code(f_pos) | (~is_diquark_code(f_neg) & (u[i] < 0.5))
-    b = sample_bundle(u[i + 1], plus, f_pos, f_neg, fp.sp_weights, fp.flav_probs, w_max=mass)
-    take = last & (b.mass_h + b.mass_c < mass)
-    lp = lp + jnp.where(take, b.log_prob, 0.0)
-    pid1 = jnp.where(take, jnp.where(plus, b.pid_h, b.pid_c), pid1).astype(jnp.int32)
-    pid2 = jnp.where(take, jnp.where(plus, b.pid_c, b.pid_h), pid2).astype(jnp.int32)
-    m1 = jnp.where(take, jnp.where(plus, b.mass_h, b.mass_c), m1)
-    m2 = jnp.where(take, jnp.where(plus, b.mass_c, b.mass_h), m2)
-    ok = ok | take
+    pid1, pid2, m1, m2 = chosen
     two = mini & ok
     w2 = jnp.where(two, mass * mass, 1.0)
     m1s, m2s = jnp.where(two, m1, 0.1), jnp.where(two, m2, 0.1)
@@ -150,7 +145,7 @@ def _one(u, active, mass, f_pos, f_neg, p1, p2, has_partner, fp: FragParams, m_s
     h1 = (xe1 + xpz) * n_plus + (xe1 - xpz) * n_minus + px * ex + py * ey
     h2 = (xe2 - xpz) * n_plus + (xe2 + xpz) * n_minus - px * ex - py * ey
     lp = jnp.where(mini, lp + jnp.where(two, lp_pt + lp_swap, 0.0), 0.0)
-    return mini, two, jnp.stack([pid1, pid2]), jnp.stack([h1, h2]), lp
+    return two, jnp.stack([pid1, pid2]), jnp.stack([h1, h2]), lp
 
 
 def ministrings(key, chains: Chains, regions: Regions, fp: FragParams, m_string_min: float = M_STRING_MIN):
@@ -175,9 +170,8 @@ def ministrings(key, chains: Chains, regions: Regions, fp: FragParams, m_string_
     has_partner = jnp.any(chains.active & ~is_mini)  # a string that can take a collapsed chain's recoil
     idx = jnp.argsort(~is_mini, stable=True)[:k_slots]  # the first mini-strings, then anything
     u = jax.random.uniform(key, (k_slots, _N_U), dtype)
-    mini, two, pid, p4, lp = jax.vmap(_one, in_axes=(0, 0, 0, 0, 0, 0, 0, None, None, None))(
-        u, is_mini[idx], chains.mass[idx], chains.f_pos[idx], chains.f_neg[idx], p1[idx], p2[idx], has_partner,
-        fp, m_string_min)
+    two, pid, p4, lp = jax.vmap(_one, in_axes=(0, 0, 0, 0, 0, 0, 0, None, None))(
+        u, is_mini[idx], chains.mass[idx], chains.f_pos[idx], chains.f_neg[idx], p1[idx], p2[idx], has_partner, fp)
     valid = jnp.broadcast_to(two[:, None], pid.shape)
     pid = jnp.where(valid, pid, 0)
     p4 = jnp.where(valid[..., None], p4, 0.0)
