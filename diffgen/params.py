@@ -85,6 +85,11 @@ SETTINGS: Mapping[str, Setting] = MappingProxyType(dict([
        "spin-1/spin-0 diquark ratio, beyond the factor 3 of spin counting (needs > 0)", lo_open=True),
     _s("StringFlav:decupletSup", 1.0, 0.0, 1.0, "", "suppression of spin-3/2 decuplet baryons relative to SU(6)"),
     _s("StringZ:aExtraDiquark", 0.97, 0.0, 2.0, "", "extra Lund a for a hadron made from a diquark end"),
+    _s("StringFlav:popcornRate", 0.5, 0.0, 2.0, "",
+       "relative rate of B M B̄ (popcorn meson between baryon and antibaryon) to B B̄ configurations"),
+    _s("StringFlav:popcornSpair", 0.9, 0.0, 1.0, "",
+       "extra suppression of an s s̄ pair shared by B and B̄ in a B M B̄ configuration"),
+    _s("StringFlav:popcornSmeson", 0.5, 0.0, 1.0, "", "extra suppression of a strange popcorn meson M in B M B̄"),
     # the parametric detector (diffgen.detector; docs/detector.md). ALEPH numbers from D. Buskulic et al.
     # (ALEPH), "Performance of the ALEPH detector at LEP", Nucl. Instrum. Meth. A360 (1995) 481;
     # the efficiencies and angular widths are nominal values, not taken from that paper.

@@ -48,6 +48,52 @@ def _pythia_dwt(rho, sq, q1, dec):
             qbb[uu1] / (1 + qbb[ud1] + qbb[uu1]), qbb[su1] / qbb[su0], qbb[us1] / qbb[us0], qbb[ud1]], cg, mx
 
 
+def _pythia_popcorn(rho, sq, q1, dec, rate, spair, smeson):
+    """dWT[1], dWT[2] (entry 0 of dWT[1] times scbBM[0]·popcornSpair, as pickGauss uses it) and popFrac, written
+    out from Pythia 8.3's StringFlav::init in plain floats (no diffgen code)."""
+    oct_ = [0.75, 0.5, 0.0, 0.1667, 0.0833, 0.1667]
+    dcp = [0.0, 0.0, 1.0, 0.3333, 0.6667, 0.3333]
+    cg = [o + dec * d for o, d in zip(oct_, dcp)]
+    mx = [max(cg[0], cg[1])] * 2 + [max(cg[2], cg[3])] * 2 + [max(cg[4], cg[5])] * 2
+    ud0, ud1, uu1, us0, su0, us1, su1, ss1 = range(8)
+    bar_max = [mx[0], mx[4], mx[2], mx[0], mx[0], mx[4], mx[4], mx[2]]
+    dmb = [2 * cg[0] + rho * cg[1], 2 * cg[4] + rho * cg[5], cg[2] + (1 + rho) * cg[3], (1 + rho) * cg[0] + cg[1],
+           (1 + rho) * cg[0] + cg[1], (1 + rho) * cg[4] + cg[5], (1 + rho) * cg[4] + cg[5], rho * cg[2] + 2 * cg[3]]
+    dmb = [x / dmb[0] for x in dmb]
+    qbb = [1.0] * 8
+    qbb[ud1] = qbb[uu1] = math.sqrt(q1)
+    qbb[us0] = math.sqrt(sq)
+    qbb[su0] = math.sqrt(rho) * math.sqrt(sq)
+    qbb[us1] = math.sqrt(q1) * qbb[us0]
+    qbb[su1] = math.sqrt(q1) * qbb[su0]
+    qbb[ss1] = math.sqrt(rho) * sq * math.sqrt(q1)
+    qbm = [1.0, 3 * qbb[ud1], 6 * qbb[uu1], rho * qbb[us0], qbb[su0], rho * 3 * qbb[us1], 3 * qbb[su1],
+           rho * 6 * qbb[ss1]]
+    for i in range(1, 8):
+        qbb[i] *= qbm[i]
+    for i in (us0, us1, ss1):
+        qbm[i] *= smeson
+    u_norm = 1 + qbm[ud1] + qbm[uu1] + qbm[us0] + qbm[us1]
+    scb0 = (2 * (qbm[su0] + qbm[su1]) + qbm[ss1]) / u_norm
+    for i in range(1, 8):
+        dmb[i] *= qbm[i]
+    for i in range(1, 8):
+        qbm[i] *= bar_max[i] / bar_max[0]
+        qbb[i] *= bar_max[i] / bar_max[0]
+    pop_frac = (u_norm * rate / 3 * (1 + qbm[ud1] + qbm[uu1] + qbm[us0] + qbm[us1]
+                                     + scb0 * spair * (qbm[su0] + qbm[su1] + 0.5 * qbm[ss1]))
+                / (1 + qbb[ud1] + qbb[uu1] + 2 * (qbb[us0] + qbb[us1]) + 0.5 * qbb[ss1]))
+
+    def dwt(w):
+        return [(2 * (w[su0] + w[su1]) + w[ss1]) / (1 + w[ud1] + w[uu1] + w[us0] + w[us1]),
+                2 * (w[us0] + w[us1]) / (1 + w[ud1] + w[uu1]), w[ss1] / (w[su0] + w[su1]),
+                w[uu1] / (1 + w[ud1] + w[uu1]), w[su1] / w[su0], w[us1] / w[us0], w[ud1]]
+
+    d1 = dwt(qbm)
+    d1[0] *= scb0 * spair
+    return d1, dwt(dmb), pop_frac
+
+
 def _pick3(rng, weight_s):
     r = (2.0 + weight_s) * rng.random()
     return 1 if r <= 1.0 else 2 if r <= 2.0 else 3
@@ -65,6 +111,21 @@ def _pythia_diquark(rng, dwt):
         if (1.0 + w) * rng.random() < 1.0:
             spin = 1
     return 1000 * max(vtx, pop) + 100 * min(vtx, pop) + spin
+
+
+def _pythia_pop_vtx(rng, dwt, pop=None):
+    """StringFlav::pickGauss for a new diquark: (popcorn quark, vertex quark, 2s+1); ``pop`` given for case 2."""
+    if pop is None:
+        pop = _pick3(rng, dwt[0])
+    vtx = _pick3(rng, dwt[1] if pop < 3 else dwt[2])
+    if pop < 3 and vtx < 3:
+        vtx = pop if rng.random() <= dwt[3] else 3 - pop
+    spin = 3
+    if vtx != pop:
+        w = dwt[4] if pop >= 3 else dwt[5] if vtx == 3 else dwt[6]
+        if (1.0 + w) * rng.random() < 1.0:
+            spin = 1
+    return pop, vtx, spin
 
 
 def _pythia_baryon(rng, q, dq, cg, mx):
@@ -91,14 +152,25 @@ def _pythia_baryon(rng, q, dq, cg, mx):
     return 1000 * o1 + 100 * o3 + 10 * o2 + spin_bar if lam else 1000 * o1 + 100 * o2 + 10 * o3 + spin_bar
 
 
-def _pythia_step_from_u(rng, dwt, cg, mx, p):
-    """One hadron from a u-quark string end (Pythia's pick/combine loop, re-picked on any rejection)."""
+def _pythia_step_from_u(rng, dwt, cg, mx, p, popcorn=None):
+    """One hadron from a u-quark string end (Pythia's pick/combine loop, re-picked on any rejection).
+
+    ``popcorn = (dWT[1], popFrac)``: a new diquark is a popcorn one with odds popFrac (then drawn from dWT[1]);
+    returns (hadron, 1 if popcorn diquark else 0) for baryons; mesons are −1 either way."""
     sin2 = math.sin(math.radians(90.0 - (-15.0 + 54.7))) ** 2
     while True:
         if (1.0 + p["qq"]) * rng.random() > 1.0:
-            h = _pythia_baryon(rng, 2, _pythia_diquark(rng, dwt), cg, mx)
+            n_pop = 0
+            if popcorn is not None and (1.0 + popcorn[1]) * rng.random() > 1.0:
+                n_pop = 1
+            if n_pop:
+                pp, vv, sp = _pythia_pop_vtx(rng, popcorn[0])
+                dq = 1000 * max(pp, vv) + 100 * min(pp, vv) + sp
+            else:
+                dq = _pythia_diquark(rng, dwt)
+            h = _pythia_baryon(rng, 2, dq, cg, mx)
             if h:
-                return h
+                return (h, n_pop) if popcorn is not None else h
             continue
         qn = _pick3(rng, p["rho"])
         if qn != 2:
@@ -212,6 +284,139 @@ def test_baryon_from_diquark_end_matches_simulated_pythia(dq):
         assert abs(f_sim - f_ours) < 4 * math.sqrt(max(f_ours * (1 - f_ours), 1e-5) / n), (c, f_sim, f_ours)
 
 
+POPCORN_POINTS = ((0.217, 0.915, 0.0275, 1.0, 0.5, 0.9, 0.5), (0.3, 0.7, 0.05, 0.8, 1.2, 0.6, 0.3))
+
+
+@pytest.mark.parametrize("point", POPCORN_POINTS)
+def test_popcorn_weights_match_independent_transcription(point):
+    d1, d2, pf = _pythia_popcorn(*point)
+    o1, o2, opf = fl.popcorn_weights(*point)
+    np.testing.assert_allclose([float(x) for x in o1], d1, rtol=1e-5)
+    np.testing.assert_allclose([float(x) for x in o2], d2, rtol=1e-5)
+    assert float(opf) == pytest.approx(pf, rel=1e-5)
+    if point[4] == 0.5:  # Pythia's manual: B M B̄ / all ≈ popcornRate/(0.5 + popcornRate) = 0.5 "roughly"
+        assert 0.4 < pf / (1 + pf) < 0.55
+    # the quark-end row of the flavour table against 10^5 simulated Pythia diquark picks: plain (dWT[0]) or
+    # popcorn (odds popFrac, dWT[1]) and its (popcorn quark, vertex quark, spin)
+    rho, sq, q1, dec, *_ = point
+    dwt0, _, _ = _pythia_dwt(rho, sq, q1, dec)
+    rng = np.random.default_rng(11)
+    n = 100_000
+    sim = []
+    for _ in range(n):
+        if (1.0 + pf) * rng.random() > 1.0:
+            sim.append(fl.N_QUARK + fl.N_DIQUARK + 1 + fl.POPCORN.index(_pythia_pop_vtx(rng, d1)))
+        else:
+            sim.append(fl.N_QUARK + 1 + fl.DIQUARKS.index(_pythia_diquark(rng, dwt0)))
+    sim = np.array(sim)
+    row = np.asarray(fl.flavour_table(rho, 0.081, sq, q1, dec, *point[4:])[1], np.float64)  # a u end
+    exact = row[3:] / row[3:].sum()
+    freq = np.array([np.mean(sim == c) for c in fl.NEW_CODES[3:]])
+    err = np.sqrt(exact * (1 - exact) / n)
+    assert np.all(np.abs(freq - exact) < 4 * err + 1e-12), np.c_[freq, exact]
+
+
+def test_flavour_table_rows_and_no_popcorn_limit():
+    t = np.asarray(fl.flavour_table(0.217, 0.081, 0.915, 0.0275, 1.0, 0.5, 0.9, 0.5), np.float64)
+    assert t.shape == (fl.N_FLAV, len(fl.NEW_CODES))
+    np.testing.assert_allclose(t.sum(1), 1.0, atol=1e-6)
+    assert np.all(t[5:14, 3:] == 0)  # a plain diquark end makes a quark
+    for j, (pp, _, _) in enumerate(fl.POPCORN):  # a popcorn end makes a plain diquark holding its popcorn quark
+        row = t[14 + j]
+        assert np.all(row[:3] == 0) and np.all(row[12:] == 0)
+        for i, dq in enumerate(fl.DIQUARKS):
+            assert (row[3 + i] > 0) == (pp in (dq // 1000, (dq // 100) % 10))
+    t0 = np.asarray(fl.flavour_table(0.217, 0.081, 0.915, 0.0275, 1.0, 0.0, 0.9, 0.5), np.float64)
+    np.testing.assert_allclose(t0[1], np.asarray(fl.break_flavour_probs(0.217, 0.081, 0.915, 0.0275, 1.0)),
+                               atol=1e-7)
+    # finite values and gradients at the range edges (safe square roots, 0/0 ratios)
+    for x in ((0.0, 0.081, 0.915, 0.0275, 1.0, 0.5, 0.9, 0.5), (0.217, 0.081, 0.915, 0.0275, 1.0, 2.0, 0.0, 0.0),
+              (1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 1.0, 1.0)):
+        g = jax.jacfwd(lambda v: fl.flavour_table(*v))(jnp.array(x))
+        assert np.all(np.isfinite(np.asarray(g))) and np.all(np.isfinite(np.asarray(fl.flavour_table(*x))))
+
+
+def test_step_from_u_end_with_popcorn_matches_simulated_pythia():
+    """Hadron species and the popcorn flag of the new diquark from a u end with popcornRate = 0.5 against
+    2·10^5 draws of the transcription of Pythia's pickGauss/combine loop."""
+    p = MONASH
+    dwt, cg, mx = _pythia_dwt(p["rho"], p["sq"], p["q1"], p["dec"])
+    d1, _, pf = _pythia_popcorn(p["rho"], p["sq"], p["q1"], p["dec"], 0.5, 0.9, 0.5)
+    rng = np.random.default_rng(17)
+    n = 200_000
+    sim = [_pythia_step_from_u(rng, dwt, cg, mx, p, popcorn=(d1, pf)) for _ in range(n)]
+    sim = np.array([h if h == -1 else h[0] * 10 + h[1] for h in sim])
+    sp = fl.species_probs(jnp.array([p["v_ud"], 0.55, fl.MESON_CVECTOR, fl.MESON_BVECTOR]), p["dec"])
+    table = fl.flavour_table(p["rho"], p["qq"], p["sq"], p["q1"], p["dec"], 0.5, 0.9, 0.5)
+    u = (jnp.arange(n) + 0.5) / n
+    b = jax.jit(jax.vmap(lambda u_: fl.sample_bundle(u_, True, 2, 1, sp, table)))(u)
+    pid, q_new = np.asarray(b.pid_h), np.asarray(b.q_new)
+    ours = np.where(np.abs(pid) > 1000, pid * 10 + (q_new > fl.N_QUARK + fl.N_DIQUARK), -1)
+    for code in sorted(set(sim) | set(ours)):
+        f_sim, f_ours = np.mean(sim == code), np.mean(ours == code)
+        assert abs(f_sim - f_ours) < 4 * math.sqrt(max(f_ours * (1 - f_ours), 1e-6) / n), (code, f_sim, f_ours)
+    assert 0.4 < np.mean(ours % 10 == 1) / np.mean(ours > 0) < 0.55  # B M B̄ share of the baryons
+
+
+def _pythia_popcorn_meson(rng, v_old, v_new, v_ud, v_s):
+    """StringFlav::combine of an antidiquark end (id < 0, vertex quark v_old) with a new diquark (id > 0,
+    vertex quark v_new): the popcorn meson code, or 0 when η/η′ suppression rejects it."""
+    hi, lo = max(v_old, v_new), min(v_old, v_new)
+    vec = v_ud if hi < 3 else v_s
+    spin = 1 if (1.0 + vec) * rng.random() > 1.0 else 0
+    code = 100 * hi + 10 * lo + (3 if spin else 1)
+    if hi != lo:
+        sign = 1 if hi % 2 == 0 else -1
+        if hi == v_old:  # flav1.id < 0
+            sign = -sign
+        return sign * code
+    theta = 36.0 if spin else -15.0
+    alpha = theta + 54.7 if spin else 90.0 - (theta + 54.7)
+    r = rng.random()
+    if hi < 3:
+        mix = 110 if r < 0.5 else 220 if r < 0.5 * (1 + math.sin(math.radians(alpha)) ** 2) else 330
+    else:
+        mix = 220 if r < math.cos(math.radians(alpha)) ** 2 else 330
+    code = mix + (3 if spin else 1)
+    if (code == 221 and rng.random() > 0.60) or (code == 331 and rng.random() > 0.12):
+        return 0
+    return code
+
+
+@pytest.mark.parametrize("pending", [(2, 1, 1), (2, 3, 3), (3, 2, 1), (1, 1, 3)])
+def test_popcorn_meson_step_matches_simulated_pythia(pending):
+    """From a popcorn antidiquark at the colour end (popcorn quark, vertex quark, 2s+1): the popcorn meson of the
+    two vertex quarks and the new plain diquark (dWT[2], same popcorn quark), against 10^5 draws of Pythia's
+    pickGauss case 2 and combine, re-picked when η/η′ suppression rejects."""
+    p = MONASH
+    _, d2, _ = _pythia_popcorn(p["rho"], p["sq"], p["q1"], p["dec"], 0.5, 0.9, 0.5)
+    rng = np.random.default_rng(sum(pending))
+    n = 100_000
+    sim = []
+    for _ in range(n):
+        while True:
+            pp, vv, sp_ = _pythia_pop_vtx(rng, d2, pop=pending[0])
+            h = _pythia_popcorn_meson(rng, pending[1], vv, p["v_ud"], 0.55)
+            if h:
+                sim.append(h * 100_000 + 1000 * max(pp, vv) + 100 * min(pp, vv) + sp_)
+                break
+    sim = np.array(sim)
+    code = fl.N_QUARK + fl.N_DIQUARK + 1 + fl.POPCORN.index(pending)
+    sp = fl.species_probs(jnp.array([p["v_ud"], 0.55, fl.MESON_CVECTOR, fl.MESON_BVECTOR]), p["dec"])
+    table = fl.flavour_table(p["rho"], p["qq"], p["sq"], p["q1"], p["dec"], 0.5, 0.9, 0.5)
+    u = (jnp.arange(n) + 0.5) / n
+    b = jax.jit(jax.vmap(lambda u_: fl.sample_bundle(u_, True, code, 1, sp, table)))(u)
+    q_new = np.asarray(b.q_new)
+    assert np.all((q_new > fl.N_QUARK) & (q_new <= fl.N_QUARK + fl.N_DIQUARK))  # a plain diquark
+    ours = np.asarray(b.pid_h).astype(np.int64) * 100_000 + np.array(fl.DIQUARKS)[q_new - fl.N_QUARK - 1]
+    assert np.all(np.abs(np.asarray(b.pid_h)) < 1000)  # a meson
+    for c in sorted(set(sim) | set(ours)):
+        f_sim, f_ours = np.mean(sim == c), np.mean(ours == c)
+        assert abs(f_sim - f_ours) < 4 * math.sqrt(max(f_ours * (1 - f_ours), 1e-5) / n), (c, f_sim, f_ours)
+    # the closing hadron with the d̄ end is the baryon of the new diquark (two diquark codes never close)
+    assert np.all(np.abs(np.asarray(b.pid_c)) > 1000)
+
+
 # ----------------------------------------------------------------------------------------- codes and tables
 
 def test_baryon_codes_and_tables():
@@ -222,7 +427,7 @@ def test_baryon_codes_and_tables():
     assert heavy == [4122, 4232, 4322, 5112]
     known = {p.pid for p in particles.TABLE}
     for q in range(1, 6):
-        for i, dq in enumerate(fl.DIQUARKS):
+        for i, dq in enumerate(fl.DIQUARKS + fl.POPCORN_DIQUARK):  # a popcorn code makes its plain diquark's
             code = fl.N_QUARK + 1 + i
             for a, b, sign in ((q, code, 1), (code, q, -1)):
                 pids = [int(x) for x in fl._PID[a - 1, b - 1] if x != 0]
@@ -234,8 +439,25 @@ def test_baryon_codes_and_tables():
                 for x in pids:
                     np.testing.assert_array_equal(np.asarray(quark_content(jnp.array(x))), want)
                     assert x in branching_table() or -x in branching_table() or abs(x) in (2212, 2112)
-    # two diquark codes make nothing
-    assert not np.any(fl._PID[fl.N_QUARK:, fl.N_QUARK:])
+    # two plain (or two popcorn) diquark codes make nothing; a popcorn code P = (popcorn p, vertex v) and a
+    # plain diquark R holding p make the popcorn meson of v and R's other quark v′: [P, R] = v′ v̄, [R, P] = v v̄′
+    n_plain = fl.N_QUARK + fl.N_DIQUARK
+    assert not np.any(fl._PID[fl.N_QUARK:n_plain, fl.N_QUARK:n_plain])
+    assert not np.any(fl._PID[n_plain:, n_plain:])
+    for j, (pp, vv, _) in enumerate(fl.POPCORN):
+        for i, dq in enumerate(fl.DIQUARKS):
+            q1, q2 = dq // 1000, (dq // 100) % 10
+            for a, b, sign in ((n_plain + j, fl.N_QUARK + i, 1), (fl.N_QUARK + i, n_plain + j, -1)):
+                pids = [int(x) for x in fl._PID[a, b] if x != 0]
+                if pp not in (q1, q2):
+                    assert not pids
+                    continue
+                want = np.zeros(5, int)
+                want[q1 + q2 - pp - 1] += sign
+                want[vv - 1] -= sign
+                assert pids and all(100 < abs(x) < 1000 for x in pids)
+                for x in pids:
+                    np.testing.assert_array_equal(np.asarray(quark_content(jnp.array(x))), want)
     sp = np.asarray(fl.species_probs(jnp.array([0.5, 0.55, 0.88, 2.2]), 1.0))
     assert np.all(sp[fl._PID == 0] == 0) and np.all(sp[fl._PID != 0] > 0) and np.all(sp <= 1.0 + 1e-6)
     # diquark constituent masses are the sums of the quarks' (Pythia: ud 0.65, us 0.825, ss 1.0 GeV)
@@ -310,7 +532,8 @@ def test_probqqtoq_zero_gives_mesons_only(strings_out):
 def test_settings_registered_and_range_checked(capsys):
     for name, default in (("StringFlav:probQQtoQ", 0.081), ("StringFlav:probSQtoQQ", 0.915),
                           ("StringFlav:probQQ1toQQ0", 0.0275), ("StringFlav:decupletSup", 1.0),
-                          ("StringZ:aExtraDiquark", 0.97)):
+                          ("StringZ:aExtraDiquark", 0.97), ("StringFlav:popcornRate", 0.5),
+                          ("StringFlav:popcornSpair", 0.9), ("StringFlav:popcornSmeson", 0.5)):
         assert SETTINGS[name].default == default and name in BARYON_SETTING_NAMES
         assert SETTINGS[name].doc
     gen = diffgen.presets.ee_hadrons(SQRT_S)
@@ -322,6 +545,8 @@ def test_settings_registered_and_range_checked(capsys):
         diffgen.with_settings(gen.default_params(), {"StringFlav:probQQ1toQQ0": 0.0})
     with pytest.raises(ValueError, match="aExtraDiquark"):
         diffgen.with_settings(gen.default_params(), {"StringZ:aExtraDiquark": -0.1})
+    with pytest.raises(ValueError, match="popcornRate"):
+        diffgen.with_settings(gen.default_params(), {"StringFlav:popcornRate": 2.5})
     from diffgen.cli import main
 
     assert main(["settings", "--process", "ee-hadrons"]) == 0
@@ -365,29 +590,35 @@ def test_new_baryon_decays_conserve_momentum_charge_and_baryon_number():
 # ------------------------------------------------------------------------------------------------ gradient
 
 @pytest.mark.slow
-def test_baryon_count_gradient_in_probqqtoq_matches_finite_differences():
-    """d⟨n_baryons⟩/d probQQtoQ on u ū strings at 91.2 GeV: autodiff (score terms of every flavour choice)
-    against the central difference of two independent 10^4-event samples at ±0.02, with their errors."""
+@pytest.mark.parametrize("name, x0, step, decuplet", [
+    ("StringFlav:probQQtoQ", 0.081, 0.02, False),  # all baryons
+    # spin-3/2 baryons: B M B̄ draws its diquarks from dWT[1], where spin 1 is ≈ 6× more frequent
+    # (0.20 per event at popcornRate = 0, 0.37 at 0.5, 0.43 at 1)
+    ("StringFlav:popcornRate", 0.5, 0.2, True),
+])
+def test_baryon_count_gradient_matches_finite_differences(name, x0, step, decuplet):
+    """d⟨n⟩/dθ of primary baryon counts on u ū strings at 91.2 GeV: autodiff (score terms of every flavour choice)
+    against the central difference of two independent 10^4-event samples at θ ± step, with their errors."""
     ev = _qqbar_events([2], 10_000)
     base = STAGE.init(None)
 
-    def run(qq, key):
-        out = STAGE.apply({**base, "StringFlav:probQQtoQ": qq}, key, ev)
+    def run(x, key):
+        out = STAGE.apply({**base, name: x}, key, ev)
         a = jnp.abs(out.pid)
-        n_b = jnp.sum(out.mask & (a > 1000) & (a < 10000), axis=1).astype(jnp.float32)
+        sel = (a > 1000) & (a < 10000) & ((a % 10 == 4) | (not decuplet))
+        n_b = jnp.sum(out.mask & sel, axis=1).astype(jnp.float32)
         return n_b, out.log_weight
 
-    qq0 = jnp.float32(0.081)
-    (n_b, lw), (dn, dlw) = jax.jit(lambda q: jax.jvp(lambda x: run(x, jax.random.key(1)), (q,), (1.0,)))(qq0)
+    x0 = jnp.float32(x0)
+    (n_b, lw), (dn, dlw) = jax.jit(lambda q: jax.jvp(lambda x: run(x, jax.random.key(1)), (q,), (1.0,)))(x0)
     n_b, dn, dlw = (np.asarray(x, np.float64) for x in (n_b, dn, dlw))
     per = dn + (n_b - n_b.mean()) * dlw
     grad, grad_err = per.mean(), per.std() / np.sqrt(len(per))
-    step = 0.02
     fwd = jax.jit(run)
-    plus = np.asarray(fwd(qq0 + step, jax.random.key(2))[0], np.float64)
-    minus = np.asarray(fwd(qq0 - step, jax.random.key(3))[0], np.float64)
+    plus = np.asarray(fwd(x0 + step, jax.random.key(2))[0], np.float64)
+    minus = np.asarray(fwd(x0 - step, jax.random.key(3))[0], np.float64)
     fd = (plus.mean() - minus.mean()) / (2 * step)
     fd_err = math.hypot(plus.std(), minus.std()) / math.sqrt(len(plus)) / (2 * step)
-    print(f"d<n_B>/d probQQtoQ: AD {grad:.3f} ± {grad_err:.3f}, FD {fd:.3f} ± {fd_err:.3f}")
+    print(f"d<n>/d {name}: AD {grad:.3f} ± {grad_err:.3f}, FD {fd:.3f} ± {fd_err:.3f}")
     assert abs(grad - fd) < 3.0 * math.hypot(grad_err, fd_err)
-    assert fd > 5 * fd_err  # the baryon count visibly moves
+    assert abs(fd) > 5 * fd_err  # the count visibly moves

@@ -32,9 +32,9 @@ unfinished after ``capacity`` steps, or more hadrons than ``capacity``), ``FAILE
 
 Baryons: breaks make diquarks (``StringFlav:probQQtoQ`` and friends, ``StringZ:aExtraDiquark``;
 :data:`BARYON_SETTING_NAMES`, defaulted when a params dict lacks them), see
-:mod:`~diffgen.hadronization.flavour` (no popcorn mesons).
+:mod:`~diffgen.hadronization.flavour` (with Pythia's popcorn B M B̄ configurations, ``StringFlav:popcornRate``).
 
-Approximations (documented in the modules): no popcorn B M B̄ configurations, resonances
+Approximations (documented in the modules): resonances
 at their pole mass, kinked strings restart as in Pythia when a hadron does not fit (at most three times,
 then a straight-view fallback; the straight-piece model truncates ``z`` instead),
 Pythia's uniform stop smearing by a smooth one,
@@ -69,7 +69,7 @@ from diffgen import kinematics as _kin
 from diffgen import particles as _particles
 from diffgen.checks import check_int, check_optional_int
 from diffgen.events import Events, Status, compact_slots
-from diffgen.hadronization.flavour import break_flavour_probs, new_flavour_probs, species_probs, vector_ratios
+from diffgen.hadronization.flavour import flavour_table, new_flavour_probs, species_probs, vector_ratios
 from diffgen.hadronization.fragment import FragParams, fragment_batch, start_choices
 from diffgen.hadronization.kinked import fragment_chains_batch
 from diffgen.hadronization.ministring import M_STRING_MIN, ministrings
@@ -92,7 +92,11 @@ SETTING_NAMES = ("StringZ:aLund", "StringZ:bLund", "StringPT:sigma", "StringFlav
                  "StringFlav:mesonUDvector", "StringFlav:mesonSvector")
 #: baryon settings (flavour.break_flavour_probs, lund_z.diquark_shape); params made before them get defaults
 BARYON_SETTING_NAMES = ("StringFlav:probQQtoQ", "StringFlav:probSQtoQQ", "StringFlav:probQQ1toQQ0",
-                        "StringFlav:decupletSup", "StringZ:aExtraDiquark")
+                        "StringFlav:decupletSup", "StringZ:aExtraDiquark", "StringFlav:popcornRate",
+                        "StringFlav:popcornSpair", "StringFlav:popcornSmeson")
+#: arguments of flavour.flavour_table after probStoUD, in order
+_TABLE_NAMES = ("StringFlav:probQQtoQ", "StringFlav:probSQtoQQ", "StringFlav:probQQ1toQQ0", "StringFlav:decupletSup",
+                "StringFlav:popcornRate", "StringFlav:popcornSpair", "StringFlav:popcornSmeson")
 DEFAULT_CAPACITY = 96  #: output slots (and fragmentation steps) per event
 MAX_CHAINS = 16  #: default kinked-string slots per event (more chains set CAPACITY_OVERFLOW)
 
@@ -163,8 +167,7 @@ def string_fragmentation(capacity: int = DEFAULT_CAPACITY, max_partons: int | No
                  for n in SETTING_NAMES + BARYON_SETTING_NAMES}
         fp = FragParams(a=theta["StringZ:aLund"], b=theta["StringZ:bLund"], sigma=theta["StringPT:sigma"],
                         sp_weights=species_probs(vector_ratios(theta), theta["StringFlav:decupletSup"]),
-                        flav_probs=break_flavour_probs(*(theta[n] for n in ("StringFlav:probStoUD",
-                                                                             *BARYON_SETTING_NAMES[:4]))),
+                        flav_probs=flavour_table(*(theta[n] for n in ("StringFlav:probStoUD", *_TABLE_NAMES))),
                         a_extra_diquark=theta["StringZ:aExtraDiquark"])
         n_events, n_in = events.pid.shape
         if max_partons is not None:
