@@ -28,8 +28,23 @@ def main():
     ap.add_argument("--events", type=int, default=20000)
     ap.add_argument("--seeds", type=int, default=2)
     ap.add_argument("--estimators", nargs="+", default=["mean:1", "siblings:2", "siblings_cv:2", "siblings_cv:4"])
+    ap.add_argument("--string-gradient", nargs="+", default=["pathwise"], choices=["pathwise", "score"],
+                    help="the strings' estimator for z and pT (presets.ee_hadrons(string_gradient=...)); "
+                         "each is run with every --estimators entry")
     args = ap.parse_args()
-    gen = diffgen.presets.ee_hadrons(91.2)
+    rows = {}
+    for sgrad in args.string_gradient:
+        gen = diffgen.presets.ee_hadrons(91.2, string_gradient=sgrad)
+        rows.update(run(gen, args, sgrad))
+    print(f"\n‖δJ‖/‖J‖ at {args.events} events (mean over {args.seeds} seeds ± its error)")
+    names = lep.TUNE_PARAMETERS
+    print("| strings | estimator | " + " | ".join(names) + " | s (first incl. compile) |")
+    print("|---" * (len(names) + 3) + "|")
+    for (sgrad, est), (m, e, sec) in rows.items():
+        print(f"| {sgrad} | {est} | " + " | ".join(f"{a:.3f} ± {b:.3f}" for a, b in zip(m, e)) + f" | {sec:.0f} |")
+
+
+def run(gen, args, sgrad):
     params = gen.default_params()
     names = lep.TUNE_PARAMETERS
     rows = {}
@@ -42,16 +57,12 @@ def main():
                                   n_events=args.events, replicas=int(k), baseline=baseline)
             secs.append(time.time() - t0)
             ratios.append([rep.noise[n] for n in names])
-            print(f"{est} seed {s}: " + ", ".join(f"{n.split(':')[1]} {rep.noise[n]:.3f}" for n in names)
+            print(f"{sgrad} {est} seed {s}: " + ", ".join(f"{n.split(':')[1]} {rep.noise[n]:.3f}" for n in names)
                   + f"  ({secs[-1]:.0f} s)", flush=True)
         r = np.asarray(ratios)
-        rows[est] = (r.mean(0), r.std(0, ddof=1) / np.sqrt(len(r)) if len(r) > 1 else np.zeros(len(names)),
-                     min(secs))
-    print(f"\n‖δJ‖/‖J‖ at {args.events} events (mean over {args.seeds} seeds ± its error)")
-    print("| estimator | " + " | ".join(names) + " | s (first incl. compile) |")
-    print("|---" * (len(names) + 2) + "|")
-    for est, (m, e, sec) in rows.items():
-        print(f"| {est} | " + " | ".join(f"{a:.3f} ± {b:.3f}" for a, b in zip(m, e)) + f" | {sec:.0f} |")
+        err = r.std(0, ddof=1) / np.sqrt(len(r)) if len(r) > 1 else np.zeros(len(names))
+        rows[(sgrad, est)] = (r.mean(0), err, min(secs))
+    return rows
 
 
 if __name__ == "__main__":

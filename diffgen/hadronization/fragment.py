@@ -114,9 +114,14 @@ def _mt(m, pt):
     return safe_sqrt(m * m + jnp.sum(pt * pt, axis=-1))
 
 
-def start_choices(key, strings: Strings, fp: FragParams) -> tuple[StartChoices, jax.Array]:
+def start_choices(key, strings: Strings, fp: FragParams, score_k: bool = False) -> tuple[StartChoices, jax.Array]:
     """Draw the first-step choices of every string; restricted so that a light string's final
-    two hadrons fit (masses) and its first ``k`` is shrunk to fit (pT). Returns (choices, log p[S])."""
+    two hadrons fit (masses) and its first ``k`` is shrunk to fit (pT). Returns (choices, log p[S]).
+
+    ``score_k`` (static): ``k`` is held fixed under differentiation and ``log p`` includes its log density
+    instead (score-function gradient in σ): the 2-D Gaussian's ``−|k|²/σ² − 2 log σ`` where it was not
+    shrunk, and ``log P(|k| > k_max) = −k_max²/σ²`` where it was (the shrunk ``k`` is σ-independent).
+    """
     s_count = strings.mass.shape[0]
     k_side, k_b, k_pt = jax.random.split(key, 3)
     side = jax.random.uniform(k_side, (s_count,)) < 0.5
@@ -124,15 +129,24 @@ def start_choices(key, strings: Strings, fp: FragParams) -> tuple[StartChoices, 
     bundle = jax.vmap(lambda u_, s_, fp_, fn_, w_: sample_bundle(
         u_, s_, fp_, fn_, fp.sp_weights, fp.flav_probs, w_max=w_, margin=LIGHT_MARGIN))(
         u, side, strings.f_pos, strings.f_neg, strings.mass)
-    k = fp.sigma / np.sqrt(2.0) * jax.random.normal(k_pt, (s_count, 2))
+    sigma = jax.lax.stop_gradient(fp.sigma) if score_k else fp.sigma
+    k = sigma / np.sqrt(2.0) * jax.random.normal(k_pt, (s_count, 2))
     # At the first step both ends have pT = 0: hadrons get −k and +k; keep |k| below the
     # two-body momentum so that the pair fits in W − margin/2 if the string stops at once.
     w = strings.mass - 0.5 * LIGHT_MARGIN
     lam = (w * w - bundle.mass_h ** 2 - bundle.mass_c ** 2) ** 2 - 4.0 * bundle.mass_h ** 2 * bundle.mass_c ** 2
     k_max = safe_div(safe_sqrt(lam), 2.0 * w)
     k_abs = safe_sqrt(jnp.sum(k * k, axis=-1))
-    scale = jnp.where(k_abs > k_max, safe_div(k_max, k_abs), 1.0)
-    return StartChoices(side, bundle, k * scale[:, None]), bundle.log_prob
+    shrunk = k_abs > k_max
+    scale = jnp.where(shrunk, safe_div(k_max, k_abs), 1.0)
+    log_p = bundle.log_prob
+    if score_k:
+        k = jax.lax.stop_gradient(k * scale[:, None])
+        s2 = jnp.square(fp.sigma)
+        log_p = log_p + jnp.where(shrunk, -safe_div(k_max ** 2, s2), -safe_div(jnp.sum(k * k, axis=-1), s2)
+                                  - jnp.log(jnp.where(s2 > 0, s2, 1.0)))
+        return StartChoices(side, bundle, k), log_p
+    return StartChoices(side, bundle, k * scale[:, None]), log_p
 
 
 class _State(NamedTuple):

@@ -110,7 +110,7 @@ from diffgen.hadronization.fragment import (
     continue_decision,
     start_choices,
 )
-from diffgen.hadronization.lund_z import S_MAX, diquark_shape, sample_log_z, window_masses
+from diffgen.hadronization.lund_z import S_MAX, diquark_shape, sample_log_z, sample_log_z_scored, window_masses
 from diffgen.hadronization.string import Chains, Regions, light_cone_frame
 from diffgen.numerics import safe_div, safe_log, safe_sqrt
 from diffgen.schedule import run_pool
@@ -348,7 +348,7 @@ def _lc(frame, p_plus, p_minus, pt, mass):
     return jnp.concatenate([e[None], p[1:]])
 
 
-def _step(st: _KState, t, key_t, get, take, n_active, fp: FragParams, n_steps: int):
+def _step(st: _KState, t, key_t, get, take, n_active, fp: FragParams, n_steps: int, score_continuous: bool = False):
     """One step of one event: a hadron from the current chain (or its last two). ``get(s)`` reads chain
     ``s`` and its start choices, ``take(i)`` row ``i`` of the event's :class:`Regions` ``rows``."""
     dtype = st.rem.dtype
@@ -400,7 +400,8 @@ def _step(st: _KState, t, key_t, get, take, n_active, fp: FragParams, n_steps: i
     plus1 = u[0] < 0.5
     b1 = sample_bundle(u[1], plus1, f_pos1, f_neg1, fp.sp_weights, fp.flav_probs)
     v = jnp.clip(2.0 * u[4:6] - 1.0, -1.0 + jnp.finfo(dtype).epsneg, 1.0)
-    k1 = fp.sigma * jax.lax.erf_inv(v)
+    sg = jax.lax.stop_gradient
+    k1 = (sg(fp.sigma) if score_continuous else fp.sigma) * jax.lax.erf_inv(v)
     pt_h1 = jnp.where(plus1, k_pos1 - k1, k_neg1 + k1)
     pt_c1 = jnp.where(plus1, k1 + k_neg1, k_pos1 - k1)
     floor1 = (safe_sqrt(b1.mass_h ** 2 + jnp.sum(pt_h1 ** 2)) + safe_sqrt(b1.mass_c ** 2 + jnp.sum(pt_c1 ** 2)))
@@ -449,13 +450,24 @@ def _step(st: _KState, t, key_t, get, take, n_active, fp: FragParams, n_steps: i
     # that the window's edges are differentiated too. (Truncating without the restart, as before, kept the
     # strings that Pythia would have started again: a q q̄ string was 2 % richer than Pythia's.)
     c_z = fp.b * mt2_s
-    log_z = sample_log_z(u[3], a_z, c_z, alpha, jnp.where(straight, lo_w, -1.0e4), jnp.where(straight, hi_w, S_MAX))
+    if score_continuous:  # z held fixed, its log density's score in the weight (where z is used: a continuation)
+        log_z, lp_z = sample_log_z_scored(u[3], a_z, c_z, alpha, jnp.where(straight, lo_w, -1.0e4),
+                                          jnp.where(straight, hi_w, S_MAX))
+    else:
+        log_z = sample_log_z(u[3], a_z, c_z, alpha, jnp.where(straight, lo_w, -1.0e4),
+                             jnp.where(straight, hi_w, S_MAX))
     p_win, p_out = window_masses(a_z, c_z, alpha, lo_w, hi_w)
     use_win = straight & valid
     in_win = jax.random.uniform(jax.random.fold_in(key_t, 2), (), dtype) < p_win
     out_win = active & cont & use_win & ~in_win
     lp_win = safe_log(jnp.where(in_win, p_win, p_out), floor=0.0)
     log_weight = log_weight + jnp.where(active & use_win, lp_win - jax.lax.stop_gradient(lp_win), 0.0)
+    if score_continuous:
+        # the next break's pT (2-D Gaussian, σ/√2 per component), drawn at every active step
+        s2 = jnp.square(fp.sigma)
+        lp_k = -safe_div(jnp.sum(k1 * k1), s2) - jnp.log(jnp.where(s2 > 0, s2, 1.0))
+        log_weight = log_weight + jnp.where(active, lp_k - sg(lp_k), 0.0)
+        log_weight = log_weight + jnp.where(active & cont, lp_z - sg(lp_z), 0.0)
     # the straight-view hadron (straight steps; the rare fallback across kinks) keeps z inside the window
     z = jnp.exp(jnp.clip(log_z, lo_w, hi_w))
     p_side = z * own_s
@@ -535,7 +547,8 @@ def _step(st: _KState, t, key_t, get, take, n_active, fp: FragParams, n_steps: i
     # the restart: a fresh first choice for the chain, drawn as at its start (start_choices: the chain's own
     # end flavours, light-chain limits) from draws independent of this step's, which decided the failure;
     # its score is added to the weight that already holds every choice of the failed attempt
-    srow_r, lp_r = start_choices(jax.random.fold_in(key_t, 1), jax.tree_util.tree_map(lambda x: x[None], row), fp)
+    srow_r, lp_r = start_choices(jax.random.fold_in(key_t, 1), jax.tree_util.tree_map(lambda x: x[None], row), fp,
+                                 score_k=score_continuous)
     srow_r = jax.tree_util.tree_map(lambda x: x[0], srow_r)
     score_r = lp_r[0] - jax.lax.stop_gradient(lp_r[0])
     restart_state = _load(row, srow_r, st.sidx, log_weight + jnp.where(active, score_r, 0.0), overflow, st.fallback,
@@ -547,7 +560,7 @@ def _step(st: _KState, t, key_t, get, take, n_active, fp: FragParams, n_steps: i
 
 
 def fragment_chains_event(key, chains: Chains, regions: Regions, n_active, start: StartChoices, fp: FragParams,
-                          n_steps: int):
+                          n_steps: int, score_continuous: bool = False):
     """Fragment the first ``n_active`` kinked strings of one event in ``n_steps`` scan steps (step t draws
     from ``fold_in(key, t)``); the differentiable form. Returns pid i32[2·n_steps], p4 f[2·n_steps, 4],
     valid bool[2·n_steps], log-weight (score sum), overflow flag, number of straight fallbacks, number of
@@ -564,7 +577,7 @@ def fragment_chains_event(key, chains: Chains, regions: Regions, n_active, start
         return regions.rows[jnp.clip(i, 0, n_e - 1)]
 
     def step(st, t):
-        return _step(st, t, jax.random.fold_in(key, t), get, take, n_active, fp, n_steps)
+        return _step(st, t, jax.random.fold_in(key, t), get, take, n_active, fp, n_steps, score_continuous)
 
     init = _first_state(chains, start, dtype)
     final, (pid, p4, valid, tag) = jax.lax.scan(jax.checkpoint(step), init, jnp.arange(n_steps))
@@ -580,9 +593,9 @@ def _last_attempt(tag, valid, n_s):
     return valid & (tag == last[seg])
 
 
-def _scan(key_data, chains, regions, n_active, start, fp, n_steps):
+def _scan(key_data, chains, regions, n_active, start, fp, n_steps, score_continuous=False):
     keys = jax.random.wrap_key_data(key_data)
-    return jax.vmap(lambda k, c_, r_, n_, s_: fragment_chains_event(k, c_, r_, n_, s_, fp, n_steps))(
+    return jax.vmap(lambda k, c_, r_, n_, s_: fragment_chains_event(k, c_, r_, n_, s_, fp, n_steps, score_continuous))(
         keys, chains, regions, n_active, start)
 
 
@@ -597,7 +610,7 @@ class _Out(NamedTuple):
     tag: jax.Array
 
 
-def _pool(key_data, chains, regions, n_active, start, fp, n_steps, pool):
+def _pool(key_data, chains, regions, n_active, start, fp, n_steps, pool, score_continuous=False):
     keys = jax.random.wrap_key_data(key_data)
     n_ev = keys.shape[0]
     dtype = chains.mass.dtype
@@ -618,7 +631,7 @@ def _pool(key_data, chains, regions, n_active, start, fp, n_steps, pool):
         def take(i):
             return regions.rows[ev, jnp.clip(i, 0, regions.rows.shape[1] - 1)]
 
-        return _step(st, t, jax.random.fold_in(k, t), get, take, n_active[ev], fp, n_steps)
+        return _step(st, t, jax.random.fold_in(k, t), get, take, n_active[ev], fp, n_steps, score_continuous)
 
     def step(st, out, ev, steps, busy):
         evc = jnp.clip(ev, 0, n_ev - 1)
@@ -651,25 +664,27 @@ def _pool(key_data, chains, regions, n_active, start, fp, n_steps, pool):
     return tuple(out._replace(valid=valid))[:-1], stats
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(6, 7))
-def _batch(key_data, chains, regions, n_active, start, fp, n_steps, pool):
-    return _pool(key_data, chains, regions, n_active, start, fp, n_steps, pool)[0]
+@functools.partial(jax.custom_jvp, nondiff_argnums=(6, 7, 8))
+def _batch(key_data, chains, regions, n_active, start, fp, n_steps, pool, score_continuous):
+    return _pool(key_data, chains, regions, n_active, start, fp, n_steps, pool, score_continuous)[0]
 
 
 @_batch.defjvp
-def _batch_jvp(n_steps, pool, primals, tangents):
-    return jax.jvp(lambda *a: _scan(*a, n_steps), primals, tangents)
+def _batch_jvp(n_steps, pool, score_continuous, primals, tangents):
+    return jax.jvp(lambda *a: _scan(*a, n_steps, score_continuous), primals, tangents)
 
 
 def fragment_chains_batch(keys, chains: Chains, regions: Regions, n_active, start: StartChoices, fp: FragParams,
-                          n_steps: int, pool: int, with_stats: bool = False):
+                          n_steps: int, pool: int, with_stats: bool = False, score_continuous: bool = False):
     """Fragment a batch of events' kinked strings (leading axis N everywhere) on the slot scheduler, with
     derivatives from the equivalent ``lax.scan`` (as :func:`diffgen.hadronization.fragment.fragment_batch`).
 
     Returns ``(pid[N, 2·n_steps], p4[N, 2·n_steps, 4], valid, log_weight[N], overflow[N], fallback[N],
     restarts[N])``,
-    and with ``with_stats`` also the scheduler's :class:`~diffgen.schedule.PoolStats`.
+    and with ``with_stats`` also the scheduler's :class:`~diffgen.schedule.PoolStats`. ``score_continuous``
+    (static): z and the breaks' pT are held fixed under differentiation and their log densities' scores enter
+    the log-weight instead (``string_fragmentation(continuous="score")``).
     """
     if with_stats:
-        return _pool(jax.random.key_data(keys), chains, regions, n_active, start, fp, n_steps, pool)
-    return _batch(jax.random.key_data(keys), chains, regions, n_active, start, fp, n_steps, pool)
+        return _pool(jax.random.key_data(keys), chains, regions, n_active, start, fp, n_steps, pool, score_continuous)
+    return _batch(jax.random.key_data(keys), chains, regions, n_active, start, fp, n_steps, pool, score_continuous)

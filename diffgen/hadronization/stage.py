@@ -113,7 +113,7 @@ def _sample_gluon_flavours(keys, pid, mask, flav_probs):
 
 def string_fragmentation(capacity: int = DEFAULT_CAPACITY, max_partons: int | None = None,
                          pool: int | None = None, kinked: bool = True, m_join: float = M_JOIN,
-                         m_string_min: float = M_STRING_MIN) -> Stage:
+                         m_string_min: float = M_STRING_MIN, continuous: str = "pathwise") -> Stage:
     """Lund string fragmentation of colour-connected partons into primary mesons.
 
     Args:
@@ -135,6 +135,12 @@ def string_fragmentation(capacity: int = DEFAULT_CAPACITY, max_partons: int | No
         m_string_min: GeV, Pythia's ``HadronLevel:mStringMin`` (kinked strings only): a colour singlet whose
             mass minus its ends' constituent masses is below this is a mini-string, made into two hadrons
             (:mod:`~diffgen.hadronization.ministring`). Static, in [0.5, 1.5] as in Pythia 8.3 (default 1.0).
+        continuous: gradient estimator of the kinked strings' continuous draws, z and the breaks' pT (static):
+            ``"pathwise"`` (default; implicit reparameterisation, pT = σ Φ⁻¹(u)/√2) or ``"score"`` (the draws held
+            fixed, their log densities' scores in the weight). The two give the same events and unbiased
+            gradients; with ``"score"`` the kinematics no longer move with a, b, σ, so the stop decisions carry
+            no score in them, and those scores dominate the pathwise estimator's variance for a, b, σ
+            (docs/gradients.md). The mini-strings' pT stays pathwise. Kinked strings only.
 
     Returns:
         A :class:`~diffgen.stage.Stage` (see the module docstring).
@@ -153,6 +159,11 @@ def string_fragmentation(capacity: int = DEFAULT_CAPACITY, max_partons: int | No
         raise ValueError(f"HadronLevel:mStringMin (m_string_min) = {m_string_min!r} GeV is outside the allowed "
                          f"range [0.5, 1.5] GeV")
     m_string_min = float(m_string_min)
+    if continuous not in ("pathwise", "score"):
+        raise ValueError(f"string_fragmentation continuous must be 'pathwise' or 'score', got {continuous!r}")
+    if continuous == "score" and not kinked:
+        raise ValueError("string_fragmentation continuous='score' needs the kinked strings (kinked=True)")
+    score_continuous = continuous == "score"
 
     def init(key):
         del key
@@ -187,7 +198,7 @@ def string_fragmentation(capacity: int = DEFAULT_CAPACITY, max_partons: int | No
                     jax.random.fold_in(k_s, 1), chains, regions, fp, m_string_min)
                 chains, regions, c_pid, c_p4, c_valid, failed = collapse_light_chains(chains, regions, to_one)
                 chains = compact_chains(chains)
-                start, lp_start = start_choices(k_s, chains, fp)
+                start, lp_start = start_choices(k_s, chains, fp, score_k=score_continuous)
                 lp = jnp.sum(jnp.where(chains.active, lp_start, 0.0)) + lp_mini
                 collapsed = (jnp.concatenate([c_pid, m_pid.reshape(-1)]), jnp.concatenate([c_p4, m_p4.reshape(-1, 4)]),
                              jnp.concatenate([c_valid, m_valid.reshape(-1)]))
@@ -197,7 +208,7 @@ def string_fragmentation(capacity: int = DEFAULT_CAPACITY, max_partons: int | No
             chains, regions, n_active, start, lp_choice, collapsed, parton, over_s, failed, n_mini = jax.vmap(
                 prepare_k)(k_start, events.p4, events.pid, events.mask, events.colour)
             frags = fragment_chains_batch(k_frag, chains, regions, n_active, start, fp, capacity, pool,
-                                          with_stats=with_info)
+                                          with_stats=with_info, score_continuous=score_continuous)
             if with_info:
                 frags, stats = frags
             f_pid, f_p4, f_valid, score, over_f, fallback, restarts = frags
