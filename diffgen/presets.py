@@ -81,7 +81,7 @@ def ee_hadrons(sqrt_s: float = DEFAULT_SQRT_S, flavours=(1, 2, 3, 4, 5), shower:
                me_correction: bool = True, hadronize: bool = True, shower_capacity: int | None = None,
                hadron_capacity: int | None = None, final_capacity: int | None = None,
                detector=None, hadronization: str = "string", record: bool = False,
-               string_gradient: str = "pathwise") -> Generator:
+               string_gradient: str = "score") -> Generator:
     """e+e- → γ*/Z → q q̄ → parton shower → Lund strings (or the ML cluster layer) → hadron decays, no ISR.
 
     Stages (params keyed by these names): ``hard`` (:func:`diffgen.processes.ee_to_ffbar`),
@@ -106,9 +106,9 @@ def ee_hadrons(sqrt_s: float = DEFAULT_SQRT_S, flavours=(1, 2, 3, 4, 5), shower:
     (:func:`diffgen.hadronization.ml_hadronization`, untrained weights unless you put trained ones in
     ``params["hadronization"]["net"]``, see :mod:`diffgen.hadronization.train`).
 
-    ``string_gradient``: the strings' estimator for z and pT, ``"pathwise"`` (default) or ``"score"``
-    (``string_fragmentation(continuous=...)``: the same events, gradients of much lower variance in a, b and
-    σ for counts and histograms; docs/gradients.md).
+    ``string_gradient``: the strings' estimator for z and pT, ``"score"`` (default) or ``"pathwise"``
+    (``string_fragmentation(continuous=...)``: the same events; the score estimator's gradients in a, b and σ
+    have far lower variance, docs/gradients.md). It applies to the Lund strings only.
 
     ``record=True`` (the CLI's ``--record full``) also keeps the full event record in ``events.record``
     (:class:`~diffgen.events.Record`): the hard process (γ*/Z, status 22, and its q q̄, 23; stage
@@ -136,8 +136,6 @@ def ee_hadrons(sqrt_s: float = DEFAULT_SQRT_S, flavours=(1, 2, 3, 4, 5), shower:
                          f"{hadron_threshold(flavours):.4g} GeV")
     if string_gradient not in ("pathwise", "score"):
         raise ValueError(f"ee_hadrons string_gradient must be 'pathwise' or 'score', got {string_gradient!r}")
-    if string_gradient == "score" and hadronization != "string":
-        raise ValueError("ee_hadrons string_gradient='score' applies to the Lund strings (hadronization='string')")
     if detector is None:
         det = None
     elif isinstance(detector, LearnedDetectorModel):

@@ -113,7 +113,7 @@ def _sample_gluon_flavours(keys, pid, mask, flav_probs):
 
 def string_fragmentation(capacity: int = DEFAULT_CAPACITY, max_partons: int | None = None,
                          pool: int | None = None, kinked: bool = True, m_join: float = M_JOIN,
-                         m_string_min: float = M_STRING_MIN, continuous: str = "pathwise") -> Stage:
+                         m_string_min: float = M_STRING_MIN, continuous: str | None = None) -> Stage:
     """Lund string fragmentation of colour-connected partons into primary mesons.
 
     Args:
@@ -136,11 +136,13 @@ def string_fragmentation(capacity: int = DEFAULT_CAPACITY, max_partons: int | No
             mass minus its ends' constituent masses is below this is a mini-string, made into two hadrons
             (:mod:`~diffgen.hadronization.ministring`). Static, in [0.5, 1.5] as in Pythia 8.3 (default 1.0).
         continuous: gradient estimator of the kinked strings' continuous draws, z and the breaks' pT (static):
-            ``"pathwise"`` (default; implicit reparameterisation, pT = σ Φ⁻¹(u)/√2) or ``"score"`` (the draws held
-            fixed, their log densities' scores in the weight). The two give the same events and unbiased
-            gradients; with ``"score"`` the kinematics no longer move with a, b, σ, so the stop decisions carry
-            no score in them, and those scores dominate the pathwise estimator's variance for a, b, σ
-            (docs/gradients.md). The mini-strings' pT stays pathwise. Kinked strings only.
+            ``"score"`` (the default for kinked strings: the draws held fixed, their log densities' scores in the
+            weight) or ``"pathwise"`` (implicit reparameterisation, pT = σ Φ⁻¹(u)/√2; the default and only
+            choice for the straight pieces). The two give the same events and unbiased gradients; with
+            ``"score"`` the kinematics no longer move with a, b, σ, so the stop decisions carry no score in
+            them — with ``"pathwise"`` those scores are 99.9 % of the variance in a, b, σ (docs/gradients.md).
+            Hadron momenta then have no derivative in a, b, σ event by event (expectations do). The
+            mini-strings' pT stays pathwise.
 
     Returns:
         A :class:`~diffgen.stage.Stage` (see the module docstring).
@@ -159,6 +161,8 @@ def string_fragmentation(capacity: int = DEFAULT_CAPACITY, max_partons: int | No
         raise ValueError(f"HadronLevel:mStringMin (m_string_min) = {m_string_min!r} GeV is outside the allowed "
                          f"range [0.5, 1.5] GeV")
     m_string_min = float(m_string_min)
+    if continuous is None:
+        continuous = "score" if kinked else "pathwise"
     if continuous not in ("pathwise", "score"):
         raise ValueError(f"string_fragmentation continuous must be 'pathwise' or 'score', got {continuous!r}")
     if continuous == "score" and not kinked:
