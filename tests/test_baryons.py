@@ -101,15 +101,7 @@ def _pick3(rng, weight_s):
 
 def _pythia_diquark(rng, dwt):
     """StringFlav::pickGauss, case 0 (no popcorn), for a new diquark: its code."""
-    pop = _pick3(rng, dwt[0])
-    vtx = _pick3(rng, dwt[1] if pop < 3 else dwt[2])
-    if pop < 3 and vtx < 3:
-        vtx = pop if rng.random() <= dwt[3] else 3 - pop
-    spin = 3
-    if vtx != pop:
-        w = dwt[4] if pop >= 3 else dwt[5] if vtx == 3 else dwt[6]
-        if (1.0 + w) * rng.random() < 1.0:
-            spin = 1
+    pop, vtx, spin = _pythia_pop_vtx(rng, dwt)
     return 1000 * max(vtx, pop) + 100 * min(vtx, pop) + spin
 
 
