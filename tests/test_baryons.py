@@ -23,75 +23,69 @@ MONASH = {"rho": 0.217, "qq": 0.081, "sq": 0.915, "q1": 0.0275, "dec": 1.0, "v_u
 
 # ------------------------------------------------------- an independent transcription of Pythia 8.3's algorithm
 
-def _pythia_dwt(rho, sq, q1, dec):
-    """dWT[0][0..6] written out from Pythia 8.3's StringFlav::init (plain floats, no diffgen code)."""
+_UD0, _UD1, _UU1, _US0, _SU0, _US1, _SU1, _SS1 = range(8)  # Pythia's diquark types (first quark = popcorn quark)
+
+
+def _pythia_weights(rho, sq, q1, dec):
+    """The pieces of Pythia 8.3's StringFlav::init shared by all cases, in plain floats (no diffgen code): SU(6)
+    sums cg and pair maxima mx, the largest SU(6) weight by diquark type (bar_max), the half-pair tunnelling
+    factors (qbb) and spin × vertex × half tunnelling (qbm)."""
     oct_ = [0.75, 0.5, 0.0, 0.1667, 0.0833, 0.1667]
     dcp = [0.0, 0.0, 1.0, 0.3333, 0.6667, 0.3333]
     cg = [o + dec * d for o, d in zip(oct_, dcp)]
     mx = [max(cg[0], cg[1])] * 2 + [max(cg[2], cg[3])] * 2 + [max(cg[4], cg[5])] * 2
-    ud0, ud1, uu1, us0, su0, us1, su1, ss1 = range(8)
     bar_max = [mx[0], mx[4], mx[2], mx[0], mx[0], mx[4], mx[4], mx[2]]
     qbb = [1.0] * 8
-    qbb[ud1] = math.sqrt(q1)
-    qbb[uu1] = math.sqrt(q1)
-    qbb[us0] = math.sqrt(sq)
-    qbb[su0] = math.sqrt(rho) * math.sqrt(sq)
-    qbb[us1] = math.sqrt(q1) * qbb[us0]
-    qbb[su1] = math.sqrt(q1) * qbb[su0]
-    qbb[ss1] = math.sqrt(rho) * sq * math.sqrt(q1)
-    qbm = [1.0, 3 * qbb[ud1], 6 * qbb[uu1], rho * qbb[us0], qbb[su0], rho * 3 * qbb[us1], 3 * qbb[su1],
-           rho * 6 * qbb[ss1]]
+    qbb[_UD1] = qbb[_UU1] = math.sqrt(q1)
+    qbb[_US0] = math.sqrt(sq)
+    qbb[_SU0] = math.sqrt(rho) * math.sqrt(sq)
+    qbb[_US1] = math.sqrt(q1) * qbb[_US0]
+    qbb[_SU1] = math.sqrt(q1) * qbb[_SU0]
+    qbb[_SS1] = math.sqrt(rho) * sq * math.sqrt(q1)
+    qbm = [1.0, 3 * qbb[_UD1], 6 * qbb[_UU1], rho * qbb[_US0], qbb[_SU0], rho * 3 * qbb[_US1], 3 * qbb[_SU1],
+           rho * 6 * qbb[_SS1]]
+    return cg, mx, bar_max, qbb, qbm
+
+
+def _pythia_ratios(w):
+    """dWT[case][0..6] from weights by diquark type (Pythia's "Recombine diquark weights")."""
+    return [(2 * (w[_SU0] + w[_SU1]) + w[_SS1]) / (1 + w[_UD1] + w[_UU1] + w[_US0] + w[_US1]),
+            2 * (w[_US0] + w[_US1]) / (1 + w[_UD1] + w[_UU1]), w[_SS1] / (w[_SU0] + w[_SU1]),
+            w[_UU1] / (1 + w[_UD1] + w[_UU1]), w[_SU1] / w[_SU0], w[_US1] / w[_US0], w[_UD1]]
+
+
+def _pythia_dwt(rho, sq, q1, dec):
+    """dWT[0][0..6] (case q → B B̄) from Pythia 8.3's StringFlav::init, with the SU(6) sums and maxima."""
+    cg, mx, bar_max, qbb, qbm = _pythia_weights(rho, sq, q1, dec)
     for i in range(1, 8):
         qbb[i] *= qbm[i] * bar_max[i] / bar_max[0]
-    return [(2 * (qbb[su0] + qbb[su1]) + qbb[ss1]) / (1 + qbb[ud1] + qbb[uu1] + qbb[us0] + qbb[us1]),
-            2 * (qbb[us0] + qbb[us1]) / (1 + qbb[ud1] + qbb[uu1]), qbb[ss1] / (qbb[su0] + qbb[su1]),
-            qbb[uu1] / (1 + qbb[ud1] + qbb[uu1]), qbb[su1] / qbb[su0], qbb[us1] / qbb[us0], qbb[ud1]], cg, mx
+    return _pythia_ratios(qbb), cg, mx
 
 
 def _pythia_popcorn(rho, sq, q1, dec, rate, spair, smeson):
     """dWT[1], dWT[2] (entry 0 of dWT[1] times scbBM[0]·popcornSpair, as pickGauss uses it) and popFrac, written
     out from Pythia 8.3's StringFlav::init in plain floats (no diffgen code)."""
-    oct_ = [0.75, 0.5, 0.0, 0.1667, 0.0833, 0.1667]
-    dcp = [0.0, 0.0, 1.0, 0.3333, 0.6667, 0.3333]
-    cg = [o + dec * d for o, d in zip(oct_, dcp)]
-    mx = [max(cg[0], cg[1])] * 2 + [max(cg[2], cg[3])] * 2 + [max(cg[4], cg[5])] * 2
-    ud0, ud1, uu1, us0, su0, us1, su1, ss1 = range(8)
-    bar_max = [mx[0], mx[4], mx[2], mx[0], mx[0], mx[4], mx[4], mx[2]]
+    cg, _, bar_max, qbb, qbm = _pythia_weights(rho, sq, q1, dec)
     dmb = [2 * cg[0] + rho * cg[1], 2 * cg[4] + rho * cg[5], cg[2] + (1 + rho) * cg[3], (1 + rho) * cg[0] + cg[1],
            (1 + rho) * cg[0] + cg[1], (1 + rho) * cg[4] + cg[5], (1 + rho) * cg[4] + cg[5], rho * cg[2] + 2 * cg[3]]
     dmb = [x / dmb[0] for x in dmb]
-    qbb = [1.0] * 8
-    qbb[ud1] = qbb[uu1] = math.sqrt(q1)
-    qbb[us0] = math.sqrt(sq)
-    qbb[su0] = math.sqrt(rho) * math.sqrt(sq)
-    qbb[us1] = math.sqrt(q1) * qbb[us0]
-    qbb[su1] = math.sqrt(q1) * qbb[su0]
-    qbb[ss1] = math.sqrt(rho) * sq * math.sqrt(q1)
-    qbm = [1.0, 3 * qbb[ud1], 6 * qbb[uu1], rho * qbb[us0], qbb[su0], rho * 3 * qbb[us1], 3 * qbb[su1],
-           rho * 6 * qbb[ss1]]
     for i in range(1, 8):
         qbb[i] *= qbm[i]
-    for i in (us0, us1, ss1):
+    for i in (_US0, _US1, _SS1):
         qbm[i] *= smeson
-    u_norm = 1 + qbm[ud1] + qbm[uu1] + qbm[us0] + qbm[us1]
-    scb0 = (2 * (qbm[su0] + qbm[su1]) + qbm[ss1]) / u_norm
+    u_norm = 1 + qbm[_UD1] + qbm[_UU1] + qbm[_US0] + qbm[_US1]
+    scb0 = (2 * (qbm[_SU0] + qbm[_SU1]) + qbm[_SS1]) / u_norm
     for i in range(1, 8):
         dmb[i] *= qbm[i]
     for i in range(1, 8):
         qbm[i] *= bar_max[i] / bar_max[0]
         qbb[i] *= bar_max[i] / bar_max[0]
-    pop_frac = (u_norm * rate / 3 * (1 + qbm[ud1] + qbm[uu1] + qbm[us0] + qbm[us1]
-                                     + scb0 * spair * (qbm[su0] + qbm[su1] + 0.5 * qbm[ss1]))
-                / (1 + qbb[ud1] + qbb[uu1] + 2 * (qbb[us0] + qbb[us1]) + 0.5 * qbb[ss1]))
-
-    def dwt(w):
-        return [(2 * (w[su0] + w[su1]) + w[ss1]) / (1 + w[ud1] + w[uu1] + w[us0] + w[us1]),
-                2 * (w[us0] + w[us1]) / (1 + w[ud1] + w[uu1]), w[ss1] / (w[su0] + w[su1]),
-                w[uu1] / (1 + w[ud1] + w[uu1]), w[su1] / w[su0], w[us1] / w[us0], w[ud1]]
-
-    d1 = dwt(qbm)
+    pop_frac = (u_norm * rate / 3 * (1 + qbm[_UD1] + qbm[_UU1] + qbm[_US0] + qbm[_US1]
+                                     + scb0 * spair * (qbm[_SU0] + qbm[_SU1] + 0.5 * qbm[_SS1]))
+                / (1 + qbb[_UD1] + qbb[_UU1] + 2 * (qbb[_US0] + qbb[_US1]) + 0.5 * qbb[_SS1]))
+    d1 = _pythia_ratios(qbm)
     d1[0] *= scb0 * spair
-    return d1, dwt(dmb), pop_frac
+    return d1, _pythia_ratios(dmb), pop_frac
 
 
 def _pick3(rng, weight_s):
