@@ -49,7 +49,7 @@ from diffgen.numerics import safe_div, safe_log, safe_sqrt
 from diffgen.schedule import run_pool
 
 __all__ = ["FragParams", "StartChoices", "start_choices", "fragment_event", "STOP_MASS", "STOP_NEW_FLAV",
-           "STOP_SMEAR", "R_FACTOR", "smoothstep", "continue_decision", "fragment_batch"]
+           "STOP_SMEAR", "R_FACTOR", "smoothstep", "continue_decision", "fragment_batch", "pt_log_density"]
 
 STOP_MASS = 1.0  #: Pythia 8.3 StringFragmentation:stopMass (GeV)
 STOP_NEW_FLAV = 2.0  #: Pythia 8.3 StringFragmentation:stopNewFlav
@@ -114,6 +114,14 @@ def _mt(m, pt):
     return safe_sqrt(m * m + jnp.sum(pt * pt, axis=-1))
 
 
+def pt_log_density(k, sigma):
+    """Log density (up to a constant) of a break's transverse momentum ``k`` (last axis: the two components, each
+    Gaussian of width σ/√2): ``−|k|²/σ² − 2 log σ``, gradient-safe at σ = 0. Its derivative in σ is the score of
+    a pT draw held fixed (``string_fragmentation(continuous="score")``)."""
+    s2 = jnp.square(sigma)
+    return -safe_div(jnp.sum(k * k, axis=-1), s2) - jnp.log(jnp.where(s2 > 0, s2, 1.0))
+
+
 def start_choices(key, strings: Strings, fp: FragParams, score_k: bool = False) -> tuple[StartChoices, jax.Array]:
     """Draw the first-step choices of every string; restricted so that a light string's final
     two hadrons fit (masses) and its first ``k`` is shrunk to fit (pT). Returns (choices, log p[S]).
@@ -142,9 +150,7 @@ def start_choices(key, strings: Strings, fp: FragParams, score_k: bool = False) 
     log_p = bundle.log_prob
     if score_k:
         k = jax.lax.stop_gradient(k * scale[:, None])
-        s2 = jnp.square(fp.sigma)
-        log_p = log_p + jnp.where(shrunk, -safe_div(k_max ** 2, s2), -safe_div(jnp.sum(k * k, axis=-1), s2)
-                                  - jnp.log(jnp.where(s2 > 0, s2, 1.0)))
+        log_p = log_p + jnp.where(shrunk, -safe_div(k_max ** 2, jnp.square(fp.sigma)), pt_log_density(k, fp.sigma))
         return StartChoices(side, bundle, k), log_p
     return StartChoices(side, bundle, k * scale[:, None]), log_p
 

@@ -67,8 +67,10 @@ a Bernoulli draw of probability ``p_win`` (:func:`diffgen.hadronization.lund_z.w
 comes from the truncated function (implicit reparameterisation), and outside the window the string
 restarts — the same distribution, written so that the window's edges are differentiated. The continue/
 stop decision and the window are Bernoulli draws whose scores ``log p − stop_gradient(log p)`` enter the
-weight; a dropped attempt's score terms stay in it (the density of "repeat until it fits" is the product
-over all attempts), so the score estimator stays unbiased. At most :data:`MAX_RESTARTS` restarts per
+weight (by default, ``continuous="score"``, z and the breaks' pT are held fixed and their log densities
+scored too, so the stop decisions do not depend on a, b, σ); a dropped attempt's score terms stay in it
+(the density of "repeat until it fits" is the product over all attempts), so the score estimator stays
+unbiased. At most :data:`MAX_RESTARTS` restarts per
 string, and only while the steps left leave room for another attempt; beyond that the hadron is taken
 from the straight view with ``z`` clipped to the window and the string is finished as a straight one (a
 "fallback"). ``diagnose`` counts both: on Pythia's own showered u ū parton events 0.36 restarts and
@@ -108,6 +110,7 @@ from diffgen.hadronization.fragment import (
     FragParams,
     StartChoices,
     continue_decision,
+    pt_log_density,
     start_choices,
 )
 from diffgen.hadronization.lund_z import S_MAX, diquark_shape, sample_log_z, sample_log_z_scored, window_masses
@@ -464,8 +467,7 @@ def _step(st: _KState, t, key_t, get, take, n_active, fp: FragParams, n_steps: i
     log_weight = log_weight + jnp.where(active & use_win, lp_win - jax.lax.stop_gradient(lp_win), 0.0)
     if score_continuous:
         # the next break's pT (2-D Gaussian, σ/√2 per component), drawn at every active step
-        s2 = jnp.square(fp.sigma)
-        lp_k = -safe_div(jnp.sum(k1 * k1), s2) - jnp.log(jnp.where(s2 > 0, s2, 1.0))
+        lp_k = pt_log_density(k1, fp.sigma)
         log_weight = log_weight + jnp.where(active, lp_k - sg(lp_k), 0.0)
         log_weight = log_weight + jnp.where(active & cont, lp_z - sg(lp_z), 0.0)
     # the straight-view hadron (straight steps; the rare fallback across kinks) keeps z inside the window
