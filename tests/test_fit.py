@@ -718,3 +718,30 @@ def test_closure_with_fresh_random_numbers(gen):
     for name in (MZ, S2W):
         assert abs(res.settings[name] - truth[name]) < 2.5 * res.errors[name], name
     assert sum(v[0] for v in res.chi2_after.values()) < sum(v[0] for v in res.chi2_before.values())
+
+
+def test_linearized_fit_trust_region_rejects_a_step_its_model_overpromised(gen):
+    """Issue 17 item 4: the Gauss–Newton step from a point far from the minimum trusts the local model too far.
+    Line shape: σ(F/B) at √s = 91.2 and 93 GeV (10⁵ events each) from m_Z = 91.1876 GeV, fitted from
+    m_Z = 88 GeV (≈ 400 of the final errors away). The first step lands on the upper bound (96 GeV)
+    with a χ² that fell by less than a quarter of the promised fall: the trust region rejects it and
+    retries from 88 GeV within a quarter of that distance; every accepted point lowers the simulated χ²
+    (common random numbers: a deterministic objective), and the fit converges on the truth. Before the
+    trust region the fit "converged" on the bound (its Levenberg–Marquardt started from the saturated
+    sigmoid there and could not leave it), reporting m_Z = 96 GeV."""
+    from diffgen.fit.linear import fit_linearized
+
+    truth = {MZ: 91.1876}
+    data = [t for t in _pseudo_data(gen, truth, (91.2, 93.0), 100_000, seed=0, sigma_at=(91.2, 93.0))
+            if t.name.startswith("sigma")]
+    start = diffgen.with_settings(gen.default_params(), {MZ: 88.0})
+    res = fit_linearized(gen, start, data, OBS[1:], [MZ], bounds={MZ: (86.0, 96.0)}, n_events=20_000,
+                         iterations=10, key=jax.random.key(3), progress=False)
+    assert res.converged, res.message
+    assert "1 step(s) rejected by the trust region" in res.message, res.message
+    path = res.param_history[:, 0]
+    assert path[1] == pytest.approx(96.0, abs=1e-3)  # the rejected step, to the bound
+    assert 88.0 < path[2] < 88.0 + 0.25 * 8.0 + 1e-3, path  # retried from 88 GeV within the shrunk radius
+    accepted = np.delete(res.loss_history, 1)
+    assert np.all(np.diff(accepted) < 0), res.loss_history
+    assert abs(res.settings[MZ] - truth[MZ]) < 2 * res.errors[MZ], (res.settings, res.errors)

@@ -38,9 +38,27 @@ iterations, near convergence, are reused instead of discarded, so the Jacobian n
 **Variance reduction** (``replicas``, ``baseline``; issue 17). For a chain with a ``hadronization``
 stage the default samples each showered event twice through hadronization and decays and gives
 the string choices' score terms the cross-fitted sibling baseline (:mod:`diffgen.expect`,
-*Sibling baselines*): at 2·10⁴ events ‖δJ‖/‖J‖ of a, b, σ_pT falls from 0.71, 0.72, 0.90 to 0.65,
-0.65, 0.77 and that of α_s rises from 0.39 to 0.46 (docs/gradients.md §4). ``replicas=1,
-baseline="mean"`` is the plain estimator. σ_sim² sums the residuals of a parent's replicas.
+*Sibling baselines*); with the score-function strings (the default of
+:func:`diffgen.hadronization.string_fragmentation`) ‖δJ‖/‖J‖ at 2·10⁴ events is 0.32, 0.20, 0.30, 0.47,
+0.10 for α_s, a, b, σ_pT, s/u (docs/gradients.md). ``replicas=1, baseline="mean"`` is the plain
+estimator. σ_sim² sums the residuals of a parent's replicas.
+
+**Trust region** (issue 17 item 4). Far from the minimum, or along a curved valley, the Gauss–Newton
+step trusts the local model further than it holds: the LEP tune to Pythia went 6 steps down the a–b
+valley to a point whose simulated χ² (320/54) was worse than the start's (311/59) while its linear
+prediction read 119. Every sample is therefore also a test of the step that led to it: with Σ_d χ²_d
+measured on the new sample and on the sample at the centre (the last accepted expansion point), a step
+is *rejected* when the measured fall is below ``TRUST_ACCEPT`` (¼) of the fall its model predicted,
+allowing two standard deviations of the two samples' statistical noise (none with common random
+numbers, where the objective is deterministic). After a rejection the centre stays, the radius
+shrinks to ``TRUST_SHRINK`` (¼) of the rejected step, and the next expansion point is the minimum of
+the centre's (pooled) surrogate on that sphere (a Levenberg step: the ridge μ |(θ − θ_c)/s|² with μ
+found by bisection; s = the first sample's errors, fixed units); a step limited by the radius that
+delivered ≥ ``TRUST_GROW`` (¾) of its promise doubles it. The radius starts infinite (a plain
+Gauss–Newton step), so a fit whose steps all deliver behaves as before. The final estimates are the
+unconstrained minima of the last centre's surrogate, and convergence is a proposed move from the
+centre below ``tol`` errors. ``FitResult.message`` counts the rejected steps; ``loss_history`` holds
+the χ² measured at every sample, rejected ones included.
 
 **Jacobian noise** (``jacobian_noise="correct"``, experimental; the default is ``"ignore"``). A Jacobian
 estimated from a finite sample is J + δJ, and E[(J + δJ)ᵀ W (J + δJ)] = Jᵀ W J + Σ_b w_b Cov(δJ_b): the
@@ -125,6 +143,14 @@ NOISE_BATCHES = 10
 NOISE_WARN = 0.3
 NOISE_TARGET = 0.2
 
+#: Trust region of the expansion point (module docstring, *Trust region*): a step is rejected when the
+#: χ² measured at its end fell by less than ``TRUST_ACCEPT`` of what the local model promised (allowing two
+#: standard deviations of the samples' noise); the radius then shrinks to ``TRUST_SHRINK`` of the step, and
+#: doubles after a step limited by it that delivered more than ``TRUST_GROW`` of its promise.
+TRUST_ACCEPT = 0.25
+TRUST_GROW = 0.75
+TRUST_SHRINK = 0.25
+
 
 class _Data(NamedTuple):
     """The datasets as vectors over the bins with σ_data > 0, concatenated over targets."""
@@ -150,6 +176,8 @@ class _Iterations(NamedTuple):
     first: tuple  # (contents, variances) per target at the first expansion point (χ² before)
     converged: bool
     m_pool: int
+    theta_c: np.ndarray  # f[k] the expansion point of the final surrogate (the last accepted one)
+    accepted: np.ndarray  # bool[I] whether the step to sample i was accepted (the first always is)
 
 
 def _signature(targets) -> tuple:
@@ -236,9 +264,16 @@ def _corrected_problem(h, jac, jcov, jhcov, y, var):
     return h_c, l_t, np.zeros(k), np.ones(k)
 
 
-def _surrogate_minimum(h_e, jac, theta_e, y, var, transform, phi_start, max_iter: int = 100):
-    """Levenberg–Marquardt in φ on χ²(φ) = |(h_e + J(θ(φ) − θ_e) − y)/√var|²; returns (φ, χ²)."""
+def _surrogate_minimum(h_e, jac, theta_e, y, var, transform, phi_start, max_iter: int = 100, ridge=None):
+    """Levenberg–Marquardt in φ on χ²(φ) = |(h_e + J(θ(φ) − θ_e) − y)/√var|²; returns (φ, χ²).
+    ``ridge = (μ, θ_c, scale)`` adds μ |(θ(φ) − θ_c)/scale|² (the trust region's Lagrange term)."""
     w = 1.0 / np.sqrt(var)
+    if ridge is not None:
+        mu, theta_r, scale = ridge
+        jac = np.concatenate([jac, np.diag(np.sqrt(mu) / scale)])
+        h_e = np.concatenate([h_e, np.sqrt(mu) * (theta_e - theta_r) / scale])
+        y = np.concatenate([y, np.zeros(len(scale))])
+        w = np.concatenate([w, np.ones(len(scale))])
 
     def resid(phi):
         return (h_e + jac @ (transform.forward_host(phi) - theta_e) - y) * w
@@ -399,16 +434,19 @@ def _data_vectors(sets) -> _Data:
     return _Data(valid, ys, vd, np.cumsum([v.size for v in valid])[:-1])
 
 
-def _pooled(lins, theta_e, pool: int, pool_radius: float, err):
-    """(h, J, σ_sim², Cov(J), Cov(J, h), m): the mean of the last local linear models within
-    ``pool_radius`` errors, at θ_e (entries of ``lins``: θ_e, h, σ_sim², J, Cov(J), Cov(J, h))."""
-    window = [lins[-1]]
+def _pooled(lins, c: int, pool: int, pool_radius: float, err):
+    """(h, J, σ_sim², Cov(J), Cov(J, h), m): the local linear model of sample ``c`` (the centre's), averaged
+    with those of the last ``pool`` samples whose expansion points lie within ``pool_radius`` errors of it,
+    all taken at the centre θ_c (entries of ``lins``: θ_e, h, σ_sim², J, Cov(J), Cov(J, h))."""
+    theta_c, h, v_sim, jac, jcov, jhcov = lins[c]
+    window = [lins[c]]
     if pool > 1 and err is not None:
-        window = [e for e in lins[-pool:] if np.all(np.abs(e[0] - theta_e) <= pool_radius * err)]
+        recent = range(max(len(lins) - pool, 0), len(lins))
+        window += [lins[i] for i in recent if i != c and np.all(np.abs(lins[i][0] - theta_c) <= pool_radius * err)]
+        window = window[:pool]
     m = len(window)
-    _, h, v_sim, jac, jcov, jhcov = lins[-1]
-    if m > 1:  # mean of the local linear models, at θ_e; independent samples: variance / m
-        h = np.mean([e[1] + e[3] @ (theta_e - e[0]) for e in window], axis=0)
+    if m > 1:  # mean of the local linear models, at θ_c; independent samples: variance / m
+        h = np.mean([e[1] + e[3] @ (theta_c - e[0]) for e in window], axis=0)
         jac = np.mean([e[3] for e in window], axis=0)
         v_sim = np.mean([e[2] for e in window], axis=0) / m
         if jcov is not None:
@@ -417,15 +455,143 @@ def _pooled(lins, theta_e, pool: int, pool_radius: float, err):
     return h, jac, v_sim, jcov, jhcov, m
 
 
+def _sample_chi2(h, v_sim, data: _Data) -> tuple[float, float]:
+    """Σ_d χ²_d of one simulated sample against the datasets, and the standard deviation of that sum
+    from the sample's own statistical noise (δh_b with variance σ_sim,b², shared by the datasets):
+    Var = Σ_b σ_sim,b² (Σ_d 2(h_b − y_db)/V_db)² + 2 σ_sim,b⁴ (Σ_d 1/V_db)²."""
+    var = data.vd + v_sim[None, :]
+    r = h[None, :] - data.ys
+    chi2 = float(np.sum(r ** 2 / var))
+    lin = np.sum(2.0 * r / var, axis=0)
+    quad = np.sum(1.0 / var, axis=0)
+    return chi2, float(np.sqrt(np.sum(v_sim * lin ** 2 + 2.0 * v_sim ** 2 * quad ** 2)))
+
+
+def _surrogate_chi2(h, jac, theta_c, theta, data: _Data, v_sim) -> float:
+    """Σ_d χ²_d of the local linear model h + J (θ − θ_c) at θ."""
+    pred = h + jac @ (np.asarray(theta, float) - theta_c)
+    return float(np.sum((pred[None, :] - data.ys) ** 2 / (data.vd + v_sim[None, :])))
+
+
+def _phi_inside(transform, theta) -> np.ndarray:
+    """φ of θ, with θ moved inside its bounds by 10⁻⁶ of their width if it sits on one (an estimate
+    at a bound)."""
+    u = np.clip((np.asarray(theta, float) - transform.lo) / (transform.hi - transform.lo), 1e-6, 1.0 - 1e-6)
+    return np.log(u) - np.log1p(-u)
+
+
+def _limited_step(h, jac, theta_c, target, data: _Data, v_sim, transform, scale, radius: float):
+    """The expansion point's next position: ``target`` (the mean estimate) if it lies within ``radius``
+    (Euclidean, in units of ``scale``) of θ_c; otherwise the minimum of the datasets' summed surrogate χ²
+    on that sphere — a Levenberg step, whose ridge μ |(θ − θ_c)/scale|² is found by bisection in log μ.
+    Returns (θ, |θ − θ_c|/scale, whether the radius limited it)."""
+    norm = float(np.linalg.norm((target - theta_c) / scale))
+    if not np.isfinite(radius) or norm <= radius:
+        return target, norm, False
+    var = data.vd + v_sim[None, :]
+    w_sum = np.sum(1.0 / var, axis=0)  # Σ_d χ²_d = Σ_b (h_b − ȳ_b)² W_b + const
+    y_bar = np.sum(data.ys / var, axis=0) / w_sum
+    phi_c = _phi_inside(transform, theta_c)
+    lo, hi, best = -8.0, 8.0, (theta_c, 0.0)
+    for _ in range(40):
+        mu = 10.0 ** (0.5 * (lo + hi))
+        phi, _ = _surrogate_minimum(h, jac, theta_c, y_bar, 1.0 / w_sum, transform, phi_c,
+                                    ridge=(mu, theta_c, scale))
+        theta = transform.forward_host(phi)
+        dist = float(np.linalg.norm((theta - theta_c) / scale))
+        if dist > radius:
+            lo = np.log10(mu)
+        else:
+            hi, best = np.log10(mu), (theta, dist)
+        if hi - lo < 0.02:
+            break
+    return best[0], best[1], True
+
+
 def _iterate(problem: Problem, data: _Data, start, key, n_events: int, iterations: int, tol: float,
              common_random_numbers: bool, pool: int, pool_radius: float, progress: bool,
              correct_noise: bool = True) -> _Iterations:
-    """Linearise at θ_e, minimise the surrogate for every dataset, move θ_e to the mean estimate; repeat."""
-    transform, names = problem.transform, problem.transform.names
+    """Linearise at θ_e, minimise the surrogate for every dataset, move θ_e towards the mean estimate
+    within a trust region (module docstring, *Trust region*); repeat."""
+    transform = problem.transform
     phi0 = np.asarray(transform.inverse(start), float)
     theta0 = np.asarray(transform.forward(jnp.asarray(phi0)), float)
     n_sets = data.ys.shape[0]
+    linearise = _lineariser(problem, data, n_events)
 
+    bar = progress_bar(iterations, "linearised fit", "sim", progress)
+    phis = np.tile(phi0, (n_sets, 1))
+    theta_e = theta0.copy()  # where the next sample is taken
+    centre, c_index = None, 0  # the accepted expansion point (θ, its sample's Σχ², σ of that, model Σχ² there
+    #                            and at the next θ_e) and the index of its sample in ``lins``
+    radius, tr_scale = np.inf, None
+    history_theta, history_chi2, accepted = [], [], []
+    converged, first = False, None
+    lins: list[tuple] = []  # (θ_e, h, σ_sim², J, Cov(J), Cov(J, h)) of every sample
+    err = None
+    m_pool = 1
+    try:
+        for it in range(iterations):
+            lin, full = linearise(theta_e, key if common_random_numbers else jax.random.fold_in(key, it))
+            if it == 0:
+                first = full
+            lins.append(lin)
+            chi2_one, sd_one = _sample_chi2(lin[1], lin[2], data)
+            history_theta.append(theta_e.copy())
+            history_chi2.append(np.sum((lin[1][None, :] - data.ys) ** 2 / (data.vd + lin[2][None, :]), axis=1))
+            ok = True
+            if centre is not None:  # was the step from the centre to θ_e as good as its model promised?
+                noise = 0.0 if common_random_numbers else 2.0 * float(np.hypot(sd_one, centre[2]))
+                predicted, actual = centre[3] - centre[4], centre[1] - chi2_one
+                slack = noise + 1e-6 * max(abs(centre[1]), 1.0)  # float32 histograms: equal χ² is no failure
+                ok = actual + slack >= TRUST_ACCEPT * predicted
+                step = float(np.linalg.norm((theta_e - centre[0]) / tr_scale))
+                if not ok:
+                    radius = TRUST_SHRINK * step
+                elif actual >= TRUST_GROW * predicted and step >= 0.99 * radius:
+                    radius = 2.0 * radius
+            accepted.append(ok)
+            if ok:
+                centre, c_index = (theta_e.copy(), chi2_one, sd_one), len(lins) - 1
+            theta_c = centre[0]
+            h, jac, v_sim, jcov, jhcov, m_pool = _pooled(lins, c_index, pool, pool_radius, err)
+            var = data.vd + v_sim[None, :]
+            phi_c = _phi_inside(transform, theta_c)
+            for d in range(n_sets):
+                prob = (_corrected_problem(h, jac, jcov, jhcov, data.ys[d], var[d])
+                        if correct_noise and jcov is not None else (h, jac, data.ys[d], var[d]))
+                # from the previous estimate and from the centre (an estimate at a bound has a flat sigmoid:
+                # Levenberg–Marquardt started there cannot leave it)
+                tries = [_surrogate_minimum(prob[0], prob[1], theta_c, prob[2], prob[3], transform, p0)
+                         for p0 in (phis[d], phi_c)]
+                phis[d] = min(tries, key=lambda t: t[1])[0]
+            thetas = transform.forward_host(phis)
+            err = _step_scale(lins[c_index], data, correct_noise)
+            tr_scale = err if tr_scale is None else tr_scale  # fixed units of the radius: the first errors
+            new_e, _, limited = _limited_step(h, jac, theta_c, np.mean(thetas, axis=0), data, v_sim, transform,
+                                              tr_scale, radius)
+            centre = centre[:3] + (_surrogate_chi2(h, jac, theta_c, theta_c, data, v_sim),
+                                   _surrogate_chi2(h, jac, theta_c, new_e, data, v_sim))
+            move = np.abs(new_e - theta_c) / err
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(move=f"{np.max(move):.3g}σ", pooled=m_pool, rejected=accepted.count(False))
+            if not limited and np.all(move < tol) and m_pool >= pool:
+                converged = True
+                break
+            theta_e = new_e
+    finally:
+        if bar is not None:
+            bar.close()
+    return _Iterations(np.asarray(history_theta), history_chi2, thetas, h, jac, v_sim,
+                       jcov if correct_noise else None, jhcov, _noise_ratio(lins, data), first, converged, m_pool,
+                       theta_c, np.asarray(accepted))
+
+
+def _lineariser(problem: Problem, data: _Data, n_events: int):
+    """``f(θ, key) -> ((θ, h, σ_sim², J, Cov(J), Cov(J, h)), (contents, variances) per target)``: one sample
+    and its forward-mode Jacobian (jitted once), histogrammed also in ``NOISE_BATCHES`` batches for the noise."""
+    names = problem.transform.names
     batches = NOISE_BATCHES if n_events >= 2 * NOISE_BATCHES else 0
 
     def contents(theta, kk):
@@ -439,73 +605,43 @@ def _iterate(problem: Problem, data: _Data, start, key, n_events: int, iteration
         cb = jnp.concatenate([p.contents[:, v] for p, v in zip(per_batch, data.valid)], axis=1)
         return (c, cb), aux + (cb,)
 
-    linearise = jax.jit(jax.jacfwd(contents, has_aux=True))
+    jitted = jax.jit(jax.jacfwd(contents, has_aux=True))
 
-    bar = progress_bar(iterations, "linearised fit", "sim", progress)
-    phis = np.tile(phi0, (n_sets, 1))
-    theta_e = theta0.copy()
-    history_theta, history_chi2 = [], []
-    converged, first = False, None
-    lins: list[tuple] = []  # (θ_e, h, v_sim, J) of every iteration
-    err = None
-    m_pool = 1
-    try:
-        for it in range(iterations):
-            (jac, jac_b), (h, v_sim, full_c, full_v, c_b) = linearise(
-                jnp.asarray(theta_e, jnp.result_type(float)),
-                key if common_random_numbers else jax.random.fold_in(key, it))
-            h, v_sim, jac = np.asarray(h, float), np.asarray(v_sim, float), np.asarray(jac, float)
-            if not (np.all(np.isfinite(h)) and np.all(np.isfinite(jac))):
-                raise ValueError("the simulated histograms or their Jacobian are not finite at "
-                                 f"{dict(zip(names, theta_e))}")
-            if it == 0:
-                first = ([np.asarray(c) for c in full_c], [np.asarray(v) for v in full_v])
-            jcov = jhcov = None
-            if jac_b is not None:
-                jcov, jhcov = _noise_moments(np.asarray(jac_b, float), np.asarray(c_b, float))
-            lins.append((theta_e.copy(), h, v_sim, jac, jcov, jhcov))
-            h, jac, v_sim, jcov, jhcov, m_pool = _pooled(lins, theta_e, pool, pool_radius, err)
-            var = data.vd + v_sim[None, :]
-            history_theta.append(theta_e.copy())
-            history_chi2.append(np.sum((h[None, :] - data.ys) ** 2 / var, axis=1))
-            for d in range(n_sets):
-                if correct_noise and jcov is not None:
-                    prob = _corrected_problem(h, jac, jcov, jhcov, data.ys[d], var[d])
-                    phis[d], _ = _surrogate_minimum(prob[0], prob[1], theta_e, prob[2], prob[3], transform,
-                                                    phis[d])
-                else:
-                    phis[d], _ = _surrogate_minimum(h, jac, theta_e, data.ys[d], var[d], transform, phis[d])
-            thetas = transform.forward_host(phis)
-            # the scale of `tol` and `pool_radius`: the error with ONE sample's σ_sim² (the scatter of
-            # expansion points between fresh samples), which is the fit's error when pool = 1
-            # (with the noise correction: the sandwich F_c⁻¹ (Jᵀ V⁻¹ J) F_c⁻¹, the scatter of the corrected
-            # steps; F_c⁻¹ alone understates it where the noise dominates, so that fresh samples jumped
-            # beyond pool_radius and the pool never filled)
-            one = lins[-1]
-            w_one = 1.0 / np.mean(data.vd + one[2][None, :], axis=0)
-            f_inv = inverse_or_nan(_fisher(one[3], one[4] if correct_noise else None, w_one))
-            cov_one = f_inv @ _fisher(one[3], None, w_one) @ f_inv if correct_noise else f_inv
-            err = np.sqrt(np.clip(np.diag(cov_one), 1e-300, None))
-            new_e = np.mean(thetas, axis=0)
-            move = np.abs(new_e - theta_e) / err
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(move=f"{np.max(move):.3g}σ", pooled=m_pool)
-            theta_e = new_e
-            if np.all(move < tol) and m_pool >= pool:
-                converged = True
-                break
-    finally:
-        if bar is not None:
-            bar.close()
-    noise = None
-    if lins and lins[-1][4] is not None:  # ‖δJ_j‖/‖J_j‖ of one sample, in units of the bin errors
-        one = lins[-1]
-        w = 1.0 / np.mean(data.vd + one[2][None, :], axis=0)
-        signal = np.sqrt(np.einsum("m,mj->j", w, one[3] ** 2))
-        noise = np.sqrt(np.einsum("m,mjj->j", w, one[4])) / np.where(signal > 0, signal, np.inf)
-    return _Iterations(np.asarray(history_theta), history_chi2, thetas, h, jac, v_sim,
-                       jcov if correct_noise else None, jhcov, noise, first, converged, m_pool)
+    def run(theta_e, kk):
+        (jac, jac_b), (h, v_sim, full_c, full_v, c_b) = jitted(jnp.asarray(theta_e, jnp.result_type(float)), kk)
+        h, v_sim, jac = np.asarray(h, float), np.asarray(v_sim, float), np.asarray(jac, float)
+        if not (np.all(np.isfinite(h)) and np.all(np.isfinite(jac))):
+            raise ValueError("the simulated histograms or their Jacobian are not finite at "
+                             f"{dict(zip(names, theta_e))}")
+        jcov = jhcov = None
+        if jac_b is not None:
+            jcov, jhcov = _noise_moments(np.asarray(jac_b, float), np.asarray(c_b, float))
+        full = ([np.asarray(c) for c in full_c], [np.asarray(v) for v in full_v])
+        return (np.asarray(theta_e, float).copy(), h, v_sim, jac, jcov, jhcov), full
+
+    return run
+
+
+def _step_scale(one, data: _Data, correct_noise: bool):
+    """The scale of ``tol``, ``pool_radius`` and the trust radius: the errors with ONE sample's σ_sim²
+    (the scatter of expansion points between fresh samples), which are the fit's errors when pool = 1
+    (with the noise correction: the sandwich F_c⁻¹ (Jᵀ V⁻¹ J) F_c⁻¹, the scatter of the corrected steps;
+    F_c⁻¹ alone understates it where the noise dominates, so that fresh samples jumped beyond
+    pool_radius and the pool never filled)."""
+    w_one = 1.0 / np.mean(data.vd + one[2][None, :], axis=0)
+    f_inv = inverse_or_nan(_fisher(one[3], one[4] if correct_noise else None, w_one))
+    cov_one = f_inv @ _fisher(one[3], None, w_one) @ f_inv if correct_noise else f_inv
+    return np.sqrt(np.clip(np.diag(cov_one), 1e-300, None))
+
+
+def _noise_ratio(lins, data: _Data):
+    """‖δJ_j‖/‖J_j‖ of the last sample, in units of the bin errors (``None`` without batches)."""
+    if not lins or lins[-1][4] is None:
+        return None
+    one = lins[-1]
+    w = 1.0 / np.mean(data.vd + one[2][None, :], axis=0)
+    signal = np.sqrt(np.einsum("m,mj->j", w, one[3] ** 2))
+    return np.sqrt(np.einsum("m,mjj->j", w, one[4])) / np.where(signal > 0, signal, np.inf)
 
 
 def _dataset_result(problem: Problem, data: _Data, it: _Iterations, d: int, ds, n_events: int,
@@ -524,7 +660,7 @@ def _dataset_result(problem: Problem, data: _Data, it: _Iterations, d: int, ds, 
     data_cov = f_inv @ f_data @ f_inv
     errs = np.sqrt(np.clip(np.diag(cov), 0.0, None))
     th = it.thetas[d]
-    pred = h + jac @ (th - it.history_theta[-1])
+    pred = h + jac @ (th - it.theta_c)
     r2 = (pred - data.ys[d]) ** 2 / var
     before, after, hist_b, hist_a = {}, {}, {}, {}
     for t, part, c_full, v_full in zip(ds, np.split(r2, data.splits), it.first[0], it.first[1]):
@@ -539,10 +675,12 @@ def _dataset_result(problem: Problem, data: _Data, it: _Iterations, d: int, ds, 
         full[v], full_e[v] = part_c, part_e
         hist_a[t.name] = (full, full_e)
     n_it, n_sets, m_pool = len(it.history_theta), data.ys.shape[0], it.m_pool
+    n_rej = int(np.sum(~it.accepted))
     msg = (f"Linearised Gauss–Newton: {n_it} expansion point(s) of {n_events} events"
            f"{' per condition group' if len(problem.groups) > 1 else ''}"
            f"{f', surrogate pooled over the last {m_pool}' if m_pool > 1 else ''}"
            f"{', converged' if it.converged else ', not converged (raise iterations)'}"
+           f"{f', {n_rej} step(s) rejected by the trust region' if n_rej else ''}"
            f"{f'; {n_sets} datasets share the simulation' if n_sets > 1 else ''}. "
            "Covariance: Fisher (Gauss–Newton) matrix with σ_data² + σ_sim²"
            f"{', less the Jacobian noise' if it.jcov is not None else ''}. chi2_after: linear prediction."
