@@ -162,9 +162,12 @@ def _ffbar_lines(sqrt_s, flavours, process) -> list[str]:
     ]
 
 
-def _hadrons_lines(sqrt_s) -> list[str]:
-    # Monash (the 8.3 default tune); FSR, hadronization and decays at their defaults.
-    return [*_beams(sqrt_s), _PROCESSES["ffbar2gmZ"], "23:onMode = off", "23:onIfAny = 1 2 3 4 5"]
+def _hadrons_lines(sqrt_s, flavours: Iterable[int] = (1, 2, 3, 4, 5)) -> list[str]:
+    # Monash (the 8.3 default tune); FSR, hadronization and decays at their defaults. The γ*/Z mass window
+    # (23:mMin, PhaseSpace:mHatMin: 10 and 4 GeV by default) is opened below 20 GeV.
+    low = ["23:mMin = 1.0", "PhaseSpace:mHatMin = 1.0"] if sqrt_s < 20.0 else []
+    return [*_beams(sqrt_s), _PROCESSES["ffbar2gmZ"], "23:onMode = off",
+            "23:onIfAny = " + " ".join(str(f) for f in _flavours(flavours)), *low]
 
 
 def _pythia(lines: list[str], seed: int = 1, settings: Settings = None):
@@ -272,10 +275,11 @@ def _hard_pair(process_record):
 
 
 def ee_hadrons_events(sqrt_s: float, n_events: int, seed: int = 1, settings: Settings = None,
-                      max_multiplicity: int | None = None) -> dict[str, Any]:
+                      max_multiplicity: int | None = None, flavours: Iterable[int] = (1, 2, 3, 4, 5)
+                      ) -> dict[str, Any]:
     """Full e⁺e⁻ → γ*/Z → q q̄ (q = d…b) → hadrons events, Monash defaults, no ISR.
 
-    Process ``WeakSingleBoson:ffbar2gmZ`` with ``23:onIfAny = 1 2 3 4 5``; FSR,
+    Process ``WeakSingleBoson:ffbar2gmZ`` with ``23:onIfAny = 1 2 3 4 5`` (``flavours``); FSR,
     hadronization and particle decays on at Pythia's defaults. Final-state
     particles are padded to ``max_multiplicity`` (default: the largest one seen;
     ``ValueError`` if an event has more). Returns numpy arrays:
@@ -287,7 +291,7 @@ def ee_hadrons_events(sqrt_s: float, n_events: int, seed: int = 1, settings: Set
     """
     n = _count(n_events)
     max_multiplicity = check_optional_int(max_multiplicity, "max_multiplicity", lo=1)
-    py = _pythia(_hadrons_lines(sqrt_s), seed, settings)
+    py = _pythia(_hadrons_lines(sqrt_s, flavours), seed, settings)
     info = py.infoPython()
     rows: list[list[tuple[float, float, float, float, int]]] = []
     quark = np.zeros(n, dtype=np.int32)

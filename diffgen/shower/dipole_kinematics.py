@@ -24,7 +24,7 @@ import jax.numpy as jnp
 
 from diffgen.numerics import safe_div, safe_norm, safe_sqrt
 
-__all__ = ["precise_dot", "kallen", "transverse_basis", "branch_dipole"]
+__all__ = ["precise_dot", "kallen", "transverse_basis", "branch_dipole", "pythia_split"]
 
 _PARALLEL = 3.0e-4  # below this sin(angle) the cross product is replaced by a fixed-axis one
 
@@ -149,3 +149,61 @@ def branch_dipole(p_i, p_k, m_i, m_k, q2, m_a, m_b, z, omz, phi):
     p_k_new = ck_i[..., None] * p_i + ck_k[..., None] * p_k
     two_inv_m = 2.0 * inv_m
     return p_a, p_b, p_k_new, ok, e_a * two_inv_m, e_b * two_inv_m, e_k_new * two_inv_m
+
+
+def pythia_split(m2_dip, m_rec, m_rad, m_pair, q2, z, omz, pt2):
+    """Pythia 8's allowed region and energy sharing of a massive 1 → 2 branching (``SimpleTimeShower``).
+
+    Pythia builds a branching of evolution variables (p⊥², z) first with massless daughters — in the
+    dipole rest frame, with E and p_z of the a + b system (mass² Q²),
+
+        p_z,a = (E² z − Q²/2)/p_z,   p_z,b = (E² (1 − z) − Q²/2)/p_z,   k⊥² = Q² (E² z(1 − z) − Q²/4)/p_z²,
+
+    and then "reduces" the kinematics for the masses: q → q g with a radiator of mass m (k = m²/Q²):
+    k⊥ → (1 − k) k⊥, p_z,a → p_z,a + k p_z,b, p_z,b → (1 − k) p_z,b; g → q q̄ with quarks of mass m_q
+    (β = √(1 − 4m_q²/Q²)): k⊥ → β k⊥, p_z,a → ((1 + β) p_z,a + (1 − β) p_z,b)/2, p_z,b = p_z − p_z,a. So
+    for massive daughters z is not the energy fraction; this returns the energy fraction z_e = E_a/(E_a +
+    E_b) of Pythia's momenta, which :func:`branch_dipole` turns into the same momenta (its a + b system and
+    recoiler are Pythia's, and E_a fixes the decay angle). The branching is allowed, as in
+    ``pT2nextQCD``, when z_min < z < 1 − z_min with z_min = ½ − √(¼ − p⊥²/m²_corr), m²_corr = (M − m_rec)²
+    − m²_rad, and Q² M² < z(1 − z)(M² + Q² − m²_rec)².
+
+    Args: ``m2_dip`` = M², ``m_rec`` recoiler mass, ``m_rad`` the radiator's mass before the branching
+    (0 for a gluon), ``m_pair`` the quark mass of g → q q̄ (0 otherwise), ``q2`` = Q² = m_rad² +
+    p⊥²/(z(1 − z)), ``z``, ``omz`` = 1 − z, ``pt2`` = p⊥²_evol.
+
+    Returns ``(allowed, z_e, omz_e, shrink)``: ``shrink`` = 1 − m_rad²/Q², the factor by which Pythia's
+    mass reduction lowers the p⊥ of a gluon emission (it rejects the emission when that falls below the
+    cut-off, ``branch``); z_e = z exactly when m_rad = m_pair = 0.
+    """
+    m2_rec = m_rec * m_rec
+    mass = safe_sqrt(m2_dip)
+    m2_corr = (mass - m_rec) ** 2 - m_rad * m_rad
+    r = safe_div(pt2, m2_corr)
+    z_min = r / (0.5 + safe_sqrt(jnp.maximum(0.25 - r, 0.0)))  # ½ − √(¼ − r) without the cancellation
+    sum_m = m2_dip + q2 - m2_rec
+    allowed = (m2_corr > 0) & (r < 0.25) & (z > z_min) & (omz > z_min) & (q2 * m2_dip < z * omz * sum_m * sum_m)
+    inv_m = safe_div(1.0, mass)
+    e = 0.5 * sum_m * inv_m
+    pz = 0.5 * safe_sqrt(kallen(m2_dip, q2, m2_rec)) * inv_m
+    inv_pz = safe_div(1.0, pz)
+    e2 = e * e
+    pz_a = (e2 * z - 0.5 * q2) * inv_pz
+    pz_b = (e2 * omz - 0.5 * q2) * inv_pz
+    kt2 = jnp.maximum(q2 * (e2 * z * omz - 0.25 * q2), 0.0) * inv_pz * inv_pz
+    k = safe_div(m_rad * m_rad, q2)
+    shrink = 1.0 - k
+    beta = safe_sqrt(jnp.maximum(1.0 - 4.0 * safe_div(m_pair * m_pair, q2), 0.0))
+    pair = m_pair > 0
+    pz_a_r = jnp.where(pair, 0.5 * ((1.0 + beta) * pz_a + (1.0 - beta) * pz_b), pz_a + k * pz_b)
+    pz_b_r = jnp.where(pair, pz - pz_a_r, shrink * pz_b)
+    kt2_r = kt2 * jnp.where(pair, beta * beta, shrink * shrink)
+    m2_a = jnp.where(pair, m_pair * m_pair, m_rad * m_rad)
+    m2_b = jnp.where(pair, m_pair * m_pair, 0.0)
+    e_a = safe_sqrt(pz_a_r * pz_a_r + kt2_r + m2_a)
+    e_b = safe_sqrt(pz_b_r * pz_b_r + kt2_r + m2_b)
+    inv_e = safe_div(1.0, e_a + e_b)
+    massive = (m_rad > 0) | pair
+    z_e = jnp.where(massive, e_a * inv_e, z)
+    omz_e = jnp.where(massive, e_b * inv_e, omz)
+    return allowed, z_e, omz_e, shrink

@@ -16,7 +16,10 @@ p⊥,cut = max(``TimeShower:pTmin``, 1.1 Λ₃) as in Pythia. All ends of an eve
 together from p⊥² = M²/4 (M the q q̄ mass) downwards: the highest trial wins, and after a branching
 the new dipoles continue from the same p⊥ (p⊥ ordering). Each branching is built with exact local
 recoil inside its dipole (:mod:`diffgen.shower.dipole_kinematics`): the radiator + recoiler
-four-momentum is conserved, masses of c and b included. Colour flow is large-N_c: the radiating
+four-momentum is conserved, with Pythia's quark masses (:func:`shower_mass`; the hard q q̄ is put on
+them) and Pythia's allowed region and mass-reduced momenta of a massive branching
+(:func:`~diffgen.shower.dipole_kinematics.pythia_split`; a gluon emission whose reduced p⊥ falls below
+the cut-off is rejected). Colour flow is large-N_c: the radiating
 end takes a new tag T, and the emitted gluon sits between radiator and recoiler with
 (old tag, T); g → q q̄ cuts the gluon's two lines, giving several colour-singlet chains. With
 ``me_correction`` every emission of the primary q and q̄ is corrected to the e+e- → q q̄ g matrix
@@ -99,12 +102,12 @@ from jax.extend.random import threefry_2x32
 from diffgen import particles
 from diffgen.checks import check_int, check_optional_int
 from diffgen.events import Events, Status
-from diffgen.numerics import safe_div, safe_log
+from diffgen.numerics import safe_div, safe_log, safe_sqrt
 from diffgen.params import SETTINGS, out_of_range
 from diffgen.schedule import run_pool
 from diffgen.shower import coupling as _as
 from diffgen.shower import splitting as _sp
-from diffgen.shower.dipole_kinematics import branch_dipole, precise_dot
+from diffgen.shower.dipole_kinematics import branch_dipole, precise_dot, pythia_split
 from diffgen.shower.me_correction import massive_me_ratio, vector_fraction_couplings
 from diffgen.shower.veto import LN4, accept_probability, grid_up, next_trial_t, score_log_weight
 from diffgen.stage import Stage, event_keys
@@ -134,12 +137,20 @@ def default_max_trials(capacity: int, max_emissions: int | None) -> int:
 # host-side lookups: importing diffgen must not start a JAX backend (jax.distributed.initialize needs that)
 _M_CHARM = next(p.mass for p in particles.TABLE if p.pid == 4)
 _M_BOTTOM = next(p.mass for p in particles.TABLE if p.pid == 5)
+_M_STRANGE = next(p.mass for p in particles.TABLE if p.pid == 3)
+_M_LIGHT = next(p.mass for p in particles.TABLE if p.pid == 1)
+assert _M_LIGHT == next(p.mass for p in particles.TABLE if p.pid == 2)
 
 
 def shower_mass(pid):
-    """Kinematic parton mass of the shower: 0 for g, u, d, s; Pythia's m0 for c (1.5) and b (4.8) GeV."""
+    """Kinematic parton mass of the shower, Pythia's m0: 0 for g; 0.33 (u, d), 0.5 (s), 1.5 (c), 4.8 (b) GeV.
+
+    Pythia showers its quarks with these constituent masses (the Z decay products carry them); with
+    massless u, d, s the shower emitted 5 % more partons than Pythia's at the same α_s, all of the excess
+    from p⊥ below 1 GeV (``benchmarks/RESULTS.md``, *shower masses*)."""
     a = jnp.abs(jnp.asarray(pid))
-    return jnp.where(a == 4, _M_CHARM, jnp.where(a == 5, _M_BOTTOM, 0.0))
+    return jnp.where(a == 4, _M_CHARM, jnp.where(a == 5, _M_BOTTOM, jnp.where(
+        a == 3, _M_STRANGE, jnp.where((a == 1) | (a == 2), _M_LIGHT, 0.0))))
 
 
 class _State(NamedTuple):
@@ -247,17 +258,22 @@ def _one_trial(state: _State, rnd, alpha_mz, t_cut, t_min, log_lam2, *, capacity
     m_a = jnp.where(g2qq, m_f, m_i)
     m_b = jnp.where(g2qq, m_f, 0.0)
     q2 = jnp.where(g2qq, 0.0, m_i * m_i) + pt2 * safe_div(1.0, z * omz)
-    p_a, p_b, p_kn, ok, _, _, _ = branch_dipole(p_i, p_k, m_i, m_k, q2, m_a, m_b, z, omz, phi)
-
     m2_dip = jnp.exp(state.ell.reshape(-1)[end])
+    # Pythia's region and its massive kinematics: (p⊥², z) → the energy fraction z_e of its momenta
+    inside, z_e, omz_e, shrink = pythia_split(m2_dip, m_k, jnp.where(gluon, 0.0, m_i), jnp.where(g2qq, m_f, 0.0),
+                                              q2, z, omz, pt2)
+    p_a, p_b, p_kn, ok, _, _, _ = branch_dipole(p_i, p_k, m_i, m_k, q2, m_a, m_b, z_e, omz_e, phi)
+
     ratio = _kernel_ratio(state, slot, k, p_a, p_b, p_kn, m_i, m_k, m_f, m2_dip, q2, z, omz, pt2, range_qq,
                           gluon, g2qq, me_correction=me_correction)
-    ratio = jnp.where(ok, ratio, 0.0)
+    ratio = jnp.where(ok & inside, ratio, 0.0)
     allowed = ~state.done & ~stop & (ratio > 0)
+    # a gluon emitted by a massive quark: the cut-off acts on Pythia's mass-reduced p⊥ = (1 − m²/Q²) p⊥
+    dt = jnp.where(g2qq | gluon, 0.0, 2.0 * safe_log(jnp.clip(shrink, 1e-6, 1.0)))
 
-    p = accept_probability(t_new, alpha_mz, thin * ratio, t_min, width)
+    p = accept_probability(t_new, alpha_mz, thin * ratio, t_min, width, dt)
     accept = allowed & (rnd[6] < p)
-    record = (t_new, jnp.where(allowed, jnp.where(accept, thin * ratio, -thin * ratio), 0.0))
+    record = (t_new, jnp.where(allowed, jnp.where(accept, thin * ratio, -thin * ratio), 0.0), dt)
 
     full = state.n >= capacity
     emit = accept & ~full
@@ -323,7 +339,7 @@ def _kernel_ratio(state, slot, k, p_a, p_b, p_kn, m_i, m_k, m_f, m2_dip, q2, z, 
     * quark ends: with ``me_correction`` (``TimeShower:MEcorrections = on``, ``MEafterFirst = on``)
       every emission of the primary q or q̄ (slots 0 and 1) is corrected to the e+e- → q q̄ g
       matrix element with the other primary as ME partner, x_i = 2P·p_i/P², P = p_rad + p_partner +
-      p_g, masses of c and b included (:func:`~diffgen.shower.me_correction.massive_me_ratio`);
+      p_g, quark masses included (:func:`~diffgen.shower.me_correction.massive_me_ratio`);
       quarks from g → q q̄ use the kernel with the quasi-collinear dead-cone term (Pythia gives them
       its ME type 66, not implemented here);
     * g → g g: (1 + z³)/2, times Pythia's ``recoilDeadCone`` factor for a massive recoiler;
@@ -358,15 +374,16 @@ def _me_fractions(p_rad, p_glue, p_partner):
 def _initial_state(events: Events, capacity: int) -> _State:
     n_ev = events.n_events
     dtype = events.p4.dtype
-    p4 = jnp.pad(events.p4, ((0, 0), (0, capacity - 2), (0, 0)))
+    q = events.pid[:, 0]
+    m_q = shower_mass(q).astype(dtype)
+    pair, m2 = _on_shell_pair(events.p4[:, 0], events.p4[:, 1], m_q)
     pid = jnp.pad(events.pid, ((0, 0), (0, capacity - 2)))
     colour = jnp.pad(events.colour, ((0, 0), (0, capacity - 2), (0, 0)))
-    q, qbar = events.pid[:, 0], events.pid[:, 1]
+    qbar = events.pid[:, 1]
     valid = (events.mask[:, 0] & events.mask[:, 1] & (q >= 1) & (q <= 5) & (qbar == -q)
              & (events.colour[:, 0, 0] > 0) & (events.colour[:, 0, 0] == events.colour[:, 1, 1]))
-    m_q = shower_mass(q).astype(dtype)
-    m2 = 2.0 * m_q * m_q + 2.0 * precise_dot(events.p4[:, 0], events.p4[:, 1], m_q, m_q)
     valid = valid & (m2 > 4.0 * m_q * m_q) & jnp.isfinite(m2)
+    p4 = jnp.pad(jnp.where(valid[:, None, None], pair, events.p4), ((0, 0), (0, capacity - 2), (0, 0)))
     next_tag = jnp.max(events.colour, axis=(1, 2)) + 1
     zeros = jnp.zeros((n_ev,), jnp.int32)
     partner = jnp.full((capacity, 2), -1, jnp.int32).at[0, 0].set(1).at[1, 1].set(0)
@@ -379,6 +396,21 @@ def _initial_state(events: Events, capacity: int) -> _State:
         n_emit=zeros, done=~valid, overflow=jnp.zeros((n_ev,), bool),
         n_trials=zeros,
     )
+
+
+def _on_shell_pair(p1, p2, m):
+    """The q q̄ pair put on the shower's mass shell m (Pythia's m0; the hard process makes u, d, s massless):
+    the pair's four-momentum P is kept and, in its rest frame, the two momenta are rescaled along their
+    axis, p₁,₂ = P/2 ± c Δ⊥ with Δ⊥ the part of (p₁ − p₂)/2 orthogonal to P. Returns (f[N, 2, 4], M²)."""
+    def dot(a, b):
+        return a[..., 0] * b[..., 0] - jnp.sum(a[..., 1:] * b[..., 1:], axis=-1)
+
+    tot = p1 + p2
+    m2 = dot(tot, tot)
+    half = 0.5 * (p1 - p2)
+    perp = half - safe_div(dot(half, tot), m2)[..., None] * tot
+    c = safe_sqrt(safe_div(jnp.maximum(0.25 * m2 - m * m, 0.0), -dot(perp, perp)))
+    return jnp.stack([0.5 * tot + c[..., None] * perp, 0.5 * tot - c[..., None] * perp], axis=1), m2
 
 
 def evolve(params, key, events: Events, *, capacity: int, max_emissions: int | None, me_correction: bool,
@@ -412,15 +444,16 @@ def evolve(params, key, events: Events, *, capacity: int, max_emissions: int | N
     valid = ~state.done
     if max_emissions == 0:  # pass-through: no trials at all
         empty = jnp.zeros((events.n_events, 0), dtype)
-        result = ShowerResult(p4=state.p4, pid=state.pid, colour=state.colour, n=state.n,
+        p4_in = jnp.pad(events.p4, ((0, 0), (0, capacity - 2), (0, 0)))  # untouched, not put on shell
+        result = ShowerResult(p4=p4_in, pid=state.pid, colour=state.colour, n=state.n,
                               done=jnp.ones_like(state.done), overflow=state.overflow, n_trials=state.n_trials,
-                              rec_t=empty, rec_q=empty)
+                              rec_t=empty, rec_q=empty, rec_d=empty)
         return result, jnp.zeros_like(alpha_mz) * empty.sum(1), valid, bad, None
     alpha_value = sg(alpha_mz)  # the loop runs at θ₀; θ enters through the score weights below
     result, stats = _run_trials(state, event_keys(key, events.n_events), alpha_value, sg(t_cut), sg(t_min),
                                 sg(_as.log_lambda2(alpha_value)), capacity=capacity, max_emissions=max_emissions,
                                 me_correction=me_correction, max_trials=max_trials, pool=pool, width=pt_min_width)
-    log_weight = score_log_weight(alpha_mz, result.rec_t, result.rec_q, t_min, pt_min_width)
+    log_weight = score_log_weight(alpha_mz, result.rec_t, result.rec_q, t_min, pt_min_width, result.rec_d)
     return result, log_weight, valid, bad, stats
 
 
@@ -436,6 +469,7 @@ class ShowerResult(NamedTuple):
     n_trials: jax.Array
     rec_t: jax.Array  #: [N, max_trials] ln p⊥² of every trial (the record of :func:`score_log_weight`)
     rec_q: jax.Array  #: [N, max_trials] ± ratio of every decision (0: none)
+    rec_d: jax.Array  #: [N, max_trials] shift of ln p⊥² seen by the cut-off (mass-reduced p⊥; 0 mostly)
 
 
 def _run_trials(state: _State, keys, alpha_value, t_cut, t_min, log_lam2, *, capacity, max_emissions,
@@ -464,10 +498,11 @@ def _run_trials(state: _State, keys, alpha_value, t_cut, t_min, log_lam2, *, cap
 
     def step(slot, out, ev, steps, busy):
         st, k = slot
-        st, (t, q) = trial(st, draw(k, steps))
+        st, (t, q, d) = trial(st, draw(k, steps))
         row = jnp.where(busy, ev, n_ev)
         out = out._replace(rec_t=out.rec_t.at[row, steps].set(t, mode="drop"),
-                           rec_q=out.rec_q.at[row, steps].set(q, mode="drop"))
+                           rec_q=out.rec_q.at[row, steps].set(q, mode="drop"),
+                           rec_d=out.rec_d.at[row, steps].set(d, mode="drop"))
         return (st, k), out, st.done
 
     def store(out, ev, write, slot, steps):
@@ -478,7 +513,8 @@ def _run_trials(state: _State, keys, alpha_value, t_cut, t_min, log_lam2, *, cap
 
     out0 = ShowerResult(p4=state.p4, pid=state.pid, colour=state.colour, n=state.n, done=state.done,
                         overflow=state.overflow, n_trials=state.n_trials,
-                        rec_t=jnp.zeros((n_ev, max_trials), dtype), rec_q=jnp.zeros((n_ev, max_trials), dtype))
+                        rec_t=jnp.zeros((n_ev, max_trials), dtype), rec_q=jnp.zeros((n_ev, max_trials), dtype),
+                        rec_d=jnp.zeros((n_ev, max_trials), dtype))
     return run_pool(load, step, store, out0, n_ev, pool, max_trials)
 
 

@@ -132,26 +132,28 @@ def cut_off_step(t, t_min, width):
     return 0.5 + 0.75 * u - 0.25 * u * u * u
 
 
-def accept_probability(t, alpha_mz, ratio, t_min=None, width=0.0):
-    """p = α_s(e^t; α)/(H α_s(e^t; α₀)) · s((t − t_min)/w) · ratio with α₀ = stop_gradient(α): in value
+def accept_probability(t, alpha_mz, ratio, t_min=None, width=0.0, dt=0.0):
+    """p = α_s(e^t; α)/(H α_s(e^t; α₀)) · s((t + dt − t_min)/w) · ratio with α₀ = stop_gradient(α): in value
     s/H · ratio; differentiable in α_s(m_Z) = ``alpha_mz`` and in ``t_min`` = ln pTmin² (no step if
-    ``t_min`` is None)."""
+    ``t_min`` is None). ``dt`` shifts the ln p⊥² the cut-off sees (Pythia's mass-reduced p⊥ of a gluon
+    emitted by a massive quark, :func:`diffgen.shower.dipole_kinematics.pythia_split`)."""
     q2 = jnp.exp(t)
     inv_true = _as.inverse_alpha_s(q2, alpha_mz)
     inv_trial = _as.inverse_alpha_s(q2, jax.lax.stop_gradient(alpha_mz))
-    step = 1.0 if t_min is None else cut_off_step(t, t_min, width)
+    step = 1.0 if t_min is None else cut_off_step(t + dt, t_min, width)
     return safe_div(inv_trial, _as.HEADROOM * inv_true) * step * ratio
 
 
-def score_log_weight(alpha_mz, rec_t, rec_q, t_min=None, width=0.0):
+def score_log_weight(alpha_mz, rec_t, rec_q, t_min=None, width=0.0, rec_d=0.0):
     """Σ over recorded trials of log p − sg(log p) (accepts, q > 0) or log(1 − p) − sg(...) (rejects, q < 0).
 
     ``rec_t``: ln p⊥² of each trial; ``rec_q``: ± the θ-independent ratio (0: no decision); ``t_min``
     [N] or scalar, ``width``: the smooth cut-off. The value is 0; the gradient in ``alpha_mz`` and
-    ``t_min`` is the score of the accept/reject history.
+    ``t_min`` is the score of the accept/reject history. ``rec_d``: the cut-off's shift of each trial
+    (``dt`` of :func:`accept_probability`).
     """
     t_min_b = None if t_min is None else jnp.asarray(t_min)[..., None]
-    pc = jnp.clip(accept_probability(rec_t, alpha_mz, jnp.abs(rec_q), t_min_b, width), _P_EPS, 1.0 - _P_EPS)
+    pc = jnp.clip(accept_probability(rec_t, alpha_mz, jnp.abs(rec_q), t_min_b, width, rec_d), _P_EPS, 1.0 - _P_EPS)
     log_p = jnp.log(pc)
     log_q = jnp.log1p(-pc)
     sg = jax.lax.stop_gradient
