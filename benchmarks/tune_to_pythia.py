@@ -150,6 +150,9 @@ def main(argv=None):
     after, h_after = simulated_chi2(gen, p_fit, targets, obs, jax.random.fold_in(key, 3), args.check_events)
 
     print(f"\n{res.message}\nfit wall time {t_fit:.0f} s; diffgen events in the fit: {res.n_events_total}")
+    print("expansion points (α_s, a, b, σ_pT, s/u) and the chi2 of their sample (simulation errors included):")
+    for th, c2 in zip(np.asarray(res.param_history), np.asarray(res.loss_history)):
+        print("   " + " ".join(f"{v:.4f}" for v in th) + f"   chi2 {float(c2):.1f}")
     print(f"\n{'parameter':26s} {'Monash':>8s} {'fitted':>9s} {'+-':>7s}")
     for n in res.free:
         print(f"{n:26s} {res.start[n]:8.4f} {res.settings[n]:9.4f} {res.errors[n]:7.4f}")
@@ -204,7 +207,10 @@ def main(argv=None):
         out = {"pythia_events": n_py, "diffgen_events_fit": res.n_events_total, "fit_wall_s": t_fit,
                "settings": res.settings, "errors": res.errors, "start": res.start,
                "chi2_before": before, "chi2_after": after, "chi2_after_linear": res.chi2_after,
-               "correlation": res.correlation.tolist(), "message": res.message}
+               "correlation": res.correlation.tolist(), "message": res.message, "converged": res.converged,
+               "param_history": np.asarray(res.param_history).tolist(),
+               "loss_history": np.asarray(res.loss_history).tolist(),
+               "jacobian_noise": res.jacobian_noise}
         from diffgen.io.atomic import atomic_write
 
         with atomic_write(args.json, "w") as fh:

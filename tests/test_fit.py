@@ -745,3 +745,9 @@ def test_linearized_fit_trust_region_rejects_a_step_its_model_overpromised(gen):
     accepted = np.delete(res.loss_history, 1)
     assert np.all(np.diff(accepted) < 0), res.loss_history
     assert abs(res.settings[MZ] - truth[MZ]) < 2 * res.errors[MZ], (res.settings, res.errors)
+    # stopped right after the rejection, the estimate is the trust-region step from 88 GeV, not the
+    # surrogate's unconstrained minimum (the bound, 96 GeV) that the rejected sample contradicted
+    two = fit_linearized(gen, start, data, OBS[1:], [MZ], bounds={MZ: (86.0, 96.0)}, n_events=20_000,
+                         iterations=2, key=jax.random.key(3), progress=False)
+    assert not two.converged and "1 step(s) rejected" in two.message
+    assert 88.0 < two.settings[MZ] < 88.0 + 0.25 * 8.0 + 1e-3, two.settings

@@ -56,8 +56,10 @@ the centre's (pooled) surrogate on that sphere (a Levenberg step: the ridge μ |
 found by bisection; s = the first sample's errors, fixed units); a step limited by the radius that
 delivered ≥ ``TRUST_GROW`` (¾) of its promise doubles it. The radius starts infinite (a plain
 Gauss–Newton step), so a fit whose steps all deliver behaves as before. The final estimates are the
-unconstrained minima of the last centre's surrogate, and convergence is a proposed move from the
-centre below ``tol`` errors. ``FitResult.message`` counts the rejected steps; ``loss_history`` holds
+unconstrained minima of the last centre's surrogate — moved together, when the fit ends unconverged with
+the radius limiting the last step, so that their mean is that trust-region step (the surrogate is not
+trusted beyond it; their spread is kept) — and convergence is a proposed move from the centre below ``tol``
+errors. ``FitResult.message`` counts the rejected steps; ``loss_history`` holds
 the χ² measured at every sample, rejected ones included.
 
 **Jacobian noise** (``jacobian_noise="correct"``, experimental; the default is ``"ignore"``). A Jacobian
@@ -583,6 +585,12 @@ def _iterate(problem: Problem, data: _Data, start, key, n_events: int, iteration
     finally:
         if bar is not None:
             bar.close()
+    if not converged and limited:
+        # the surrogate is trusted only within the radius: move the estimates together so that their mean
+        # is the trust-region step (their spread, the data's scatter, is kept)
+        lo, hi = transform.lo, transform.hi
+        eps = 1e-9 * (hi - lo)
+        thetas = np.clip(thetas + (new_e - np.mean(thetas, axis=0)), lo + eps, hi - eps)
     return _Iterations(np.asarray(history_theta), history_chi2, thetas, h, jac, v_sim,
                        jcov if correct_noise else None, jhcov, _noise_ratio(lins, data), first, converged, m_pool,
                        theta_c, np.asarray(accepted))
