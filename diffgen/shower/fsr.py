@@ -102,6 +102,7 @@ from jax.extend.random import threefry_2x32
 from diffgen import particles
 from diffgen.checks import check_int, check_optional_int
 from diffgen.events import Events, Status
+from diffgen.kinematics import minkowski_dot
 from diffgen.numerics import safe_div, safe_log, safe_sqrt
 from diffgen.params import SETTINGS, out_of_range
 from diffgen.schedule import run_pool
@@ -135,11 +136,8 @@ def default_max_trials(capacity: int, max_emissions: int | None) -> int:
 
 
 # host-side lookups: importing diffgen must not start a JAX backend (jax.distributed.initialize needs that)
-_M_CHARM = next(p.mass for p in particles.TABLE if p.pid == 4)
-_M_BOTTOM = next(p.mass for p in particles.TABLE if p.pid == 5)
-_M_STRANGE = next(p.mass for p in particles.TABLE if p.pid == 3)
-_M_LIGHT = next(p.mass for p in particles.TABLE if p.pid == 1)
-assert _M_LIGHT == next(p.mass for p in particles.TABLE if p.pid == 2)
+#: Pythia's m0 of d, u, s, c, b (GeV), indexed by |pid| (0 for the gluon and everything else).
+_QUARK_MASS = (0.0,) + tuple(next(p.mass for p in particles.TABLE if p.pid == q) for q in range(1, 6))
 
 
 def shower_mass(pid):
@@ -149,8 +147,7 @@ def shower_mass(pid):
     massless u, d, s the shower emitted 5 % more partons than Pythia's at the same α_s, all of the excess
     from p⊥ below 1 GeV (``benchmarks/RESULTS.md``, *shower masses*)."""
     a = jnp.abs(jnp.asarray(pid))
-    return jnp.where(a == 4, _M_CHARM, jnp.where(a == 5, _M_BOTTOM, jnp.where(
-        a == 3, _M_STRANGE, jnp.where((a == 1) | (a == 2), _M_LIGHT, 0.0))))
+    return jnp.where(a <= 5, jnp.asarray(_QUARK_MASS)[jnp.clip(a, 0, 5)], 0.0)
 
 
 class _State(NamedTuple):
@@ -362,10 +359,7 @@ def _kernel_ratio(state, slot, k, p_a, p_b, p_kn, m_i, m_k, m_f, m2_dip, q2, z, 
 def _me_fractions(p_rad, p_glue, p_partner):
     """x₁ = 2P·p_rad/P², x₂ = 2P·p_partner/P² (P = p_rad + p_glue + p_partner) and P²."""
     tot = p_rad + p_glue + p_partner
-
-    def dot(a, b):
-        return a[..., 0] * b[..., 0] - jnp.sum(a[..., 1:] * b[..., 1:], axis=-1)
-
+    dot = minkowski_dot
     p2_tot = dot(tot, tot)
     inv = safe_div(2.0, p2_tot)
     return dot(tot, p_rad) * inv, dot(tot, p_partner) * inv, p2_tot
@@ -402,9 +396,7 @@ def _on_shell_pair(p1, p2, m):
     """The q q̄ pair put on the shower's mass shell m (Pythia's m0; the hard process makes u, d, s massless):
     the pair's four-momentum P is kept and, in its rest frame, the two momenta are rescaled along their
     axis, p₁,₂ = P/2 ± c Δ⊥ with Δ⊥ the part of (p₁ − p₂)/2 orthogonal to P. Returns (f[N, 2, 4], M²)."""
-    def dot(a, b):
-        return a[..., 0] * b[..., 0] - jnp.sum(a[..., 1:] * b[..., 1:], axis=-1)
-
+    dot = minkowski_dot
     tot = p1 + p2
     m2 = dot(tot, tot)
     half = 0.5 * (p1 - p2)
