@@ -688,6 +688,26 @@ def _cmd_tune(args) -> int:
     return 0
 
 
+def _cmd_unfold(args) -> int:
+    from diffgen.unfold import job
+
+    loaded = job.load(args.config, out_dir=args.out)  # every check, and the files read, before the unfolding
+    if not args.force and os.path.exists(os.path.join(loaded.out_dir, job.REPORT)):
+        raise ValueError(f"{loaded.out_dir!r} holds a previous unfolding's {job.REPORT}; use --force to overwrite "
+                         f"it, or --out")
+    _enable_compilation_cache(args.no_cache)
+    out = job.run(loaded, progress=False if args.quiet else None)
+    last = out.result.info[-1]
+    print(f"OmniFold: {len(out.result.info)} iterations, ESS fraction {last.ess_fraction:.3f}, last change "
+          f"{last.change:.4f}")
+    if out.chi2 is not None:
+        for name, ((cb, nb), (ca, na)) in out.chi2.items():
+            print(f"  {name:22s} chi2/ndf against the data's truth: prior {cb / max(nb, 1):6.2f}  "
+                  f"unfolded {ca / max(na, 1):6.2f}")
+    print(f"wrote {', '.join(out.files)}")
+    return 0
+
+
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Show each option's default, except where there is none to show."""
 
@@ -807,6 +827,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--quiet", action="store_true", help="no progress bar (it is drawn only on a terminal anyway)")
     t.add_argument("--no-cache", action="store_true", help="do not use the persistent compilation cache")
     t.add_argument("--force", action="store_true", help="overwrite a previous tune's report in the output directory")
+    u = sub.add_parser("unfold", help="OmniFold a detector-level event file with a simulated (truth, reco) file; "
+                                      "write the weights and a report with plots", **fmt)
+    u.add_argument("config", help="unfold file (.toml); schema in diffgen.unfold.job")
+    u.add_argument("--out", help="output directory (default: [output] dir in the file, else <file stem>-unfold)")
+    u.add_argument("--quiet", action="store_true", help="no progress bar (it is drawn only on a terminal anyway)")
+    u.add_argument("--no-cache", action="store_true", help="do not use the persistent compilation cache")
+    u.add_argument("--force", action="store_true", help="overwrite a previous unfolding's report in the output "
+                                                        "directory")
     from diffgen.io.merge import add_merge_subcommand
 
     add_merge_subcommand(sub)
@@ -849,7 +877,7 @@ def main(argv=None) -> int:
     from diffgen.io.merge import cmd_merge
 
     commands = {"generate": _cmd_generate, "tune": _cmd_tune, "settings": _cmd_settings, "merge": cmd_merge,
-                "train-hadronization": _cmd_train_hadronization}
+                "train-hadronization": _cmd_train_hadronization, "unfold": _cmd_unfold}
     use_host_cores()
     try:
         rc = commands[args.command](args)

@@ -223,7 +223,7 @@ def test_omnifold_on_event_pairs():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("module", ["inputs", "networks", "classifier", "omnifold", "toys", "score", "dctr",
-                                    "from_events"])
+                                    "from_events", "closure"])
 def test_docstring_examples_run(module):
     """The examples in the module docstrings of diffgen.unfold run and print what they say."""
     import doctest

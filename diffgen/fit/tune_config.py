@@ -80,7 +80,6 @@ Example:
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Mapping
 from typing import Any, NamedTuple
@@ -103,6 +102,7 @@ from diffgen.fit.transforms import resolve_bounds
 from diffgen.observables import REGISTRY, unknown_observable_message
 from diffgen.params import DEFAULT_SQRT_S, SETTINGS, unknown_setting_message, with_settings
 from diffgen.params import settings as flat_settings
+from diffgen.tomlfile import Problems, check_keys, check_output_dir, positive_float, read_toml, resolve_file
 
 __all__ = ["TuneConfig", "load"]
 
@@ -120,39 +120,6 @@ NOT_FITTABLE = {
     "Beams:eCM": "the collision energy is a condition of the data, not a parameter: give it per target "
                  "(conditions = { \"Beams:eCM\" = 94.0 }) or as generator.sqrt_s",
 }
-
-
-class _ManyProblems(ValueError):
-    """A ``ValueError`` for several problems at once (``messages``, one line each)."""
-
-    def __init__(self, messages, path: str = ""):
-        self.messages = list(messages)
-        where = f"tune file {path!r}" if path else "this part of the tune file"
-        super().__init__(f"{where} has {len(self.messages)} problems:\n  - " + "\n  - ".join(self.messages))
-
-
-class _Problems:
-    """Collects the ``ValueError``\\ s of the independent parts of a tune file, to report them together."""
-
-    def __init__(self):
-        self.messages: list[str] = []
-
-    def attempt(self, fn, *args):
-        """``fn(*args)``, or None after recording its ``ValueError`` (each of a :class:`_ManyProblems`)."""
-        try:
-            return fn(*args)
-        except _ManyProblems as err:
-            self.messages.extend(err.messages)
-        except ValueError as err:
-            self.messages.append(str(err))
-        return None
-
-    def raise_if_any(self, path: str = "") -> None:
-        """One problem: its own ``ValueError``; several: a :class:`_ManyProblems` listing them."""
-        if len(self.messages) == 1:
-            raise ValueError(self.messages[0])
-        if self.messages:
-            raise _ManyProblems(self.messages, path)
 
 
 class TuneConfig(NamedTuple):
@@ -173,26 +140,9 @@ class TuneConfig(NamedTuple):
     labels: dict | None = None  #: target name -> registry observable name (axis labels)
 
 
-def _check_keys(table, allowed, where: str) -> None:
-    if not isinstance(table, Mapping):
-        raise ValueError(f"{where} must be a table, got {type(table).__name__}")
-    unknown = sorted(set(table) - set(allowed))
-    if unknown:
-        raise ValueError(f"{where}: unknown key(s) {', '.join(repr(k) for k in unknown)}; "
-                         f"allowed: {', '.join(sorted(allowed))}")
-
-
-def _positive_float(value, where: str, allow_zero: bool = False) -> float:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
-        and (value >= 0 if allow_zero else value > 0)
-    if not ok:
-        raise ValueError(f"{where} must be a {'non-negative' if allow_zero else 'positive'} number, got {value!r}")
-    return float(value)
-
-
 def _bins(spec, where: str) -> np.ndarray:
     if isinstance(spec, Mapping):
-        _check_keys(spec, {"n", "range"}, where)
+        check_keys(spec, {"n", "range"}, where)
         n = check_int(spec.get("n"), f"{where}.n")
         rng = spec.get("range")
         if not (isinstance(rng, list) and len(rng) == 2 and all(isinstance(v, (int, float)) for v in rng)
@@ -208,19 +158,10 @@ def _bins(spec, where: str) -> np.ndarray:
     raise ValueError(f"{where} must be a list of edges or {{n = ..., range = [lo, hi]}}, got {spec!r}")
 
 
-def _resolve(base: str, rel: str, where: str) -> str:
-    if not isinstance(rel, str) or not rel:
-        raise ValueError(f"{where} must be a file path, got {rel!r}")
-    path = rel if os.path.isabs(rel) else os.path.join(base, rel)
-    if not os.path.isfile(path):
-        raise ValueError(f"{where}: file {path!r} does not exist")
-    return path
-
-
 def _load_target(i: int, t, base: str, names_seen: set) -> tuple[BinnedTarget, Observable]:
     """The target and its observable from the ``i``-th ``[[target]]`` table."""
     where = f"target[{i}]"
-    _check_keys(t, _TARGET, where)
+    check_keys(t, _TARGET, where)
     name = t.get("name", f"target{i}")
     if not isinstance(name, str) or not name:
         raise ValueError(f"{where}.name must be a non-empty string, got {name!r}")
@@ -256,11 +197,11 @@ def _load_target(i: int, t, base: str, names_seen: set) -> tuple[BinnedTarget, O
         raise ValueError(f"{where}.density must be true or false, got {density!r}")
     try:
         if source == "yoda":
-            path = _resolve(base, t["yoda"], f"{where}.yoda")
+            path = resolve_file(base, t["yoda"], f"{where}.yoda")
             target = from_yoda_text(path, name, histogram=t.get("histogram"), normalisation=norm,
                                     observable=name, conditions=conditions)
         elif source == "events":
-            path = _resolve(base, t["events"], f"{where}.events")
+            path = resolve_file(base, t["events"], f"{where}.events")
             if bins is None:
                 raise ValueError("'bins' is required with 'events'")
             obs = (name, fn, bins)
@@ -282,40 +223,6 @@ def _load_target(i: int, t, base: str, names_seen: set) -> tuple[BinnedTarget, O
     return target, observable
 
 
-def _check_output_dir(out_dir: str, what: str) -> None:
-    """``out_dir`` is a directory, or can be made (missing levels included) in a writable one."""
-    from diffgen.io.atomic import check_writable
-
-    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
-        raise ValueError(f"{what}: {out_dir!r} exists and is not a directory")
-    existing = os.path.abspath(out_dir)
-    while not os.path.exists(existing):
-        existing = os.path.dirname(existing)
-    if not os.path.isdir(existing):
-        raise ValueError(f"{what}: cannot create {out_dir!r}: {existing!r} is not a directory")
-    try:
-        check_writable(os.path.join(existing, "report.md"))
-    except ValueError as err:
-        raise ValueError(f"{what}: {err}") from None
-
-
-def _read_toml(path: str) -> dict:
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10: the same parser as the 'tomli' package
-        import tomli as tomllib
-
-    if not os.path.isfile(path):
-        raise ValueError(f"tune file {path!r} does not exist")
-    try:
-        with open(path, "rb") as fh:
-            doc = tomllib.load(fh)
-    except tomllib.TOMLDecodeError as err:
-        raise ValueError(f"tune file {path!r} is not valid TOML: {err}") from None
-    _check_keys(doc, _TOP, f"tune file {path!r}")
-    return doc
-
-
 class _Generator(NamedTuple):
     gen: Any
     params: Any
@@ -331,15 +238,15 @@ def _load_generator(g, base: str = ".") -> _Generator:
 
     if g is None:
         raise ValueError("[generator] section is required (with process = ...)")
-    _check_keys(g, _GENERATOR, "[generator]")
+    check_keys(g, _GENERATOR, "[generator]")
     process = g.get("process")
     if process not in presets.PROCESSES:
         allowed = ", ".join(sorted(presets.PROCESSES))
         raise ValueError(f"generator.process: unknown process {process!r}; allowed: {allowed}")
-    sqrt_s = _positive_float(g.get("sqrt_s", DEFAULT_SQRT_S), "generator.sqrt_s")
+    sqrt_s = positive_float(g.get("sqrt_s", DEFAULT_SQRT_S), "generator.sqrt_s")
     fixed = g.get("settings", {})
     if isinstance(fixed, str):
-        fixed = read_settings(_resolve(base, fixed, "generator.settings"))
+        fixed = read_settings(resolve_file(base, fixed, "generator.settings"))
     if not isinstance(fixed, Mapping):
         raise ValueError(f"generator.settings must be a table of setting = value or a .cmnd file, got {fixed!r}")
     if "Beams:eCM" in fixed:
@@ -349,7 +256,7 @@ def _load_generator(g, base: str = ".") -> _Generator:
         gen, params = presets.configure(process, switches, sqrt_s)
     except ValueError as err:
         raise ValueError(f"generator: {err}") from None
-    problems = _Problems()
+    problems = Problems()
     for k, v in fixed.items():
         if k not in SWITCHES:
             def one(k=k, v=v, params=params):
@@ -374,7 +281,7 @@ def _load_free(f, params, process: str) -> tuple:
     if not (isinstance(free, list) and free and all(isinstance(x, str) for x in free)):
         raise ValueError(f"fit.free must be a non-empty list of setting names, got {free!r}")
     used = set(flat_settings(params)) if params is not None else set(SETTINGS)
-    problems = _Problems()
+    problems = Problems()
     for name in free:
         if name in NOT_FITTABLE:
             problems.messages.append(f"fit.free: {name!r} cannot be fitted: {NOT_FITTABLE[name]}")
@@ -404,14 +311,14 @@ def _load_options(f) -> dict:
     if smoothing is False:
         smoothing = None
     elif smoothing is not None:
-        smoothing = _positive_float(smoothing, "fit.smoothing")
+        smoothing = positive_float(smoothing, "fit.smoothing")
     options = {
         "steps": check_int(f.get("steps", 200), "fit.steps"),
         "n_events": check_int(f.get("events", 20000), "fit.events"),
-        "learning_rate": _positive_float(f.get("learning_rate", 0.02), "fit.learning_rate"),
+        "learning_rate": positive_float(f.get("learning_rate", 0.02), "fit.learning_rate"),
         "common_random_numbers": f.get("common_random_numbers", True),
         "smoothing": smoothing,
-        "tol": _positive_float(f.get("tol", 1e-6), "fit.tol", allow_zero=True),
+        "tol": positive_float(f.get("tol", 1e-6), "fit.tol", allow_zero=True),
         "patience": check_int(f.get("patience", 10), "fit.patience"),
         "newton_steps": check_int(f.get("newton_steps", 5), "fit.newton_steps", lo=0),
     }
@@ -426,8 +333,8 @@ def _load_fit(f, params, process: str) -> _Fit:
     """The ``[fit]`` table: free settings, bounds, optimiser options and seed (all problems at once)."""
     if f is None:
         raise ValueError("[fit] section is required (with free = [...])")
-    _check_keys(f, _FIT, "[fit]")
-    problems = _Problems()
+    check_keys(f, _FIT, "[fit]")
+    problems = Problems()
     free = problems.attempt(_load_free, f, params, process)
     bounds = problems.attempt(_load_bounds, f, free) if free is not None else None
     options = problems.attempt(_load_options, f)
@@ -443,7 +350,7 @@ def _load_targets(raw_targets, base: str) -> tuple[tuple, tuple, dict]:
     if not isinstance(raw_targets, list):
         raise ValueError("target must be an array of tables: write [[target]]")
     seen: set = set()
-    problems = _Problems()
+    problems = Problems()
     loaded = [problems.attempt(_load_target, i, t, base, seen) for i, t in enumerate(raw_targets)]
     problems.raise_if_any()
     targets = tuple(t for t, _ in loaded)
@@ -453,7 +360,7 @@ def _load_targets(raw_targets, base: str) -> tuple[tuple, tuple, dict]:
 
 def _output_dir(out, path: str, base: str, override) -> str:
     """The output directory: ``override`` (``--out``) or ``[output] dir``, checked for writing."""
-    _check_keys(out, _OUTPUT, "[output]")
+    check_keys(out, _OUTPUT, "[output]")
     out_rel = out.get("dir", os.path.splitext(os.path.basename(path))[0] + "-fit")
     if not isinstance(out_rel, str) or not out_rel:
         raise ValueError(f"output.dir must be a directory path, got {out_rel!r}")
@@ -461,7 +368,7 @@ def _output_dir(out, path: str, base: str, override) -> str:
         out_dir, what = (out_rel if os.path.isabs(out_rel) else os.path.join(base, out_rel)), "output.dir"
     else:  # an override (diffgen tune --out DIR) replaces [output] dir, which is then not checked
         out_dir, what = os.fspath(override), "--out"
-    _check_output_dir(out_dir, what)
+    check_output_dir(out_dir, what)
     return os.path.abspath(out_dir)
 
 
@@ -471,15 +378,15 @@ def load(path, out_dir=None) -> TuneConfig:
     ``out_dir`` overrides the file's ``[output] dir`` (and is the directory checked for writing).
     """
     path = os.fspath(path)
-    doc = _read_toml(path)
+    doc = read_toml(path, _TOP, "tune file")
     base = os.path.dirname(os.path.abspath(path))
-    problems = _Problems()  # the sections are checked independently, and every problem is reported
+    problems = Problems()  # the sections are checked independently, and every problem is reported
     g = problems.attempt(_load_generator, doc.get("generator"), base)
     f = problems.attempt(_load_fit, doc.get("fit"), None if g is None else g.params,
                          "?" if g is None else g.process)
     loaded = problems.attempt(_load_targets, doc.get("target"), base)
     out = problems.attempt(_output_dir, doc.get("output", {}), path, base, out_dir)
-    problems.raise_if_any(path)
+    problems.raise_if_any(f"tune file {path!r}")
     targets, observables, labels = loaded
     # the whole fit problem: start values inside bounds, conditions valid, binning consistent
     try:

@@ -10,9 +10,10 @@ the event changes from n + 1 to n jets; y23 = y_{2,3}. Events with fewer than n 
 y_{n,n+1} = 0. The event has n jets at resolution y_cut when y_{n,n+1} < y_cut ≤ y_{n−1,n} (for the
 usual monotonic sequence), from which the jet rates R_n(y_cut) follow.
 
-Fixed shapes: the clustering runs for P − n iterations of ``lax.fori_loop`` on the batch, with an
-[N, P, P] table of pair distances (memory O(N P²)) of which a row and column are updated per merge;
-merged and padded slots are masked off (distance +inf). The clustering history is computed without
+Fixed shapes: the clustering runs on the batch in a ``lax.fori_loop`` of M − n iterations (M the largest
+number of occupied slots of an event in the batch, at most P), with an [N, P, P] table of pair distances
+(memory O(N P²)) of which one row and column are scattered per merge; merged and padded slots are masked
+off (distance +inf). The clustering history is computed without
 gradient; the returned value is then recomputed differentiably as y of the selected pair of pseudojets
 (sums of their constituents' four-momenta) at that fixed history. It is piecewise smooth in the
 momenta: exact derivatives away from ties and reordering of the merges, finite everywhere (the angle
@@ -70,6 +71,7 @@ def _history(p4, mask, ns: tuple[int, ...]):
     rec_pair = jnp.zeros((n_ev, len(ns), 2), jnp.int32)
     rec_label = jnp.zeros((n_ev, len(ns), cap), jnp.int32)
     ns_arr = jnp.asarray(ns)
+    rows = jnp.arange(n_ev)
 
     def body(_, carry):
         jets, active, label, table, rec_pair, rec_label = carry
@@ -88,15 +90,19 @@ def _history(p4, mask, ns: tuple[int, ...]):
         jets = jnp.where(is_i[..., None], p_new, jets)
         active = active & ~is_j
         label = jnp.where(merge[:, None] & (label == j[:, None]), i[:, None], label)
+        # row and column i become the new pseudojet's distances, row and column j +inf (scatters: O(N P)
+        # per merge instead of rewriting the [N, P, P] table); events that do not merge keep their rows
         row = jnp.where(active & ~is_i, durham_distance(p_new, jets), inf)  # [N, P]: new i vs the others
-        dead = is_j[:, :, None] | is_j[:, None, :]
-        table = jnp.where(is_i[:, :, None], row[:, None, :], table)
-        table = jnp.where(is_i[:, None, :], row[:, :, None], table)
-        table = jnp.where(dead, inf, table)
+        row = jnp.where(merge[:, None], row, table[rows, i])
+        table = table.at[rows, i].set(row).at[rows, :, i].set(row)
+        gone = jnp.where(merge[:, None], inf, table[rows, j])
+        table = table.at[rows, j].set(gone).at[rows, :, j].set(gone)
         return jets, active, label, table, rec_pair, rec_label
 
     carry = (jets, mask, label, table, rec_pair, rec_label)
-    carry = jax.lax.fori_loop(0, cap - k_stop + 1, body, carry)
+    # the busiest event needs (its particles − k_stop + 1) merges; the others idle (merge is False) after theirs
+    n_iter = jnp.maximum(jnp.max(jnp.sum(mask, -1)) - k_stop + 1, 0) if n_ev else 0
+    carry = jax.lax.fori_loop(0, n_iter, body, carry)
     return carry[4], carry[5]
 
 

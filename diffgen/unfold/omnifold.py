@@ -47,6 +47,7 @@ Example:
 
 from __future__ import annotations
 
+import os
 from typing import NamedTuple
 
 import jax
@@ -281,17 +282,39 @@ def save_weights(path, result: OmniFoldResult) -> None:
     """Write the weights, flags and diagnostics of ``result`` to an ``.npz`` file."""
     diag = np.array([[i.iteration, i.ess, i.ess_fraction, *i.quantiles, i.non_finite, i.clipped, i.change]
                      for i in result.info], np.float64)
-    np.savez(path, weights=result.weights, pull_weights=result.pull_weights, sim_weights=result.sim_weights,
-             pass_truth=result.pass_truth, pass_reco=result.pass_reco, history=result.history, diagnostics=diag)
+    from diffgen.io.atomic import atomic_write
+
+    with atomic_write(path, "wb") as f:  # written to a temporary name and renamed: never half-written
+        np.savez(f, weights=result.weights, pull_weights=result.pull_weights, sim_weights=result.sim_weights,
+                 pass_truth=result.pass_truth, pass_reco=result.pass_reco, history=result.history, diagnostics=diag)
 
 
 def load_weights(path) -> OmniFoldResult:
-    """Read a file written by :func:`save_weights` (diagnostics without the training details)."""
-    with np.load(path) as f:
-        diag = f["diagnostics"]
-        nq = len(QUANTILES)
-        infos = tuple(IterationInfo(int(r[0]), float(r[1]), float(r[2]), tuple(map(float, r[3:3 + nq])),
-                                    int(r[3 + nq]), int(r[4 + nq]), float(r[5 + nq]), None, None, None)
-                      for r in diag)
-        return OmniFoldResult(f["weights"], f["pull_weights"], f["sim_weights"], f["pass_truth"], f["pass_reco"],
-                              f["history"], infos, None)
+    """Read a file written by :func:`save_weights` (diagnostics without the training details).
+
+    ``ValueError`` naming the file if it is not such a file (not an ``.npz``, missing arrays, wrong shapes).
+    """
+    import zipfile
+
+    names = ("weights", "pull_weights", "sim_weights", "pass_truth", "pass_reco", "history", "diagnostics")
+    nq = len(QUANTILES)
+    try:
+        with np.load(path) as f:
+            missing = [k for k in names if k not in f.files]
+            if missing:
+                raise ValueError(f"lacks the array(s) {missing}")
+            a = {k: f[k] for k in names}
+    except (OSError, zipfile.BadZipFile, EOFError) as err:
+        raise ValueError(f"OmniFold weights file {os.fspath(path)!r} cannot be read as .npz: {err}") from None
+    except ValueError as err:
+        raise ValueError(f"OmniFold weights file {os.fspath(path)!r}: {err}") from None
+    n = a["weights"].shape
+    if len(n) != 1 or any(a[k].shape != n for k in names[1:5]) or a["history"].ndim != 2 \
+            or a["history"].shape[1:] != n or a["diagnostics"].shape != (a["history"].shape[0], 6 + nq):
+        raise ValueError(f"OmniFold weights file {os.fspath(path)!r}: inconsistent array shapes "
+                         f"{ {k: a[k].shape for k in names} }")
+    infos = tuple(IterationInfo(int(r[0]), float(r[1]), float(r[2]), tuple(map(float, r[3:3 + nq])),
+                                int(r[3 + nq]), int(r[4 + nq]), float(r[5 + nq]), None, None, None)
+                  for r in a["diagnostics"])
+    return OmniFoldResult(a["weights"], a["pull_weights"], a["sim_weights"], a["pass_truth"].astype(bool),
+                          a["pass_reco"].astype(bool), a["history"], infos, None)
