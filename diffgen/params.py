@@ -366,6 +366,17 @@ def settings(params) -> dict[str, Any]:
     return out
 
 
+def _like(old, value):
+    """``value`` in the form of the leaf it replaces, so that a jitted generator sees the same signature
+    (shape, dtype, weak type) and does not recompile: a Python number stays a Python float, an array keeps
+    its dtype. Traced values pass through as arrays."""
+    if isinstance(value, jax.core.Tracer):
+        return value
+    if isinstance(old, (int, float)) and not isinstance(old, bool) and np.ndim(value) == 0:
+        return float(np.asarray(value))
+    return jnp.asarray(value, dtype=getattr(old, "dtype", None) or jnp.result_type(float))
+
+
 def _set(tree, name, value):
     if not isinstance(tree, Mapping):
         return tree, 0
@@ -375,7 +386,7 @@ def _set(tree, name, value):
             new[k], h = _set(v, name, value)
             hits += h
         elif k == name:
-            new[k] = jnp.asarray(value, dtype=jnp.result_type(float))
+            new[k] = _like(v, value)
             hits += 1
         else:
             new[k] = v

@@ -46,6 +46,30 @@ def test_with_settings_accepts_traced_values(gen):
     assert np.isfinite(float(g))
 
 
+@pytest.mark.parametrize("process", ["ee-mumu", "ee-hadrons"])
+def test_with_settings_keeps_the_jit_signature(process):
+    """A new value of any setting must not retrace a jitted generator: the replaced leaf keeps the form of
+    the default (a Python float stays a Python float, an array keeps its dtype). Found when a change of
+    StringZ:aLund (a Python float by default, an array after with_settings) recompiled the whole e+e- →
+    hadrons chain (83 s) in benchmarks/unfold_ee_hadrons.py."""
+    from diffgen.params import SETTINGS
+
+    p0 = diffgen.presets.make(process).default_params()
+    traces = []
+
+    @jax.jit
+    def f(params):
+        traces.append(1)
+        return sum(jnp.sum(jnp.asarray(x)) for x in jax.tree_util.tree_leaves(params))
+
+    f(p0)
+    for name, value in diffgen.settings(p0).items():
+        spec = SETTINGS[name]
+        new = float(value) * 0.97 if float(value) * 0.97 >= spec.lo else float(value) + 0.01 * (spec.hi - spec.lo)
+        f(diffgen.with_settings(p0, {name: new}))
+        assert len(traces) == 1, f"with_settings({name!r}) changed the params' jit signature"
+
+
 def test_traced_out_of_range_sets_status(gen):
     p = gen.default_params()
 
