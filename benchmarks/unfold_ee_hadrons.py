@@ -10,7 +10,10 @@ sphericity, y23 and the charged x_p spectrum), χ²/ndf before and after (:mod:`
 
 A **null closure** runs the same unfolding on pseudo-data generated at θ0 with another key: its χ² after
 unfolding measures what the unfolding itself adds (classifier noise, finite simulation) on top of the
-histograms' statistical errors, which is the scale the shifted-θ* result is to be read against.
+histograms' statistical errors, which is the scale the shifted-θ* result is to be read against. With
+``--bootstrap K`` (default 6) K Poisson-bootstrap replicas of each unfolding (data and simulation weights
+resampled, classifiers retrained with new keys) give the unfolded histograms' errors, and the χ² is
+repeated with them.
 
     PYTHONPATH=. python benchmarks/unfold_ee_hadrons.py [--sim 60000 --data 30000 --iterations 4]
 
@@ -26,8 +29,15 @@ import numpy as np
 
 import diffgen
 from diffgen.unfold import TrainConfig
-from diffgen.unfold.closure import CLOSURE_OBSERVABLES, chi2_table, figure, particle_histograms
-from diffgen.unfold.from_events import omnifold_prepared, passes, prepare_sim
+from diffgen.unfold.closure import (
+    CLOSURE_OBSERVABLES,
+    bootstrap_errors,
+    chi2_table,
+    figure,
+    particle_histograms,
+    with_errors,
+)
+from diffgen.unfold.from_events import omnifold_bootstrap, omnifold_prepared, passes, prepare_sim
 
 FEATURES = ("charged_multiplicity", "multiplicity", "thrust", "sphericity", "c_parameter", "y23", "b_wide",
             "heavy_jet_mass")
@@ -46,17 +56,24 @@ def weights_of(ev):
     return np.where(ok, np.exp(np.where(ok, lw, 0.0) - np.max(lw[ok])), 0.0)
 
 
-def table(label, prior, unfolded, truth):
-    before, after = chi2_table(prior, truth), chi2_table(unfolded, truth)
-    print(f"\n{label}: chi2/ndf against the truth of the pseudo-data (statistical errors of both histograms)")
-    print(f"{'observable':22s} {'before (prior)':>18s} {'after (unfolded)':>18s}")
-    tb = ta = nb = 0
-    for name in before:
-        (cb, n1), (ca, n2) = before[name], after[name]
-        print(f"{name:22s} {cb:9.1f}/{n1:<3d} {cb / n1:5.2f} {ca:9.1f}/{n2:<3d} {ca / n2:5.2f}")
-        tb, ta, nb = tb + cb, ta + ca, nb + n1
-    print(f"{'total':22s} {tb:9.1f}/{nb:<3d} {tb / nb:5.2f} {ta:9.1f}/{nb:<3d} {ta / nb:5.2f}")
-    return before, after
+def table(label, prior, unfolded, truth, boot=None):
+    cols = {"before (prior)": chi2_table(prior, truth), "after (unfolded)": chi2_table(unfolded, truth)}
+    if boot is not None:
+        cols["after, bootstrap errors"] = chi2_table(with_errors(unfolded, boot), truth)
+    print(f"\n{label}: chi2/ndf against the truth of the pseudo-data (statistical errors of both histograms; "
+          f"last column: the unfolded histogram's error from the bootstrap replicas)")
+    print(f"{'observable':22s}" + "".join(f" {c:>24s}" for c in cols))
+    tot = {c: [0.0, 0] for c in cols}
+    for name in cols["before (prior)"]:
+        row = f"{name:22s}"
+        for c, t in cols.items():
+            x, n = t[name]
+            row += f" {x:12.1f}/{n:<3d} {x / n:6.2f}"
+            tot[c][0] += x
+            tot[c][1] += n
+        print(row)
+    print(f"{'total':22s}" + "".join(f" {x:12.1f}/{n:<3d} {x / n:6.2f}" for x, n in tot.values()))
+    return cols
 
 
 def plot(path, prior, unfolded, truth):
@@ -76,6 +93,8 @@ def main():
     ap.add_argument("--chunk", type=int, default=8192)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--particle-level", action="store_true", help="Particle Flow Networks on the particle sets")
+    ap.add_argument("--bootstrap", type=int, default=6, help="Poisson-bootstrap replicas for the unfolded errors "
+                                                            "(0: none)")
     ap.add_argument("--plot", default="unfold_ee_hadrons.png")
     args = ap.parse_args()
 
@@ -104,7 +123,15 @@ def main():
             print(f"  iteration {it.iteration}: ESS fraction {it.ess_fraction:.3f}, change {it.change:.4f}, "
                   f"nu quantiles (min, 1%, 50%, 99%, max) {tuple(round(float(q), 3) for q in it.quantiles)}, "
                   f"clipped {it.clipped}, non-finite {it.non_finite}")
-        results[label] = (res, dt)
+        boot = None
+        if args.bootstrap:
+            t = time.perf_counter()
+            replicas = omnifold_bootstrap(jax.random.fold_in(key, 20), prepared, d, args.bootstrap,
+                                          iterations=args.iterations, config=config)
+            known0 = {} if args.particle_level else {n: prepared.truth[:, k] for k, n in enumerate(FEATURES)}
+            boot = bootstrap_errors(sim.truth, replicas, CLOSURE_OBSERVABLES, values=known0)
+            print(f"  {args.bootstrap} bootstrap replicas in {time.perf_counter() - t:.0f} s")
+        results[label] = (res, dt, boot)
 
     w_sim = weights_of(sim.truth)
     known = {} if args.particle_level else {n: prepared.truth[:, k] for k, n in enumerate(FEATURES)}
@@ -115,7 +142,7 @@ def main():
         unfolded = particle_histograms(sim.truth, results[label][0].unfolded_weights, CLOSURE_OBSERVABLES,
                                        values=known)
         table(f"{label} pseudo-data ({'theta*' if label == 'shifted' else 'theta0, other key'})", prior, unfolded,
-              truth)
+              truth, results[label][2])
         hists[label] = (truth, unfolded)
     nch_sim = np.asarray(diffgen.observables.charged_multiplicity(sim.truth))
     nch_data = np.asarray(diffgen.observables.charged_multiplicity(data.truth))
@@ -123,7 +150,9 @@ def main():
           f"{np.average(nch_sim, weights=results['shifted'][0].unfolded_weights):.3f}, theta* truth "
           f"{np.average(nch_data, weights=weights_of(data.truth)):.3f}")
     if args.plot:
-        plot(args.plot, prior, hists["shifted"][1], hists["shifted"][0])
+        unf = hists["shifted"][1] if results["shifted"][2] is None else with_errors(hists["shifted"][1],
+                                                                                    results["shifted"][2])
+        plot(args.plot, prior, unf, hists["shifted"][0])
         print(f"plot: {args.plot}")
 
 

@@ -27,6 +27,7 @@ from diffgen.unfold.networks import Network, mlp, particle_flow
 from diffgen.unfold.omnifold import (
     IterationInfo,
     OmniFoldResult,
+    bootstrap,
     kish_ess,
     load_weights,
     omnifold,
@@ -36,8 +37,8 @@ from diffgen.unfold.toys import GaussianToy, gaussian_toy
 
 __all__ = [
     "ParticleSet", "Network", "mlp", "particle_flow", "TrainConfig", "TrainInfo", "Classifier", "fit_classifier",
-    "fit_regressor", "make_trainer", "omnifold", "OmniFoldResult", "IterationInfo", "kish_ess", "save_weights",
-    "load_weights", "gaussian_toy", "GaussianToy",
+    "fit_regressor", "make_trainer", "omnifold", "bootstrap", "OmniFoldResult", "IterationInfo", "kish_ess",
+    "save_weights", "load_weights", "gaussian_toy", "GaussianToy",
 ]
 from diffgen.unfold.score import (  # noqa: E402
     JointRatio,

@@ -13,6 +13,8 @@ the pseudo-data. This module makes those histograms and their χ², for the per-
   error is the delta-method error of that ratio with the within-event correlation counted:
   var(A_b/W) = [Σ w² c² − 2 f_b Σ w² c + f_b² Σ w²]/W² with f_b = A_b/W (per bin width). Filling each
   particle as an independent entry would understate it by about √⟨c⟩.
+* :func:`bootstrap_errors` gives each bin's spread over bootstrap replicas of the unfolded weights, the
+  unfolding's whole statistical uncertainty (:func:`with_errors` puts it on the histograms).
 * :func:`figure` draws them (one column per observable, ratio panels to a reference sample).
 * :func:`chi2_table` compares two sets of histograms: Σ (a − b)²/(σ_a² + σ_b²) over the bins with a
   non-zero error (:func:`diffgen.plotting.chi2`). The errors are the samples' statistical errors only;
@@ -42,7 +44,7 @@ from diffgen.observables import REGISTRY, observable_spec, scaled_momentum
 from diffgen.unfold.from_events import event_features
 
 __all__ = ["CLOSURE_OBSERVABLES", "XP_EDGES", "Histogram", "particle_histograms", "chi2_table", "observable_edges",
-           "figure"]
+           "figure", "bootstrap_errors", "with_errors"]
 
 #: the particle-level observables of the issue-14 closure (n_ch, thrust, sphericity, y23 and x_p)
 CLOSURE_OBSERVABLES = ("charged_multiplicity", "thrust", "sphericity", "y23", "x_p")
@@ -130,6 +132,27 @@ def particle_histograms(events: Events, weights, names: Sequence[str] = CLOSURE_
         y, err = plotting.density(plotting.Hist1D.fill(name, x, w, e))
         out[name] = Histogram(name, e, y, err)
     return out
+
+
+def bootstrap_errors(events: Events, replica_weights, names: Sequence[str] = CLOSURE_OBSERVABLES,
+                     edges: dict | None = None, values: dict | None = None) -> dict[str, np.ndarray]:
+    """``{name: σ}``: the standard deviation, bin by bin, of the normalised histograms of ``events`` with
+    each row of ``replica_weights`` f[R, N] (e.g. :func:`~diffgen.unfold.from_events.omnifold_bootstrap`)."""
+    rw = np.asarray(replica_weights, np.float64)
+    if rw.ndim != 2 or rw.shape[1] != events.n_events or rw.shape[0] < 2:
+        raise ValueError(f"replica_weights must have shape (R >= 2, {events.n_events}), got {rw.shape}")
+    names = _check_names(names)
+    vals = dict(values or {})
+    for name in names:  # compute each per-event observable once for all replicas
+        if name != "x_p" and name not in vals:
+            vals[name] = event_features(events, (name,))[:, 0]
+    reps = [particle_histograms(events, w, names, edges, vals) for w in rw]
+    return {name: np.std([h[name].y for h in reps], axis=0, ddof=1) for name in names}
+
+
+def with_errors(hists: dict[str, Histogram], errors: dict[str, np.ndarray]) -> dict[str, Histogram]:
+    """The histograms with their errors replaced by ``errors`` (e.g. :func:`bootstrap_errors`)."""
+    return {name: h._replace(err=np.asarray(errors[name], float)) for name, h in hists.items()}
 
 
 def chi2_table(a: dict[str, Histogram], b: dict[str, Histogram]) -> dict[str, tuple[float, int]]:

@@ -11,7 +11,8 @@ normalised weights do not see).
   charge) per occupied slot;
 * :func:`omnifold_events` — :func:`~diffgen.unfold.omnifold.omnifold` on (truth, reco) event pairs;
   :func:`prepare_sim` and :func:`omnifold_prepared` split it, to unfold several data sets with one
-  simulation without recomputing its features.
+  simulation without recomputing its features; :func:`omnifold_bootstrap` gives Poisson-bootstrap
+  replicas of the unfolded weights for errors.
 
 Example:
     >>> import jax, diffgen
@@ -35,10 +36,10 @@ from diffgen import kinematics, particles
 from diffgen.events import Events
 from diffgen.observables import REGISTRY, observable_spec
 from diffgen.unfold.inputs import ParticleSet
-from diffgen.unfold.omnifold import OmniFoldResult, omnifold
+from diffgen.unfold.omnifold import OmniFoldResult, bootstrap, omnifold
 
 __all__ = ["event_features", "packed_events", "particle_features", "passes", "SimInputs", "prepare_sim",
-           "omnifold_prepared", "omnifold_events"]
+           "omnifold_prepared", "omnifold_bootstrap", "omnifold_events"]
 
 DEFAULT_OBSERVABLES = ("charged_multiplicity", "thrust", "sphericity", "c_parameter", "y23")
 
@@ -167,21 +168,33 @@ def prepare_sim(sim_truth: Events, sim_reco: Events, *, observables: Sequence[st
                      weights, pass_truth, pass_reco, names)
 
 
-def omnifold_prepared(key, sim: SimInputs, data_reco: Events, **kwargs) -> OmniFoldResult:
-    """:func:`~diffgen.unfold.omnifold.omnifold` of ``data_reco`` with a prepared simulation (the same
-    features as ``sim``). Data events that fail reconstruction are dropped; data weights are their
-    normalised generator weights. ``kwargs`` go to :func:`~diffgen.unfold.omnifold.omnifold`."""
+def _data_inputs(sim: SimInputs, data_reco: Events):
     keep = passes(data_reco)
     if not keep.any():
         raise ValueError("no data event passes reconstruction (status 0 with at least one particle)")
     dlw = np.asarray(data_reco.log_weight, np.float64)[keep]
     if not np.all(np.isfinite(dlw)):
         raise ValueError(f"{int(np.sum(~np.isfinite(dlw)))} reconstructed data events have a non-finite log_weight")
-    data_weights = np.exp(dlw - np.max(dlw))
     data = data_reco[np.flatnonzero(keep)]
-    x_data = _features(data, sim.observables, sim.observables is None)
+    return _features(data, sim.observables, sim.observables is None), np.exp(dlw - np.max(dlw))
+
+
+def omnifold_prepared(key, sim: SimInputs, data_reco: Events, **kwargs) -> OmniFoldResult:
+    """:func:`~diffgen.unfold.omnifold.omnifold` of ``data_reco`` with a prepared simulation (the same
+    features as ``sim``). Data events that fail reconstruction are dropped; data weights are their
+    normalised generator weights. ``kwargs`` go to :func:`~diffgen.unfold.omnifold.omnifold`."""
+    x_data, data_weights = _data_inputs(sim, data_reco)
     return omnifold(key, sim.truth, sim.reco, x_data, sim_weights=sim.weights, data_weights=data_weights,
                     pass_truth=sim.pass_truth, pass_reco=sim.pass_reco, **kwargs)
+
+
+def omnifold_bootstrap(key, sim: SimInputs, data_reco: Events, replicas: int, *, resample_sim: bool = True,
+                       **kwargs) -> np.ndarray:
+    """:func:`~diffgen.unfold.omnifold.bootstrap` (Poisson-bootstrap replicas of the unfolded weights,
+    f[replicas, N]) with a prepared simulation and detector-level data events."""
+    x_data, data_weights = _data_inputs(sim, data_reco)
+    return bootstrap(key, sim.truth, sim.reco, x_data, replicas, sim_weights=sim.weights, data_weights=data_weights,
+                     pass_truth=sim.pass_truth, pass_reco=sim.pass_reco, resample_sim=resample_sim, **kwargs)
 
 
 def omnifold_events(key, sim_truth: Events, sim_reco: Events, data_reco: Events, *,

@@ -10,7 +10,10 @@ output directory:
 * ``report.md`` — inputs, per-iteration diagnostics (ESS, weight quantiles, clipping, change), the means of
   the report observables (prior, unfolded and, when the data file has a truth record, the data's truth)
   and, with a data truth, χ²/ndf of the prior and of the unfolded distributions against it (a closure);
-* ``unfolded.png`` — the particle-level distributions (:func:`diffgen.unfold.closure.figure`).
+* ``unfolded.png`` — the particle-level distributions (:func:`diffgen.unfold.closure.figure`);
+* ``bootstrap.npz`` (with ``bootstrap = K``) — ``replica_weights`` f[K, N], the unfolded weights of each
+  bootstrap replica (:func:`~diffgen.unfold.from_events.omnifold_bootstrap`), whose spread gives the errors
+  of the unfolded histograms in the report and the figure.
 
 Paths in the file are relative to the file's directory. Schema (only ``inputs.sim`` and ``inputs.data``
 are required)::
@@ -30,6 +33,8 @@ are required)::
     batch_size = 2048
     learning_rate = 0.005
     patience = 8
+    bootstrap = 0            # K >= 2: K Poisson-bootstrap replicas (data and simulation weights resampled,
+                             # classifiers retrained) give the unfolded histograms' errors; bootstrap.npz
 
     [report]
     observables = ["charged_multiplicity", "thrust", "sphericity", "y23", "x_p"]
@@ -61,16 +66,23 @@ from diffgen.checks import check_int
 from diffgen.observables import REGISTRY
 from diffgen.tomlfile import Problems, check_keys, check_output_dir, positive_float, read_toml, resolve_file
 from diffgen.unfold.classifier import TrainConfig
-from diffgen.unfold.closure import CLOSURE_OBSERVABLES, chi2_table, figure, particle_histograms
-from diffgen.unfold.from_events import DEFAULT_OBSERVABLES, omnifold_prepared, passes, prepare_sim
+from diffgen.unfold.closure import (
+    CLOSURE_OBSERVABLES,
+    bootstrap_errors,
+    chi2_table,
+    figure,
+    particle_histograms,
+    with_errors,
+)
+from diffgen.unfold.from_events import DEFAULT_OBSERVABLES, omnifold_bootstrap, omnifold_prepared, passes, prepare_sim
 
-__all__ = ["UnfoldJob", "UnfoldOutput", "load", "run", "REPORT", "WEIGHTS", "FIGURE"]
+__all__ = ["UnfoldJob", "UnfoldOutput", "load", "run", "REPORT", "WEIGHTS", "FIGURE", "BOOTSTRAP"]
 
-REPORT, WEIGHTS, FIGURE = "report.md", "weights.npz", "unfolded.png"
+REPORT, WEIGHTS, FIGURE, BOOTSTRAP = "report.md", "weights.npz", "unfolded.png", "bootstrap.npz"
 _TOP = {"inputs", "omnifold", "report", "output"}
 _INPUTS = {"sim", "data"}
 _OMNIFOLD = {"features", "particle_level", "iterations", "seed", "clip", "missing_reco", "epochs", "batch_size",
-             "learning_rate", "patience"}
+             "learning_rate", "patience", "bootstrap"}
 _REPORT = {"observables"}
 _OUTPUT = {"dir"}
 
@@ -91,6 +103,7 @@ class UnfoldJob(NamedTuple):
     train: TrainConfig
     observables: tuple
     out_dir: str
+    bootstrap: int = 0  #: Poisson-bootstrap replicas for the unfolded errors (0: none)
 
 
 class UnfoldOutput(NamedTuple):
@@ -157,7 +170,10 @@ def _load_omnifold(t) -> dict:
         "seed": probs.attempt(check_int, t.get("seed", 0), "omnifold.seed", 0),
         "clip": probs.attempt(positive_float, t.get("clip", 100.0), "omnifold.clip"),
         "missing_reco": t.get("missing_reco", "classifier"),
+        "bootstrap": probs.attempt(check_int, t.get("bootstrap", 0), "omnifold.bootstrap", 0),
     }
+    if out["bootstrap"] == 1:
+        probs.messages.append("omnifold.bootstrap must be 0 (no bootstrap) or at least 2 replicas, got 1")
     if out["clip"] is not None and out["clip"] <= 1.0:
         probs.messages.append(f"omnifold.clip must be > 1, got {out['clip']!r}")
     if out["missing_reco"] not in ("classifier", "prior"):
@@ -215,7 +231,7 @@ def load(path, out_dir=None) -> UnfoldJob:
     if data.capacity != sim.capacity and opts["features"] is None:
         data = data.resize(sim.capacity)  # particle sets: one capacity for both
     return UnfoldJob(path, sim, data, sim_path, data_path, opts["features"], opts["iterations"], opts["seed"],
-                     opts["clip"], opts["missing_reco"], opts["train"], observables, out)
+                     opts["clip"], opts["missing_reco"], opts["train"], observables, out, opts["bootstrap"])
 
 
 def _weights(events) -> np.ndarray:
@@ -231,7 +247,8 @@ def _report_text(job: UnfoldJob, result, hists: dict, chi2: dict | None, seconds
              f"{int(result.pass_reco.sum())} reconstructed)",
              f"* data: `{job.data_path}` ({job.data.n_events} events, {int(passes(job.data).sum())} reconstructed)",
              f"* classifier inputs: {inputs}",
-             f"* {job.iterations} iterations, seed {job.seed}, clip {job.clip:g}, missing reco: {job.missing_reco}; "
+             f"* {job.iterations} iterations, seed {job.seed}, clip {job.clip:g}, missing reco: {job.missing_reco}, "
+             f"{job.bootstrap or 'no'} bootstrap replicas; "
              f"{seconds:.0f} s", "",
              "## Iterations", "", "| iteration | ESS fraction | ν min | ν 1 % | ν median | ν 99 % | ν max | clipped | "
              "non-finite | change |", "|---|---|---|---|---|---|---|---|---|---|"]
@@ -251,8 +268,11 @@ def _report_text(job: UnfoldJob, result, hists: dict, chi2: dict | None, seconds
     lines += ["", "(means of the binned distributions, bin centres; x_p: of the charged-particle spectrum)"]
     if chi2 is not None:
         lines += ["", "## Closure against the data's truth record", "",
-                  "χ² of each normalised distribution against the data's truth, statistical errors of both "
-                  "histograms only (the unfolding's own variance is not in them).", "",
+                  "χ² of each normalised distribution against the data's truth: "
+                  + (f"the unfolded histograms' errors are the spread of {job.bootstrap} bootstrap replicas (data "
+                     "and simulation statistics and classifier training), the others statistical."
+                     if job.bootstrap else "statistical errors of both histograms only (the unfolding's own "
+                     "variance is not in them; set omnifold.bootstrap for it)."), "",
                   "| observable | prior χ²/ndf | unfolded χ²/ndf |", "|---|---|---|"]
         tot = [0.0, 0.0, 0]
         for name, ((cb, nb), (ca, na)) in chi2.items():
@@ -282,10 +302,17 @@ def run(path_or_job, out_dir=None, progress: bool | None = None) -> UnfoldOutput
     result = omnifold_prepared(jax.random.key(job.seed), sim, job.data, iterations=job.iterations, clip=job.clip,
                                missing_reco=job.missing_reco, config=job.train,
                                progress=progress)
-    seconds = time.perf_counter() - t0
     known = {} if job.features is None else {n: sim.truth[:, k] for k, n in enumerate(job.features)}
     hists = {"prior": particle_histograms(job.sim.truth, sim.weights * sim.pass_truth, job.observables, values=known),
              "unfolded": particle_histograms(job.sim.truth, result.unfolded_weights, job.observables, values=known)}
+    replicas = None
+    if job.bootstrap:
+        replicas = omnifold_bootstrap(jax.random.fold_in(jax.random.key(job.seed), 1), sim, job.data, job.bootstrap,
+                                      iterations=job.iterations, clip=job.clip, missing_reco=job.missing_reco,
+                                      config=job.train)
+        hists["unfolded"] = with_errors(hists["unfolded"], bootstrap_errors(job.sim.truth, replicas, job.observables,
+                                                                            values=known))
+    seconds = time.perf_counter() - t0
     chi2 = None
     if job.data.truth is not None:
         hists["data truth"] = particle_histograms(job.data.truth, _weights(job.data.truth), job.observables)
@@ -297,6 +324,11 @@ def run(path_or_job, out_dir=None, progress: bool | None = None) -> UnfoldOutput
     wpath = os.path.join(job.out_dir, WEIGHTS)
     save_weights(wpath, result)
     files.append(wpath)
+    if replicas is not None:
+        bpath = os.path.join(job.out_dir, BOOTSTRAP)
+        with atomic_write(bpath, "wb") as f:
+            np.savez(f, replica_weights=replicas)
+        files.append(bpath)
     fig = figure(hists, reference="data truth" if chi2 is not None else None,
                  title=f"OmniFold: {os.path.basename(job.data_path)} unfolded with {os.path.basename(job.sim_path)}")
     fpath = os.path.join(job.out_dir, FIGURE)

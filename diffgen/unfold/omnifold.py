@@ -59,7 +59,7 @@ from diffgen.unfold.classifier import Classifier, TrainConfig, TrainInfo, fit_cl
 from diffgen.unfold.inputs import as_features, as_flags, as_weights, n_rows, take_rows
 from diffgen.unfold.networks import Network, mlp
 
-__all__ = ["omnifold", "OmniFoldResult", "IterationInfo", "QUANTILES", "kish_ess", "finite_ratio",
+__all__ = ["omnifold", "bootstrap", "OmniFoldResult", "IterationInfo", "QUANTILES", "kish_ess", "finite_ratio",
            "save_weights", "load_weights"]
 
 #: the quantiles of the push weights ν reported per iteration
@@ -276,6 +276,33 @@ def _describe(x) -> str:
     if hasattr(x, "mask"):
         return f"a ParticleSet with values {x.values.shape}"
     return f"features of shape {x.shape}"
+
+
+def bootstrap(key, sim_truth, sim_reco, data_reco, replicas: int, *, sim_weights=None, data_weights=None,
+              pass_truth=None, pass_reco=None, resample_sim: bool = True, **kwargs) -> np.ndarray:
+    """Unfolded weights f[replicas, N] of ``replicas`` Poisson-bootstrap runs of :func:`omnifold`.
+
+    Replica r multiplies every data weight (and, with ``resample_sim``, every simulation weight) by an
+    independent Poisson(1) count and trains with its own key (all from ``fold_in(key, r)``), so the spread
+    of any unfolded histogram over the replicas holds the data's and the simulation's statistical
+    uncertainty and the classifiers' training noise together. Row r is the replica's
+    ``OmniFoldResult.unfolded_weights`` (with its own resampled simulation weights). ``kwargs`` go to
+    :func:`omnifold` (``progress`` defaults to False here).
+    """
+    replicas = check_int(replicas, "replicas")
+    n_sim, n_data = n_rows(sim_truth), n_rows(data_reco)
+    sw = as_weights(sim_weights, n_sim, "sim_weights")
+    dw = as_weights(data_weights, n_data, "data_weights")
+    kwargs.setdefault("progress", False)
+    out = []
+    for r in range(replicas):
+        k_data, k_sim, k_fit = jax.random.split(jax.random.fold_in(key, r), 3)
+        dr = dw * np.asarray(jax.random.poisson(k_data, 1.0, (n_data,)), np.float64)
+        sr = sw * np.asarray(jax.random.poisson(k_sim, 1.0, (n_sim,)), np.float64) if resample_sim else sw
+        res = omnifold(k_fit, sim_truth, sim_reco, data_reco, sim_weights=sr, data_weights=dr, pass_truth=pass_truth,
+                       pass_reco=pass_reco, **kwargs)
+        out.append(res.unfolded_weights)
+    return np.stack(out)
 
 
 def save_weights(path, result: OmniFoldResult) -> None:
