@@ -28,6 +28,7 @@ import jax
 import numpy as np
 
 import diffgen
+from diffgen.expect import event_weights
 from diffgen.unfold import TrainConfig
 from diffgen.unfold.closure import (
     CLOSURE_OBSERVABLES,
@@ -51,9 +52,7 @@ def sample(gen, params, key, n, chunk):
 
 
 def weights_of(ev):
-    lw = np.asarray(ev.log_weight, np.float64)
-    ok = np.isfinite(lw) & (np.asarray(ev.status) == 0)
-    return np.where(ok, np.exp(np.where(ok, lw, 0.0) - np.max(lw[ok])), 0.0)
+    return np.asarray(event_weights(ev, normalise=True), np.float64)
 
 
 def table(label, prior, unfolded, truth, boot=None):

@@ -63,6 +63,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from diffgen.checks import check_int
+from diffgen.expect import event_weights
 from diffgen.observables import REGISTRY
 from diffgen.tomlfile import Problems, check_keys, check_output_dir, positive_float, read_toml, resolve_file
 from diffgen.unfold.classifier import TrainConfig
@@ -234,12 +235,6 @@ def load(path, out_dir=None) -> UnfoldJob:
                      opts["clip"], opts["missing_reco"], opts["train"], observables, out, opts["bootstrap"])
 
 
-def _weights(events) -> np.ndarray:
-    lw = np.asarray(events.log_weight, np.float64)
-    ok = np.isfinite(lw) & passes(events)
-    return np.where(ok, np.exp(np.where(ok, lw, 0.0) - np.max(lw[ok], initial=0.0)), 0.0)
-
-
 def _report_text(job: UnfoldJob, result, hists: dict, chi2: dict | None, seconds: float) -> str:
     inputs = "particle sets (Particle Flow Networks)" if job.features is None else ", ".join(job.features)
     lines = [f"# OmniFold unfolding: {os.path.basename(job.path)}", "",
@@ -315,7 +310,8 @@ def run(path_or_job, out_dir=None, progress: bool | None = None) -> UnfoldOutput
     seconds = time.perf_counter() - t0
     chi2 = None
     if job.data.truth is not None:
-        hists["data truth"] = particle_histograms(job.data.truth, _weights(job.data.truth), job.observables)
+        w_truth = np.asarray(event_weights(job.data.truth, normalise=True), np.float64)
+        hists["data truth"] = particle_histograms(job.data.truth, w_truth, job.observables)
         before = chi2_table(hists["prior"], hists["data truth"])
         after = chi2_table(hists["unfolded"], hists["data truth"])
         chi2 = {n: (before[n], after[n]) for n in before}
