@@ -166,6 +166,14 @@ def chi2_table(a: dict[str, Histogram], b: dict[str, Histogram]) -> dict[str, tu
     return out
 
 
+def _axis_label(name: str) -> str:
+    """The plotting style's text (N_ch, S, …) where the histogram is in the registry variable itself; the
+    registry name where the style plots a transform of it (thrust is binned here as T, not 1 − T)."""
+    if name not in REGISTRY or plotting.style(name).transform is not None:
+        return name
+    return plotting.style(name).text
+
+
 def figure(samples: dict[str, dict[str, Histogram]], reference: str | None = None, title: str = ""):
     """One column per observable: the histograms of every sample (``{label: {name: Histogram}}``) and,
     with a ``reference`` label, a ratio panel to it (its error as a grey band). Returns the matplotlib
@@ -208,11 +216,11 @@ def figure(samples: dict[str, dict[str, Histogram]], reference: str | None = Non
                              alpha=0.3)
             rax.axhline(1.0, color="k", lw=0.8)
             rax.set_ylim(0.8, 1.2)
-            rax.set_xlabel(plotting.style(name).text if name in REGISTRY else name)
+            rax.set_xlabel(_axis_label(name))
             if k == 0:
                 rax.set_ylabel(f"/ {reference}")
         else:
-            ax.set_xlabel(plotting.style(name).text if name in REGISTRY else name)
+            ax.set_xlabel(_axis_label(name))
         if k == 0:
             ax.set_ylabel("1/σ dσ/dX")
             ax.legend(fontsize=8)
