@@ -180,6 +180,18 @@ def test_nan_rows_of_failing_events_are_ignored():
     assert np.all(np.isfinite(res.weights))
 
 
+def toy_muon_detector(ev, key):
+    """Toy detector for e+e- → μ+μ-: p_z smeared by 30 % (cos θ moves), 10 % of the events lost (status bit);
+    the input is kept as the paired truth record. Shared with tests/test_unfold_job.py."""
+    from diffgen.events import Status
+
+    k1, k2 = jax.random.split(key)
+    scale = 1.0 + 0.3 * jax.random.normal(k1, ev.p4.shape[:2] + (1,))
+    lost = jax.random.uniform(k2, (ev.n_events,)) < 0.1
+    return ev.replace(p4=ev.p4.at[..., 3].multiply(scale[..., 0]), truth=ev).with_status(
+        lost, Status.FAILED_KINEMATICS)
+
+
 @pytest.mark.slow
 def test_omnifold_on_event_pairs():
     """Events-level entry: e+e- → μ+μ- at √s = 94 GeV, a toy detector smearing the muon directions and
@@ -188,7 +200,6 @@ def test_omnifold_on_event_pairs():
     of N = 8000 weighted events, ~1/√N, enlarged by half for the smearing and the simulation's own
     statistics), and the prior must not."""
     import diffgen
-    from diffgen.events import Status
     from diffgen.observables import fermion_cos_theta
     from diffgen.unfold import omnifold_events
 
@@ -196,12 +207,7 @@ def test_omnifold_on_event_pairs():
     p0 = gen.default_params()
     p1 = diffgen.with_settings(p0, {"StandardModel:sin2thetaWbar": 0.19})
 
-    def detector(ev, key):
-        k1, k2 = jax.random.split(key)
-        scale = 1.0 + 0.3 * jax.random.normal(k1, ev.p4.shape[:2] + (1,))
-        p4 = ev.p4.at[..., 3].multiply(scale[..., 0])  # smear p_z: cos θ moves
-        lost = jax.random.uniform(k2, (ev.n_events,)) < 0.1
-        return ev.replace(p4=p4).with_status(lost, Status.FAILED_KINEMATICS)
+    detector = toy_muon_detector
 
     n = 8000
     sim = gen.sample(p0, jax.random.key(1), n)

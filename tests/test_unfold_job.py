@@ -137,12 +137,7 @@ def test_unfold_cli_end_to_end(tmp_path):
     p0 = gen.default_params()
     p1 = diffgen.with_settings(p0, {"StandardModel:sin2thetaWbar": 0.19})
 
-    def detector(ev, key):
-        k1, k2 = jax.random.split(key)
-        scale = 1.0 + 0.3 * jax.random.normal(k1, ev.p4.shape[:2] + (1,))
-        lost = jax.random.uniform(k2, (ev.n_events,)) < 0.1
-        return ev.replace(p4=ev.p4.at[..., 3].multiply(scale[..., 0]), truth=ev).with_status(
-            lost, Status.FAILED_KINEMATICS)
+    from test_unfold import toy_muon_detector as detector
 
     n = 8000
     sim = gen.sample(p0, jax.random.key(1), n)
