@@ -5,7 +5,17 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from diffgen.flows import flow_sampler, multichannel, peak_map, rq_spline_forward, rq_spline_inverse, spline_flow
+from diffgen.flows import (
+    axis_map,
+    cauchy,
+    flow_sampler,
+    multichannel,
+    peak_map,
+    pole,
+    rq_spline_forward,
+    rq_spline_inverse,
+    spline_flow,
+)
 
 
 def _randomise(params, key, scale=0.2):
@@ -109,6 +119,34 @@ def test_multichannel_density_consistent():
         assert abs(float(jnp.mean(jnp.exp(sampler.log_prob(params, xx)))) - 1.0) < 5e-3
 
 
+def test_axis_maps_round_trip_jacobian_and_normalisation():
+    """cauchy and pole maps: inverse ∘ forward = id, log-det = jacfwd's, each 1D density integrates to 1
+    (midpoint rule on 2·10⁶ points: error ≲ 1e-9 for these widths), untouched axes stay put."""
+    with jax.enable_x64(True):
+        maps = {0: cauchy(0.4455, 0.0179), 2: pole(0.02, at=1), 3: pole(0.0103, at=0)}
+        cmap = axis_map(4, maps)
+        z = jax.random.uniform(jax.random.key(0), (200, 4), jnp.float64)
+        x, ld = cmap.forward(z)
+        np.testing.assert_array_equal(x[:, 1], z[:, 1])
+        z2, ld_inv = cmap.inverse(x)
+        np.testing.assert_allclose(z2, z, atol=1e-12)
+        np.testing.assert_allclose(ld_inv, -ld, atol=1e-12)
+        jac = jax.vmap(jax.jacfwd(lambda v: cmap.forward(v[None])[0][0]))(z)
+        np.testing.assert_allclose(ld, jnp.linalg.slogdet(jac)[1], atol=1e-10)
+        g = (jnp.arange(2_000_000) + 0.5) / 2_000_000
+        for m in maps.values():
+            assert abs(float(jnp.mean(jnp.exp(m.inverse(g)[1]))) - 1.0) < 1e-8
+        # pole(c, at=1) has density ∝ 1/(c + 1 − x): ratio of densities at the two ends is (1 + c)/c
+        lq = maps[2].inverse(jnp.array([0.0, 1.0]))[1]
+        assert float(lq[1] - lq[0]) == pytest.approx(np.log(1.02 / 0.02), rel=1e-12)
+        # a flow in front of the map: the sampler's density is still consistent
+        sampler = flow_sampler(spline_flow(4, bins=4, hidden=(8,)), cmap)
+        params = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64),
+                                        _randomise(sampler.init(jax.random.key(1)), jax.random.key(2)))
+        xs, log_q = sampler.sample(params, z)
+        np.testing.assert_allclose(log_q, sampler.log_prob(params, xs), atol=1e-8)
+
+
 def test_bad_input():
     with pytest.raises(ValueError, match="spline bins"):
         spline_flow(2, bins=1)
@@ -119,3 +157,13 @@ def test_bad_input():
         flow.forward(flow.init(jax.random.key(0)), jnp.zeros((4, 2)))
     with pytest.raises(ValueError, match="centre"):
         peak_map([1.2], 0.1)
+    with pytest.raises(ValueError, match="cauchy width"):
+        cauchy(0.5, 0.0)
+    with pytest.raises(ValueError, match="pole offset"):
+        pole(-0.1)
+    with pytest.raises(ValueError, match="'at'"):
+        pole(0.1, at=0.5)
+    with pytest.raises(ValueError, match=r"axis must be an integer in \[0, 1\]"):
+        axis_map(2, {2: pole(0.1)})
+    with pytest.raises(ValueError, match="channel_map must be a ChannelMap of dim 3"):
+        flow_sampler(spline_flow(3), axis_map(2, {}))

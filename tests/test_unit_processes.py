@@ -52,6 +52,41 @@ def test_qqg_sigma_against_three_jet_rate():
     assert abs(mean - ref) < 4 * err and err / mean < 0.01
 
 
+@pytest.mark.parametrize("name", ["z-line-shape", "ee-qqg"])
+def test_process_mapping_is_unbiased_and_cuts_the_variance(name):
+    """Sampling x = M(u) with the process's fixed map alone (UnitProcess.mapping, no flow): σ agrees with the
+    independent reference within 4σ, and the map takes the structure out of the weight. q q̄ g: std/mean of the
+    weights 4.3 flat → 0.22 mapped (asserted ≥ 10× lower). Z: over the whole range the tails (photon, 1/s) keep
+    std/mean at 0.71 (flat 2.7), so the test looks at the peak, |√s − m_Z| < 2Γ_Z, where only the angular
+    factor should remain: 0.29 measured with the right width, 0.36 / 0.43 / 0.63 with the width × 1.5, / 1.5,
+    × 3 (asserted < 0.33)."""
+    proc = z_line_shape(60.0, 130.0) if name == "z-line-shape" else ee_qqg(y_cut=0.01)
+    with jax.enable_x64(True):
+        params = proc.init(None)
+        if name == "z-line-shape":
+            sigma_e = lambda e: float(ee_ffbar.sigma_total(params, 13, 0.1056584, s=e * e))  # noqa: E731
+            ref = quad(sigma_e, 60.0, 130.0, points=[91.1876], limit=200, epsrel=1e-9)[0] / 70.0
+        else:
+            from diffgen.amplitudes.couplings import alpha_s_one_loop
+
+            a_s = float(alpha_s_one_loop(params["Beams:eCM"] ** 2, params["SigmaProcess:alphaSvalue"]))
+            sigma0 = float(jnp.sum(born_sigma(params, (1, 2, 3, 4, 5), params["Beams:eCM"] ** 2)))
+            ref = sigma0 * three_jet_rate(0.01, a_s)
+        f, cmap = integrand(proc, params), proc.mapping(params)
+        u = jax.random.uniform(jax.random.key(4), (100_000, proc.dim), jnp.float64)
+        x, log_det = cmap.forward(u)
+        w = np.asarray(f(x) * jnp.exp(log_det))
+        w_flat = np.asarray(f(u))
+    err = w.std() / math.sqrt(w.size)
+    assert abs(w.mean() - ref) < 4 * err
+    if name == "z-line-shape":
+        e_cm = 60.0 + 70.0 * np.asarray(x[:, 0])
+        peak = w[np.abs(e_cm - 91.1876) < 2 * 2.4952]
+        assert peak.std() / peak.mean() < 0.33
+    else:
+        assert w.std() / w.mean() < w_flat.std() / w_flat.mean() / 10
+
+
 def test_qqg_events_conserve_momentum_and_are_massless():
     gen = Generator(chain(("hard", as_stage(ee_qqg(y_cut=0.01)))), name="ee-qqg")
     ev = gen.sample(gen.default_params(), jax.random.key(3), 256)

@@ -46,17 +46,30 @@ class Sampler(NamedTuple):
     log_prob: Callable
 
 
-def flow_sampler(flow: Flow) -> Sampler:
-    """x = F(u) for a flow F: log q(x) = −log|det ∂F/∂u| = log|det ∂F⁻¹/∂x|."""
+def flow_sampler(flow: Flow, channel_map=None) -> Sampler:
+    """x = F(u) for a flow F: log q(x) = −log|det ∂F/∂u| = log|det ∂F⁻¹/∂x|. With ``channel_map`` M (a fixed
+    :class:`~diffgen.flows.ChannelMap`, e.g. :func:`~diffgen.flows.axis_map`), x = M(F(u)) and
+    log q(x) = −log|det ∂F/∂u| − log|det ∂M/∂z|: the flow learns what the map leaves."""
     if not isinstance(flow, Flow):
         raise ValueError(f"flow_sampler needs a Flow (diffgen.flows.spline_flow), got {flow!r}")
+    if channel_map is not None:
+        from diffgen.flows.channels import ChannelMap
+
+        if not isinstance(channel_map, ChannelMap) or channel_map.dim != flow.dim:
+            raise ValueError(f"flow_sampler channel_map must be a ChannelMap of dim {flow.dim}, got {channel_map!r}")
 
     def sample(params, u, cond=None):
-        x, log_det = flow.forward(params, u, cond)
-        return x, -log_det
+        z, log_det = flow.forward(params, u, cond)
+        if channel_map is None:
+            return z, -log_det
+        x, ld_map = channel_map.forward(z)
+        return x, -log_det - ld_map
 
     def log_prob(params, x, cond=None):
-        return flow.inverse(params, x, cond)[1]
+        if channel_map is None:
+            return flow.inverse(params, x, cond)[1]
+        z, ld_map = channel_map.inverse(x)
+        return flow.inverse(params, z, cond)[1] + ld_map
 
     return Sampler(flow.dim, flow.dim, flow.init, sample, log_prob)
 

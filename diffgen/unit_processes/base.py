@@ -30,12 +30,16 @@ __all__ = ["UnitProcess", "integrand", "as_stage"]
 
 
 class UnitProcess(NamedTuple):
-    """``init(key) -> params`` (settings by Pythia-style name), ``events(params, x[N, dim]) -> Events``."""
+    """``init(key) -> params`` (settings by Pythia-style name), ``events(params, x[N, dim]) -> Events``;
+    ``mapping(params) -> ChannelMap`` (or None): the fixed map of the cube onto the process's known structures
+    (a resonance's Breit–Wigner, the soft and collinear poles), built from concrete parameter values, to put
+    after a flow (``flow_sampler(flow, process.mapping(params))``) so that the flow learns only the rest."""
 
     name: str
     dim: int
     init: Callable
     events: Callable
+    mapping: Callable | None = None
 
 
 def integrand(process: UnitProcess, params) -> Callable:

@@ -33,6 +33,7 @@ import jax.numpy as jnp
 from diffgen.amplitudes import ee_ffbar
 from diffgen.amplitudes.couplings import alpha_s_one_loop
 from diffgen.events import Events, Status
+from diffgen.flows.channels import ChannelMap, pole_forward, pole_inverse
 from diffgen.numerics import safe_log, safe_sqrt
 from diffgen.params import DEFAULT_SQRT_S, SETTINGS
 from diffgen.unit_processes.base import UnitProcess
@@ -75,6 +76,28 @@ def _rotation(cos_b, alpha, gamma):
     rz_g = jnp.stack([jnp.stack([cg, -sg, zero], -1), jnp.stack([sg, cg, zero], -1),
                       jnp.stack([zero, zero, one], -1)], -2)
     return rz_a @ ry_b @ rz_g
+
+
+def _pole_map(y_cut, span):
+    """The fixed map onto the poles 1/(y23 y13) (a triangular map of x₁, x₂; x₃..x₆ untouched): x₁ from
+    d = 1 − x₁ ∝ 1/(2y_cut/span + d), since y23 ≈ y_cut + span d/2 near x₁ = 1; then x₂ ∝ 1/(y_cut/(span r) + x₂),
+    which is exactly 1/y13 at r = √x₁ (flat as r → 0, where y13 no longer depends on x₂)."""
+
+    def offset(x0):
+        return y_cut / (span * jnp.maximum(safe_sqrt(x0), 1e-12))
+
+    def forward(z):
+        d, ld0 = pole_forward(z[:, 0], 2.0 * y_cut / span)
+        x0 = 1.0 - d
+        x1, ld1 = pole_forward(z[:, 1], offset(x0))
+        return jnp.concatenate([jnp.stack([x0, x1], 1), z[:, 2:]], 1), ld0 + ld1
+
+    def inverse(x):
+        z0, ld0 = pole_inverse(jnp.clip(1.0 - x[:, 0], 0.0, 1.0), 2.0 * y_cut / span)
+        z1, ld1 = pole_inverse(x[:, 1], offset(x[:, 0]))
+        return jnp.concatenate([jnp.stack([z0, z1], 1), x[:, 2:]], 1), ld0 + ld1
+
+    return ChannelMap(6, forward, inverse)
 
 
 def ee_qqg(y_cut: float = 0.01, sqrt_s: float = DEFAULT_SQRT_S, flavours=(1, 2, 3, 4, 5)) -> UnitProcess:
@@ -131,4 +154,7 @@ def ee_qqg(y_cut: float = 0.01, sqrt_s: float = DEFAULT_SQRT_S, flavours=(1, 2, 
                     p4_in=beams, pid_in=jnp.broadcast_to(jnp.asarray([11, -11], jnp.int32), (n, 2)))
         return ev.with_status(~jnp.isfinite(log_w), Status.NONFINITE)
 
-    return UnitProcess("ee-qqg", 6, init, events)
+    def mapping(params):
+        return _pole_map(y_cut, span)
+
+    return UnitProcess("ee-qqg", 6, init, events, mapping)

@@ -23,6 +23,7 @@ import jax.numpy as jnp
 
 from diffgen.amplitudes import ee_ffbar
 from diffgen.events import Events, Status
+from diffgen.flows.channels import axis_map, cauchy
 from diffgen.numerics import safe_log, safe_sqrt
 from diffgen.params import SETTINGS
 from diffgen.unit_processes.base import UnitProcess
@@ -63,4 +64,10 @@ def z_line_shape(e_lo: float = 60.0, e_hi: float = 130.0) -> UnitProcess:
                     pid_in=jnp.broadcast_to(jnp.asarray([11, -11], jnp.int32), (n, 2)))
         return ev.with_status(~jnp.isfinite(log_w), Status.NONFINITE)
 
-    return UnitProcess("z-line-shape", 3, init, events)
+    def mapping(params):
+        # near the peak σ(√s) ∝ 1/((√s − m_Z)² + Γ_Z²/4): a Cauchy in x₁ = (√s − e_lo)/(e_hi − e_lo)
+        m_z, width = float(params["23:m0"]), float(params["23:mWidth"])
+        centre = min(max((m_z - e_lo) / (e_hi - e_lo), 1e-3), 1.0 - 1e-3)
+        return axis_map(3, {0: cauchy(centre, 0.5 * width / (e_hi - e_lo))})
+
+    return UnitProcess("z-line-shape", 3, init, events, mapping)
