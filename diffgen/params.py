@@ -58,6 +58,8 @@ SETTINGS: Mapping[str, Setting] = MappingProxyType(dict([
     _s("23:m0", 91.1876, 1.0, 1.0e4, "GeV", "Z boson pole mass"),
     _s("23:mWidth", 2.50419, 0.0, 100.0, "GeV",
        "Z boson total width (Pythia 8.3 recomputes 2.50419 GeV at init for m_Z = 91.1876)", lo_open=True),
+    _s("24:m0", 80.385, 1.0, 1.0e4, "GeV", "W boson pole mass"),
+    _s("24:mWidth", 2.085, 0.0, 100.0, "GeV", "W boson total width (fixed-width Breit–Wigner)", lo_open=True),
     _s("StandardModel:sin2thetaW", 0.2312, 0.0, 0.999, "",
        "sin²θ_W in the Z normalisation 1/(16 s² c²)", lo_open=True),
     _s("StandardModel:sin2thetaWbar", 0.2315, 0.0, 1.0, "",

@@ -147,6 +147,11 @@ def test_design_settings_table_matches_the_code():
     ml = presets.ee_hadrons(91.188, hadronization="ml").default_params()["hadronization"]
     for name in diffgen.settings(ml):
         used.setdefault(name, set()).add("ee-hadrons (ml)")
+    from diffgen import unit_processes
+
+    for proc in (unit_processes.z_line_shape(), unit_processes.ee_qqg(), unit_processes.ee_ww()):
+        for name in proc.init(None):
+            used.setdefault(name, set()).add(f"{proc.name} (unit)")
     unit = {"GeV": " GeV", "GeV^-2": " GeV⁻²", "GeV^-1": " GeV⁻¹", "GeV^1/2": " √GeV", "rad": " rad", "": ""}
     for name, s in SETTINGS.items():
         default, rng, users = rows[name]
