@@ -53,8 +53,8 @@ def test_sigma_against_the_line_shape_folded_closed_form(sqrt_s, n):
 def test_events_conserve_momentum_and_have_w_masses():
     proc = ee_ww(200.0)
     params = proc.init(None)
-    x = proc.mapping(params).forward(jax.random.uniform(jax.random.key(1), (512, 8)))[0]
-    ev = proc.events(params, x)
+    x = jax.jit(proc.mapping(params).forward)(jax.random.uniform(jax.random.key(1), (512, 8)))[0]
+    ev = jax.jit(proc.events)(params, x)
     ok = np.asarray(ev.status == 0)
     assert ok.mean() > 0.99  # Breit–Wigner-mapped: both W near their mass, almost always open
     tot = np.asarray(ev.p4.sum(axis=1))[ok]

@@ -33,14 +33,15 @@ def test_spline_round_trip_and_derivative():
         key = jax.random.key(0)
         theta = 2.0 * jax.random.normal(key, (500, 3 * 10 + 1))
         x = jax.random.uniform(jax.random.key(1), (500,))
-        y, ld = rq_spline_forward(x, theta)
-        x2, ld_inv = rq_spline_inverse(y, theta)
+        forward, inverse = jax.jit(rq_spline_forward), jax.jit(rq_spline_inverse)  # compiled once, not op by op
+        y, ld = forward(x, theta)
+        x2, ld_inv = inverse(y, theta)
         np.testing.assert_allclose(x2, x, atol=1e-10)
         np.testing.assert_allclose(ld_inv, -ld, atol=1e-8)
-        dydx = jax.vmap(jax.grad(lambda a, t: rq_spline_forward(a, t)[0]))(x, theta)
+        dydx = jax.jit(jax.vmap(jax.grad(lambda a, t: rq_spline_forward(a, t)[0])))(x, theta)
         np.testing.assert_allclose(jnp.log(dydx), ld, rtol=1e-8, atol=1e-8)
         # monotone bijection of [0, 1] with fixed end points
-        ends, _ = rq_spline_forward(jnp.array([0.0, 1.0]), theta[:2])
+        ends, _ = forward(jnp.array([0.0, 1.0]), theta[:2])
         np.testing.assert_allclose(ends, [0.0, 1.0], atol=1e-12)
 
 
@@ -77,8 +78,9 @@ def test_condition_changes_the_map():
     flow = spline_flow(2, bins=4, hidden=(8,), cond_dim=1)
     params = _randomise(flow.init(jax.random.key(0)), jax.random.key(1))
     u = jnp.full((1, 2), 0.4)
-    a, _ = flow.forward(params, u, jnp.array([0.0]))
-    b, _ = flow.forward(params, u, jnp.array([1.0]))
+    forward = jax.jit(flow.forward)
+    a, _ = forward(params, u, jnp.array([0.0]))
+    b, _ = forward(params, u, jnp.array([1.0]))
     assert not np.allclose(a, b, atol=1e-4)
 
 
@@ -86,7 +88,7 @@ def test_identity_at_init():
     flow = spline_flow(4, bins=8, hidden=(16, 16), cond_dim=1)
     params = flow.init(jax.random.key(3))
     u = jax.random.uniform(jax.random.key(4), (128, 4))
-    x, ld = flow.forward(params, u, jnp.array([0.7]))
+    x, ld = jax.jit(flow.forward)(params, u, jnp.array([0.7]))
     np.testing.assert_allclose(x, u, atol=2e-6)
     np.testing.assert_allclose(ld, 0.0, atol=2e-5)
 
@@ -112,11 +114,12 @@ def test_multichannel_density_consistent():
         sampler = multichannel(chans, weights=[0.3, 0.7])
         params = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64),
                                         _randomise(sampler.init(jax.random.key(0)), jax.random.key(1), 0.3))
-        x, log_q = sampler.sample(params, jax.random.uniform(jax.random.key(2), (50, 3), jnp.float64))
-        np.testing.assert_allclose(log_q, sampler.log_prob(params, x), atol=1e-8)
+        sample, log_prob = jax.jit(sampler.sample), jax.jit(sampler.log_prob)  # one compilation, not op by op
+        x, log_q = sample(params, jax.random.uniform(jax.random.key(2), (50, 3), jnp.float64))
+        np.testing.assert_allclose(log_q, log_prob(params, x), atol=1e-8)
         g = (jnp.arange(300) + 0.5) / 300
         xx = jnp.stack(jnp.meshgrid(g, g), -1).reshape(-1, 2)
-        assert abs(float(jnp.mean(jnp.exp(sampler.log_prob(params, xx)))) - 1.0) < 5e-3
+        assert abs(float(jnp.mean(jnp.exp(log_prob(params, xx)))) - 1.0) < 5e-3
 
 
 def test_axis_maps_round_trip_jacobian_and_normalisation():
@@ -131,11 +134,11 @@ def test_axis_maps_round_trip_jacobian_and_normalisation():
         z2, ld_inv = cmap.inverse(x)
         np.testing.assert_allclose(z2, z, atol=1e-12)
         np.testing.assert_allclose(ld_inv, -ld, atol=1e-12)
-        jac = jax.vmap(jax.jacfwd(lambda v: cmap.forward(v[None])[0][0]))(z)
+        jac = jax.jit(jax.vmap(jax.jacfwd(lambda v: cmap.forward(v[None])[0][0])))(z)
         np.testing.assert_allclose(ld, jnp.linalg.slogdet(jac)[1], atol=1e-10)
         g = (jnp.arange(2_000_000) + 0.5) / 2_000_000
         for m in maps.values():
-            assert abs(float(jnp.mean(jnp.exp(m.inverse(g)[1]))) - 1.0) < 1e-8
+            assert abs(float(jnp.mean(jnp.exp(jax.jit(m.inverse)(g)[1]))) - 1.0) < 1e-8
         # pole(c, at=1) has density ∝ 1/(c + 1 − x): ratio of densities at the two ends is (1 + c)/c
         lq = maps[2].inverse(jnp.array([0.0, 1.0]))[1]
         assert float(lq[1] - lq[0]) == pytest.approx(np.log(1.02 / 0.02), rel=1e-12)
@@ -143,8 +146,8 @@ def test_axis_maps_round_trip_jacobian_and_normalisation():
         sampler = flow_sampler(spline_flow(4, bins=4, hidden=(8,)), cmap)
         params = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64),
                                         _randomise(sampler.init(jax.random.key(1)), jax.random.key(2)))
-        xs, log_q = sampler.sample(params, z)
-        np.testing.assert_allclose(log_q, sampler.log_prob(params, xs), atol=1e-8)
+        xs, log_q = jax.jit(sampler.sample)(params, z)
+        np.testing.assert_allclose(log_q, jax.jit(sampler.log_prob)(params, xs), atol=1e-8)
 
 
 def test_bad_input():
