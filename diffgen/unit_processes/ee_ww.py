@@ -96,8 +96,10 @@ def reference_sigma(sqrt_s: float, params=None, n: int = 400, n_cos: int = 48) -
     return float(total * GEV2_TO_PB)
 
 
-def ee_ww(sqrt_s: float = 200.0) -> UnitProcess:
-    """The process of the module docstring at √s = ``sqrt_s`` GeV (2 m_min < √s ≤ 1e4)."""
+def ee_ww(sqrt_s: float = 200.0, matrix_element: bool = True) -> UnitProcess:
+    """The process of the module docstring at √s = ``sqrt_s`` GeV (2 m_min < √s ≤ 1e4). ``matrix_element=False``
+    builds the kinematics only (|M|² set to 1 in the weight), for a surrogate matrix element
+    (:func:`diffgen.flows.surrogate.surrogate_process`)."""
     if not (2.0 * M_MIN < sqrt_s <= 1.0e4):
         raise ValueError(f"ee_ww needs {2 * M_MIN:g} < sqrt_s <= 1e4 GeV, got {sqrt_s}")
     s_lo, s_hi = M_MIN**2, (sqrt_s - M_MIN) ** 2
@@ -129,9 +131,11 @@ def ee_ww(sqrt_s: float = 200.0) -> UnitProcess:
         beams = jnp.stack([jnp.concatenate([half, zero, zero, half], 1),
                            jnp.concatenate([half, zero, zero, -half], 1)], 1)
         final = jnp.stack([f1, f2, f3, f4], 1)
-        amp2 = me2(jnp.concatenate([beams, final], 1), 4.0 * math.pi * params["StandardModel:alphaEMmZ"],
-                   params["StandardModel:sin2thetaW"], params["StandardModel:sin2thetaWbar"], params["23:m0"],
-                   params["23:mWidth"], params["24:m0"], params["24:mWidth"])
+        amp2 = 1.0
+        if matrix_element:
+            amp2 = me2(jnp.concatenate([beams, final], 1), 4.0 * math.pi * params["StandardModel:alphaEMmZ"],
+                       params["StandardModel:sin2thetaW"], params["StandardModel:sin2thetaWbar"], params["23:m0"],
+                       params["23:mWidth"], params["24:m0"], params["24:mWidth"])
         # flux 1/(2s), spin average 1/4, colour 3; dΦ₂(s) = λ^½/(8πs) (angles flat: dΩ/4π = dx dx);
         # each W: (s_hi − s_lo) dx / 2π × 1/(8π)
         jac = (jnp.sqrt(jnp.where(open_, lam, 1.0)) / (8.0 * jnp.pi * s)
@@ -159,4 +163,4 @@ def ee_ww(sqrt_s: float = 200.0) -> UnitProcess:
         a, b = sqrt_s * (e_w - p_w) - m_w * m_w, sqrt_s * p_w
         return axis_map(8, {0: bw, 1: bw, 2: pole(max(a / (2.0 * b), 1e-3), at=1)})
 
-    return UnitProcess("ee-ww", 8, init, events, mapping)
+    return UnitProcess("ee-ww" if matrix_element else "ee-ww (kinematics)", 8, init, events, mapping)
