@@ -38,7 +38,7 @@ def test_scored_lund_draw_gives_the_implicit_gradient():
         return jnp.sum(h(mid) * jnp.diff(cdf)) / (cdf[-1] - cdf[0])
 
     theta0 = jnp.array([0.68, 0.3])
-    g_exact = np.asarray(jax.grad(exact)(theta0))
+    g_exact = np.asarray(jax.jit(jax.grad(exact))(theta0))  # jitted throughout: one compilation, not op by op
 
     def path(theta):
         return h(sample_log_z(u, theta[0], theta[1], 1.0, lo, hi))
@@ -47,11 +47,11 @@ def test_scored_lund_draw_gives_the_implicit_gradient():
         s, lp = sample_log_z_scored(u, theta[0], theta[1], 1.0, lo, hi)
         return h(s) * jnp.exp(lp - jax.lax.stop_gradient(lp))
 
-    s_p = np.asarray(sample_log_z(u, 0.68, 0.3, 1.0, lo, hi))
-    s_s = np.asarray(sample_log_z_scored(u, 0.68, 0.3, 1.0, lo, hi)[0])
+    s_p = np.asarray(jax.jit(lambda t: sample_log_z(u, t[0], t[1], 1.0, lo, hi))(theta0))
+    s_s = np.asarray(jax.jit(lambda t: sample_log_z_scored(u, t[0], t[1], 1.0, lo, hi)[0])(theta0))
     np.testing.assert_allclose(s_p, s_s, atol=1e-6)
     for est in (path, scored):
-        jac = np.asarray(jax.jacfwd(est)(theta0), np.float64)  # per-draw derivatives [n, 2]
+        jac = np.asarray(jax.jit(jax.jacfwd(est))(theta0), np.float64)  # per-draw derivatives [n, 2]
         mean, err = jac.mean(0), jac.std(0) / math.sqrt(n)
         assert np.all(np.abs(mean - g_exact) < 4 * err + 1e-4), (est.__name__, mean, err, g_exact)
     assert abs(g_exact[0]) > 1e-3 and abs(g_exact[1]) > 1e-3
