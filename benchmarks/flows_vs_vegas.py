@@ -35,6 +35,7 @@ import numpy as np
 from diffgen.flows import flow_sampler, multichannel, peak_map, spline_flow, train
 from diffgen.flows.integrands import camel
 from diffgen.flows.unweight import check_weights, unweighting_efficiency
+from diffgen.io.atomic import atomic_write
 from diffgen.unit_processes import ee_qqg, ee_ww, integrand, z_line_shape
 from diffgen.unit_processes.ee_ww import reference_sigma
 
@@ -175,10 +176,8 @@ def main(argv=None):
             print(f"{name:16s} exact sigma = {exact:.6g}; pulls: {pulls}", flush=True)
     out["machine"]["load_avg_end"] = os.getloadavg()
     if args.json:
-        tmp = args.json + ".tmp"
-        with open(tmp, "w") as fh:
+        with atomic_write(args.json, "w") as fh:
             json.dump(out, fh, indent=1, default=float)
-        os.replace(tmp, args.json)
     return out
 
 

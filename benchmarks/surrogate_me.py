@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from diffgen.flows.surrogate import corrected_weights, relative_errors, surrogate, surrogate_process, train_surrogate
+from diffgen.io.atomic import atomic_write
 from diffgen.unit_processes import ee_ww, integrand
 from diffgen.unit_processes.ee_ww import reference_sigma
 
@@ -126,10 +127,8 @@ def main(argv=None):
                                 "cost_two_stage_us": cost_two * 1e6}})
     out["machine"]["load_avg_end"] = os.getloadavg()
     if args.json:
-        tmp = args.json + ".tmp"
-        with open(tmp, "w") as fh:
+        with atomic_write(args.json, "w") as fh:
             json.dump(out, fh, indent=1, default=float)
-        os.replace(tmp, args.json)
     return out
 
 

@@ -75,22 +75,7 @@ def peak_map(centre, width) -> ChannelMap:
         raise ValueError(f"peak_map centre must be a vector with entries in (0, 1), got {centre.tolist()}")
     if np.any(~np.isfinite(width)) or np.any(width <= 0):
         raise ValueError(f"peak_map width must be > 0, got {width.tolist()}")
-    rho0 = np.arctan((0.0 - centre) / width)
-    rho1 = np.arctan((1.0 - centre) / width)
-
-    def forward(z):
-        c, g, r0, r1 = (jnp.asarray(a, z.dtype) for a in (centre, width, rho0, rho1))
-        t = jnp.tan(r0 + z * (r1 - r0))
-        x = jnp.clip(c + g * t, 0.0, 1.0)
-        return x, jnp.sum(jnp.log((r1 - r0) * g) + jnp.log1p(t * t), axis=1)
-
-    def inverse(x):
-        c, g, r0, r1 = (jnp.asarray(a, x.dtype) for a in (centre, width, rho0, rho1))
-        t = (x - c) / g
-        z = jnp.clip((jnp.arctan(t) - r0) / (r1 - r0), 0.0, 1.0)
-        return z, -jnp.sum(jnp.log((r1 - r0) * g) + jnp.log1p(t * t), axis=1)
-
-    return ChannelMap(centre.size, forward, inverse)
+    return axis_map(centre.size, {i: cauchy(c, w) for i, (c, w) in enumerate(zip(centre, width))})
 
 
 class Map1D(NamedTuple):

@@ -24,9 +24,11 @@ from typing import NamedTuple
 import jax.numpy as jnp
 
 from diffgen.flows.sampler import Sampler, uniform_sampler
+from diffgen.numerics import safe_sqrt
+from diffgen.params import SETTINGS
 from diffgen.stage import Stage, uniforms
 
-__all__ = ["UnitProcess", "integrand", "as_stage"]
+__all__ = ["UnitProcess", "integrand", "as_stage", "default_settings", "ee_beams", "direction"]
 
 
 class UnitProcess(NamedTuple):
@@ -40,6 +42,28 @@ class UnitProcess(NamedTuple):
     init: Callable
     events: Callable
     mapping: Callable | None = None
+
+
+def default_settings(names, sqrt_s=None) -> dict:
+    """The settings ``names`` at their defaults (float arrays), with ``Beams:eCM`` = ``sqrt_s`` when given: the
+    ``init`` of a unit process."""
+    p = {name: jnp.asarray(SETTINGS[name].default, jnp.result_type(float)) for name in names}
+    if sqrt_s is not None:
+        p["Beams:eCM"] = jnp.asarray(sqrt_s, jnp.result_type(float))
+    return p
+
+
+def ee_beams(e_cm, n: int):
+    """``p4_in`` f[n, 2, 4] of e- along +z and e+ along −z at √s = ``e_cm`` (a number or f[n])."""
+    half = jnp.broadcast_to(0.5 * e_cm, (n,))[:, None]
+    zero = jnp.zeros_like(half)
+    return jnp.stack([jnp.concatenate([half, zero, zero, half], 1), jnp.concatenate([half, zero, zero, -half], 1)], 1)
+
+
+def direction(cos_t, phi):
+    """Unit 3-vectors f[N, 3] at polar cosine ``cos_t`` and azimuth ``phi`` (gradient-safe at |cos θ| = 1)."""
+    sin_t = safe_sqrt(1.0 - cos_t * cos_t)
+    return jnp.stack([sin_t * jnp.cos(phi), sin_t * jnp.sin(phi), cos_t], axis=-1)
 
 
 def integrand(process: UnitProcess, params) -> Callable:

@@ -35,8 +35,8 @@ from diffgen.amplitudes.couplings import alpha_s_one_loop
 from diffgen.events import Events, Status
 from diffgen.flows.channels import ChannelMap, pole_forward, pole_inverse
 from diffgen.numerics import safe_log, safe_sqrt
-from diffgen.params import DEFAULT_SQRT_S, SETTINGS
-from diffgen.unit_processes.base import UnitProcess
+from diffgen.params import DEFAULT_SQRT_S
+from diffgen.unit_processes.base import UnitProcess, default_settings, ee_beams
 
 __all__ = ["ee_qqg", "three_jet_rate", "born_sigma", "SETTING_NAMES"]
 
@@ -112,9 +112,7 @@ def ee_qqg(y_cut: float = 0.01, sqrt_s: float = DEFAULT_SQRT_S, flavours=(1, 2, 
     span = 1.0 - 3.0 * y_cut
 
     def init(key):
-        p = {name: jnp.asarray(SETTINGS[name].default, jnp.result_type(float)) for name in SETTING_NAMES}
-        p["Beams:eCM"] = jnp.asarray(sqrt_s, jnp.result_type(float))
-        return p
+        return default_settings(SETTING_NAMES, sqrt_s)
 
     def events(params, x):
         n = x.shape[0]
@@ -146,9 +144,7 @@ def ee_qqg(y_cut: float = 0.01, sqrt_s: float = DEFAULT_SQRT_S, flavours=(1, 2, 
         energies = jnp.stack([e1, e2, 0.5 * e_cm * x3], 1)
         p4 = jnp.concatenate([energies[..., None], p3s], -1)
         colour = jnp.asarray([[1, 0], [0, 2], [2, 1]], jnp.int32)
-        half = 0.5 * e_cm * jnp.ones((n, 1))
-        z = jnp.zeros_like(half)
-        beams = jnp.stack([jnp.concatenate([half, z, z, half], 1), jnp.concatenate([half, z, z, -half], 1)], 1)
+        beams = ee_beams(e_cm, n)
         ev = Events(p4=p4, pid=jnp.stack([pid, -pid, jnp.full_like(pid, 21)], 1), mask=jnp.ones((n, 3), bool),
                     colour=jnp.broadcast_to(colour, (n, 3, 2)), log_weight=log_w, status=jnp.zeros(n, jnp.uint32),
                     p4_in=beams, pid_in=jnp.broadcast_to(jnp.asarray([11, -11], jnp.int32), (n, 2)))

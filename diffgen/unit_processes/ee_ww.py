@@ -32,7 +32,7 @@ from diffgen.flows.channels import axis_map, cauchy, pole
 from diffgen.kinematics import boost
 from diffgen.numerics import safe_log, safe_sqrt
 from diffgen.params import SETTINGS
-from diffgen.unit_processes.base import UnitProcess
+from diffgen.unit_processes.base import UnitProcess, default_settings, direction, ee_beams
 
 __all__ = ["ee_ww", "reference_sigma", "SETTING_NAMES", "M_MIN"]
 
@@ -43,15 +43,10 @@ M_MIN = 10.0
 _PIDS = (13, -14, 2, -1)
 
 
-def _direction(cos_t, phi):
-    sin_t = safe_sqrt(1.0 - cos_t * cos_t)
-    return jnp.stack([sin_t * jnp.cos(phi), sin_t * jnp.sin(phi), cos_t], axis=-1)
-
-
 def _two_body(parent, m_parent, cos_t, phi):
     """Massless decay of ``parent`` (p[N, 4], mass m_parent[N]) along (cos_t, phi) in its rest frame."""
     half = 0.5 * m_parent
-    d = _direction(cos_t, phi) * half[:, None]
+    d = direction(cos_t, phi) * half[:, None]
     a = jnp.concatenate([half[:, None], d], 1)
     b = jnp.concatenate([half[:, None], -d], 1)
     beta = parent[:, 1:] / parent[:, :1]
@@ -105,9 +100,7 @@ def ee_ww(sqrt_s: float = 200.0, matrix_element: bool = True) -> UnitProcess:
     s_lo, s_hi = M_MIN**2, (sqrt_s - M_MIN) ** 2
 
     def init(key):
-        p = {name: jnp.asarray(SETTINGS[name].default, jnp.result_type(float)) for name in SETTING_NAMES}
-        p["Beams:eCM"] = jnp.asarray(sqrt_s, jnp.result_type(float))
-        return p
+        return default_settings(SETTING_NAMES, sqrt_s)
 
     def events(params, x):
         n = x.shape[0]
@@ -121,15 +114,12 @@ def ee_ww(sqrt_s: float = 200.0, matrix_element: bool = True) -> UnitProcess:
         p_abs = safe_sqrt(jnp.where(open_, lam, 1.0)) / (2.0 * e_cm)
         e1 = (s + s1 - s2) / (2.0 * e_cm)
         e2 = (s - s1 + s2) / (2.0 * e_cm)
-        d = _direction(2.0 * x[:, 2] - 1.0, 2.0 * jnp.pi * x[:, 3]) * p_abs[:, None]
+        d = direction(2.0 * x[:, 2] - 1.0, 2.0 * jnp.pi * x[:, 3]) * p_abs[:, None]
         w_minus = jnp.concatenate([e1[:, None], d], 1)
         w_plus = jnp.concatenate([e2[:, None], -d], 1)
         f1, f2 = _two_body(w_minus, m1, 2.0 * x[:, 4] - 1.0, 2.0 * jnp.pi * x[:, 5])
         f3, f4 = _two_body(w_plus, m2, 2.0 * x[:, 6] - 1.0, 2.0 * jnp.pi * x[:, 7])
-        half = 0.5 * e_cm * jnp.ones((n, 1))
-        zero = jnp.zeros_like(half)
-        beams = jnp.stack([jnp.concatenate([half, zero, zero, half], 1),
-                           jnp.concatenate([half, zero, zero, -half], 1)], 1)
+        beams = ee_beams(e_cm, n)
         final = jnp.stack([f1, f2, f3, f4], 1)
         amp2 = 1.0
         if matrix_element:

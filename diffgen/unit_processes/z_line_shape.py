@@ -25,8 +25,7 @@ from diffgen.amplitudes import ee_ffbar
 from diffgen.events import Events, Status
 from diffgen.flows.channels import axis_map, cauchy
 from diffgen.numerics import safe_log, safe_sqrt
-from diffgen.params import SETTINGS
-from diffgen.unit_processes.base import UnitProcess
+from diffgen.unit_processes.base import UnitProcess, default_settings, direction, ee_beams
 
 __all__ = ["z_line_shape", "SETTING_NAMES"]
 
@@ -42,7 +41,7 @@ def z_line_shape(e_lo: float = 60.0, e_hi: float = 130.0) -> UnitProcess:
         raise ValueError(f"need 0.5 <= e_lo < e_hi <= 1e4 GeV for the line shape, got e_lo = {e_lo}, e_hi = {e_hi}")
 
     def init(key):
-        return {name: jnp.asarray(SETTINGS[name].default, jnp.result_type(float)) for name in SETTING_NAMES}
+        return default_settings(SETTING_NAMES)
 
     def events(params, x):
         n = x.shape[0]
@@ -52,11 +51,9 @@ def z_line_shape(e_lo: float = 60.0, e_hi: float = 130.0) -> UnitProcess:
         phi = 2.0 * jnp.pi * x[:, 2]
         log_w = safe_log(2.0 * ee_ffbar.dsigma_dcos(params, _MU, _M_MU, cos_t, s=s))
         p_abs = safe_sqrt(s / 4.0 - _M_MU**2)
-        sin_t = safe_sqrt(1.0 - cos_t * cos_t)
-        p3 = jnp.stack([sin_t * jnp.cos(phi), sin_t * jnp.sin(phi), cos_t], axis=-1) * p_abs[:, None]
+        p3 = direction(cos_t, phi) * p_abs[:, None]
         e = 0.5 * e_cm[:, None]
-        zero = jnp.zeros_like(e)
-        beams = jnp.stack([jnp.concatenate([e, zero, zero, e], 1), jnp.concatenate([e, zero, zero, -e], 1)], 1)
+        beams = ee_beams(e_cm, n)
         ev = Events(p4=jnp.stack([jnp.concatenate([e, p3], 1), jnp.concatenate([e, -p3], 1)], axis=1),
                     pid=jnp.broadcast_to(jnp.asarray([_MU, -_MU], jnp.int32), (n, 2)),
                     mask=jnp.ones((n, 2), bool), colour=jnp.zeros((n, 2, 2), jnp.int32), log_weight=log_w,
